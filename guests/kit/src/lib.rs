@@ -1,0 +1,119 @@
+//! Helpers that keep Rust Locker services short.
+//!
+//! A service is a plain `wasi:http/proxy` component; these helpers only wrap
+//! the `wasip2` bindings for the common cases: read the request line, headers
+//! and body, and answer with a status and a body.
+
+use std::io::{Read, Write};
+
+pub use wasip2;
+use wasip2::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+/// The parts of an incoming request a service usually needs.
+pub struct Request {
+    pub method: Method,
+    /// The path below the service's prefix, e.g. `/notes` for `/myservice/notes`.
+    pub path: String,
+    /// The query string without `?`, empty when there is none.
+    pub query: String,
+    inner: IncomingRequest,
+}
+
+impl Request {
+    pub fn new(inner: IncomingRequest) -> Self {
+        let path_with_query = inner.path_with_query().unwrap_or_else(|| "/".into());
+        let (path, query) = match path_with_query.split_once('?') {
+            Some((path, query)) => (path.to_string(), query.to_string()),
+            None => (path_with_query, String::new()),
+        };
+        Request {
+            method: inner.method(),
+            path,
+            query,
+            inner,
+        }
+    }
+
+    /// The first value of a header, if present and UTF-8.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values = self.inner.headers().get(name);
+        values
+            .first()
+            .and_then(|v| String::from_utf8(v.clone()).ok())
+    }
+
+    /// The value of a query parameter (no percent-decoding).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then_some(value)
+        })
+    }
+
+    /// Reads the whole request body.
+    pub fn body(self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        self.for_each_body_chunk(|chunk| bytes.extend_from_slice(chunk));
+        bytes
+    }
+
+    /// Calls `f` with each chunk of the request body as it arrives.
+    pub fn for_each_body_chunk(self, mut f: impl FnMut(&[u8])) {
+        let body = self.inner.consume().expect("request body already consumed");
+        let mut stream = body.stream().expect("request body stream already taken");
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match Read::read(&mut stream, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => f(&buf[..n]),
+            }
+        }
+    }
+}
+
+/// A response whose body is written while it streams to the client.
+pub struct ResponseWriter {
+    body: Option<OutgoingBody>,
+    stream: Option<wasip2::io::streams::OutputStream>,
+}
+
+impl ResponseWriter {
+    /// Sends the status line and headers; the body follows with [`Self::write`].
+    pub fn start(out: ResponseOutparam, status: u16, content_type: &str) -> Self {
+        let headers = Fields::new();
+        headers
+            .set("content-type", &[content_type.as_bytes().to_vec()])
+            .expect("content-type is a valid header");
+        let response = OutgoingResponse::new(headers);
+        response.set_status_code(status).expect("valid status code");
+        let body = response.body().expect("response body taken once");
+        ResponseOutparam::set(out, Ok(response));
+        let stream = body.write().expect("body stream taken once");
+        ResponseWriter {
+            body: Some(body),
+            stream: Some(stream),
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        let stream = self.stream.as_mut().expect("stream open until finish");
+        // A client that went away closes the stream: nothing more to do then.
+        let _ = stream.write_all(bytes).and_then(|()| stream.flush());
+    }
+
+    pub fn finish(mut self) {
+        drop(self.stream.take());
+        if let Some(body) = self.body.take() {
+            let _ = OutgoingBody::finish(body, None);
+        }
+    }
+}
+
+/// Answers with a complete body.
+pub fn respond(out: ResponseOutparam, status: u16, body: impl AsRef<[u8]>) {
+    let mut writer = ResponseWriter::start(out, status, "text/plain; charset=utf-8");
+    writer.write(body.as_ref());
+    writer.finish();
+}

@@ -1,0 +1,60 @@
+//! A deliberately badly behaved service, for testing the host's limits.
+//!
+//! - `/loop`: spins forever;
+//! - `/grow`: allocates memory until it runs out;
+//! - `/panic`: panics (a trap);
+//! - `/recurse`: recurses until the stack overflows;
+//! - `/sleep?ms=N`: blocks on the clock for N milliseconds;
+//! - anything else: answers normally.
+
+use locker_guest::wasip2::exports::http::incoming_handler::Guest;
+use locker_guest::wasip2::http::types::{IncomingRequest, ResponseOutparam};
+use locker_guest::{Request, respond};
+
+struct Unruly;
+
+impl Guest for Unruly {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let request = Request::new(request);
+        match request.path.as_str() {
+            "/loop" => spin_forever(),
+            "/grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    // Touch every page so the memory is really used.
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "/panic" => panic!("unruly panics on purpose"),
+            "/recurse" => {
+                std::hint::black_box(recurse(0));
+            }
+            "/sleep" => {
+                let ms = request
+                    .query_param("ms")
+                    .and_then(|ms| ms.parse().ok())
+                    .unwrap_or(1000);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                respond(out, 200, format!("slept {ms} ms\n"));
+            }
+            _ => respond(out, 200, "unruly, but fine here\n"),
+        }
+    }
+}
+
+fn spin_forever() -> ! {
+    let mut counter = 0u64;
+    loop {
+        counter = std::hint::black_box(counter.wrapping_add(1));
+    }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    recurse(depth + 1) + frame[0]
+}
+
+locker_guest::wasip2::http::proxy::export!(Unruly with_types_in locker_guest::wasip2);

@@ -1,0 +1,176 @@
+//! The admin API: JSON over HTTP under `/_locker/api`, used by the CLI.
+//!
+//! ```text
+//! GET    /_locker/api/health
+//! GET    /_locker/api/services                      every service and its state
+//! GET    /_locker/api/services/{name}
+//! POST   /_locker/api/services                      install: multipart `manifest` + `component`
+//! DELETE /_locker/api/services/{name}[?keep_data=true]
+//! POST   /_locker/api/services/{name}/start
+//! POST   /_locker/api/services/{name}/stop
+//! ```
+//!
+//! Errors are `{"error": "..."}` with a status that says whose fault it is.
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::catalog::CatalogError;
+use crate::manifest::Manifest;
+use crate::package::Package;
+use crate::server::{ADMIN_PREFIX, BoxBody, json_response};
+use crate::supervisor::Supervisor;
+
+/// The largest package the API accepts.
+const MAX_PACKAGE_BYTES: u64 = 512 * 1024 * 1024;
+
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// Maps catalog errors to their statuses; anything else gets `fallback`.
+    fn from_anyhow(error: anyhow::Error, fallback: StatusCode) -> Self {
+        let status = match error.downcast_ref::<CatalogError>() {
+            Some(CatalogError::AlreadyInstalled { .. }) => StatusCode::CONFLICT,
+            Some(CatalogError::NotInstalled(_)) => StatusCode::NOT_FOUND,
+            None => fallback,
+        };
+        ApiError::new(status, format!("{error:#}"))
+    }
+}
+
+type ApiResult = Result<Response<BoxBody>, ApiError>;
+
+pub async fn handle(supervisor: &Supervisor, request: Request<Incoming>) -> Response<BoxBody> {
+    match dispatch(supervisor, request).await {
+        Ok(response) => response,
+        Err(error) => json_response(error.status, &serde_json::json!({ "error": error.message })),
+    }
+}
+
+async fn dispatch(supervisor: &Supervisor, request: Request<Incoming>) -> ApiResult {
+    let path = request.uri().path()[ADMIN_PREFIX.len()..]
+        .trim_end_matches('/')
+        .to_string();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let method = request.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["health"]) => ok(&serde_json::json!({ "ok": true })),
+        (&Method::GET, ["services"]) => ok(&supervisor.statuses()),
+        (&Method::POST, ["services"]) => {
+            let package = read_package(request).await?;
+            let status = supervisor
+                .install(package)
+                .await
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::INTERNAL_SERVER_ERROR))?;
+            Ok(json_response(StatusCode::CREATED, &status))
+        }
+        (&Method::GET, ["services", name]) => {
+            let service = supervisor.service(name).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    CatalogError::NotInstalled(name.to_string()).to_string(),
+                )
+            })?;
+            ok(&service.status())
+        }
+        (&Method::DELETE, ["services", name]) => {
+            let keep_data = request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "keep_data=true"));
+            let status = supervisor
+                .uninstall(name, keep_data)
+                .await
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::INTERNAL_SERVER_ERROR))?;
+            ok(&status)
+        }
+        (&Method::POST, ["services", name, "start"]) => {
+            let status = supervisor
+                .start(name)
+                .await
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::SERVICE_UNAVAILABLE))?;
+            ok(&status)
+        }
+        (&Method::POST, ["services", name, "stop"]) => {
+            let status = supervisor
+                .stop(name)
+                .await
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::INTERNAL_SERVER_ERROR))?;
+            ok(&status)
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no admin route {method} {ADMIN_PREFIX}{path}"),
+        )),
+    }
+}
+
+/// Reads an install request: multipart parts `manifest` (TOML) and `component` (wasm).
+async fn read_package(request: Request<Incoming>) -> Result<Package, ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
+    let boundary = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| multer::parse_boundary(v).ok())
+        .ok_or_else(|| {
+            bad(
+                "an install is a multipart/form-data request with `manifest` and `component` parts"
+                    .into(),
+            )
+        })?;
+    let body = http_body_util::Limited::new(request.into_body(), MAX_PACKAGE_BYTES as usize);
+    let stream = http_body_util::BodyStream::new(body);
+    let stream =
+        futures::TryStreamExt::map_ok(stream, |frame| frame.into_data().unwrap_or_default());
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let (mut manifest, mut component) = (None, None);
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("bad install request: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| bad(format!("bad install request: {e}")))?;
+        match name.as_str() {
+            "manifest" => manifest = Some(bytes),
+            "component" => component = Some(bytes),
+            other => {
+                return Err(bad(format!(
+                    "unexpected part {other:?} in an install request"
+                )));
+            }
+        }
+    }
+    let manifest =
+        manifest.ok_or_else(|| bad("the install request has no `manifest` part".into()))?;
+    let component =
+        component.ok_or_else(|| bad("the install request has no `component` part".into()))?;
+    let manifest_text = String::from_utf8(manifest.to_vec())
+        .map_err(|_| bad("the manifest is not UTF-8".into()))?;
+    tokio::task::spawn_blocking(move || {
+        let manifest = Manifest::parse(&manifest_text, "locker.toml")?;
+        let origin = format!("the component of {}", manifest.name);
+        Package::new(manifest, component.to_vec(), &origin)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| bad(format!("{e:#}")))
+}
+
+fn ok(value: &impl serde::Serialize) -> ApiResult {
+    Ok(json_response(StatusCode::OK, value))
+}

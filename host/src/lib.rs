@@ -1,0 +1,28 @@
+//! Locker: a personal data locker whose services are WebAssembly components.
+//!
+//! The parts, one module each (see ARCHITECTURE.md for how they fit):
+//! - [`root`]: the folder that holds a locker, and its lock;
+//! - [`manifest`], [`package`]: what a service is, checked before install;
+//! - [`catalog`]: installed services, in the root's SQLite store;
+//! - [`engine`], [`code_cache`]: the wasmtime engine and compiled-code cache;
+//! - [`sandbox`]: what one instance may touch;
+//! - [`service`], [`supervisor`]: services at run time, cold start, idle unload;
+//! - [`server`], [`proxy`], [`admin`]: HTTP in, to services and the admin API;
+//! - [`cli`], [`client`]: the command line and its admin API client.
+
+pub mod admin;
+pub mod catalog;
+pub mod cli;
+pub mod client;
+pub mod code_cache;
+pub mod engine;
+pub mod errors;
+pub mod manifest;
+pub mod package;
+pub mod proxy;
+pub mod root;
+pub mod sandbox;
+pub mod server;
+pub mod service;
+pub mod service_log;
+pub mod supervisor;

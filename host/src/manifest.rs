@@ -1,0 +1,226 @@
+//! The service manifest, `locker.toml`: what a package is and what it may do.
+//!
+//! ```toml
+//! name = "notes"                 # lowercase letters, digits and dashes
+//! version = "0.1.0"              # semver
+//! kind = "connector"             # connector | collection | app
+//! description = "Keeps notes"
+//! component = "notes.wasm"       # the component, next to the manifest
+//! provides = ["note/files"]      # service types, `area/name`
+//!
+//! [limits]                       # all optional; the host's defaults apply otherwise
+//! memory = "64 MiB"              # linear memory of one instance
+//! timeout = "10s"                # wall-clock deadline of one request
+//! max_instances = 16             # instances running at once
+//! max_body = "8 MiB"             # largest request body
+//! idle_unload = "5m"             # unload after this long without requests
+//!
+//! [network]
+//! allow_hosts = ["api.example.com"]   # outbound HTTP; nothing else is reachable
+//! ```
+//!
+//! Unknown fields are errors, so a typo never silently drops a limit.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+/// Names that would collide with the host's own routes.
+const RESERVED_NAMES: &[&str] = &["_locker", "locker", "api", "admin"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: semver::Version,
+    pub kind: Kind,
+    pub description: String,
+    /// File name of the component, relative to the manifest.
+    pub component: String,
+    #[serde(default)]
+    pub provides: Vec<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub network: Network,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Connector,
+    Collection,
+    App,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Connector => "connector",
+            Kind::Collection => "collection",
+            Kind::App => "app",
+        })
+    }
+}
+
+/// Per-service limits; `None` means the host's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub memory: Option<ByteSize>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub max_instances: Option<u32>,
+    pub max_body: Option<ByteSize>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_unload: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Hosts (optionally `host:port`) the service may send HTTP requests to.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+}
+
+impl Manifest {
+    /// Parses and checks a manifest; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Manifest> {
+        let manifest: Manifest =
+            toml::from_str(text).with_context(|| format!("invalid manifest {origin}"))?;
+        manifest
+            .validate()
+            .with_context(|| format!("invalid manifest {origin}"))?;
+        Ok(manifest)
+    }
+
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read manifest {}", path.display()))?;
+        Manifest::parse(&text, &path.display().to_string())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a manifest always serializes")
+    }
+
+    fn validate(&self) -> Result<()> {
+        validate_service_name(&self.name)?;
+        if self.description.trim().is_empty() {
+            bail!("`description` must not be empty");
+        }
+        let component = Path::new(&self.component);
+        if self.component.is_empty()
+            || component.components().count() != 1
+            || !self.component.ends_with(".wasm")
+        {
+            bail!(
+                "`component` must be the file name of a `.wasm` next to the manifest, not {:?}",
+                self.component
+            );
+        }
+        for service_type in &self.provides {
+            validate_service_type(service_type)?;
+        }
+        let limits = &self.limits;
+        if limits.memory.is_some_and(|m| m.as_u64() < 64 * 1024) {
+            bail!("`limits.memory` must be at least 64 KiB (one wasm page)");
+        }
+        if limits.timeout.is_some_and(|t| t.is_zero()) {
+            bail!("`limits.timeout` must be more than zero");
+        }
+        if limits.max_instances == Some(0) {
+            bail!("`limits.max_instances` must be at least 1");
+        }
+        for host in &self.network.allow_hosts {
+            if host.is_empty() || host.contains(['/', ' ', '@']) {
+                bail!("`network.allow_hosts` entry {host:?} is not a host name");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A service name is also its URL prefix and folder name, so it is kept plain.
+pub fn validate_service_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        bail!(
+            "service name {name:?} must be 1-63 lowercase letters, digits or dashes, starting with a letter"
+        );
+    }
+    if RESERVED_NAMES.contains(&name) {
+        bail!("service name {name:?} is reserved by the host");
+    }
+    Ok(())
+}
+
+fn validate_service_type(service_type: &str) -> Result<()> {
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    match service_type.split_once('/') {
+        Some((area, name)) if part_ok(area) && part_ok(name) => Ok(()),
+        _ => bail!("service type {service_type:?} must look like `contact/feed`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        name = "notes"
+        version = "0.1.0"
+        kind = "connector"
+        description = "Keeps notes"
+        component = "notes.wasm"
+        provides = ["note/files"]
+        [limits]
+        memory = "32 MiB"
+        timeout = "2s"
+    "#;
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let manifest = Manifest::parse(GOOD, "test").unwrap();
+        assert_eq!(manifest.name, "notes");
+        assert_eq!(manifest.kind, Kind::Connector);
+        assert_eq!(manifest.limits.memory, Some(ByteSize::mib(32)));
+        assert_eq!(manifest.limits.timeout, Some(Duration::from_secs(2)));
+        let again = Manifest::parse(&manifest.to_toml(), "round trip").unwrap();
+        assert_eq!(again, manifest);
+    }
+
+    fn error_of(text: &str) -> String {
+        format!("{:#}", Manifest::parse(text, "test").unwrap_err())
+    }
+
+    #[test]
+    fn names_the_problem() {
+        assert!(error_of(&GOOD.replace("name = \"notes\"", "")).contains("missing field `name`"));
+        assert!(
+            error_of(&GOOD.replace("connector", "daemon")).contains("unknown variant `daemon`")
+        );
+        assert!(error_of(&GOOD.replace("0.1.0", "one")).contains("version"));
+        assert!(error_of(&GOOD.replace("\"notes\"", "\"Notes!\"")).contains("service name"));
+        assert!(error_of(&GOOD.replace("notes.wasm", "../x.wasm")).contains("`component`"));
+        assert!(error_of(&GOOD.replace("note/files", "notes")).contains("service type"));
+        assert!(error_of(&format!("{GOOD}\nmemroy = 1")).contains("unknown field `memroy`"));
+        assert!(error_of(&GOOD.replace("\"2s\"", "\"soon\"")).contains("timeout"));
+        assert!(error_of(&GOOD.replace("\"notes\"", "\"_locker\"")).contains("service name"));
+    }
+}

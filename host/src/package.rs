@@ -1,0 +1,112 @@
+//! A service package: a manifest plus the component it names, checked before
+//! anything is written to the root.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use wasmparser::{Encoding, Parser, Payload};
+
+use crate::manifest::Manifest;
+
+/// The interface every service exports to receive HTTP requests.
+const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+
+/// A package that passed every check, ready to install.
+pub struct Package {
+    pub manifest: Manifest,
+    pub component: Vec<u8>,
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    /// What the component can handle, read from its own type.
+    pub capabilities: Capabilities,
+}
+
+/// What a component exports, as far as the host cares.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Capabilities {
+    /// The exact `wasi:http/incoming-handler` version it exports.
+    pub http_handler: String,
+}
+
+impl Package {
+    /// Reads a package from PATH: a folder holding `locker.toml` and the
+    /// component it names, or a `.wasm` file with a separate manifest.
+    pub fn read(path: &Path, manifest_path: Option<&Path>) -> Result<Package> {
+        let (manifest_path, component_dir) = match manifest_path {
+            Some(manifest) => (manifest.to_path_buf(), None),
+            None if path.is_dir() => (path.join("locker.toml"), Some(path)),
+            None => bail!(
+                "{} is not a package folder; give a folder holding locker.toml, or a .wasm with --manifest",
+                path.display()
+            ),
+        };
+        let manifest = Manifest::read(&manifest_path)?;
+        let component_path = match component_dir {
+            Some(dir) => dir.join(&manifest.component),
+            None => path.to_path_buf(),
+        };
+        let component = std::fs::read(&component_path)
+            .with_context(|| format!("cannot read component {}", component_path.display()))?;
+        Package::new(manifest, component, &component_path.display().to_string())
+    }
+
+    /// Checks a manifest and component that arrived from elsewhere (the admin API).
+    pub fn new(manifest: Manifest, component: Vec<u8>, origin: &str) -> Result<Package> {
+        let capabilities = inspect_component(&component)
+            .with_context(|| format!("{origin} is not a usable component"))?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&component)));
+        Ok(Package {
+            manifest,
+            component,
+            digest,
+            capabilities,
+        })
+    }
+}
+
+/// Validates the bytes as a component and reads what it exports.
+pub fn inspect_component(bytes: &[u8]) -> Result<Capabilities> {
+    if !wasmparser::Parser::is_component(bytes) {
+        if wasmparser::Parser::is_core_wasm(bytes) {
+            bail!(
+                "it is a core wasm module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)"
+            );
+        }
+        bail!("it is not WebAssembly (bad magic number)");
+    }
+    let mut validator = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
+    validator
+        .validate_all(bytes)
+        .map_err(|e| anyhow::anyhow!("invalid component: {e}"))?;
+
+    let mut http_handler = None;
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| anyhow::anyhow!("invalid component: {e}"))? {
+            Payload::Version {
+                encoding: Encoding::Component,
+                ..
+            } => depth += 1,
+            Payload::Version {
+                encoding: Encoding::Module,
+                ..
+            } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            // Only the outermost component's exports are what the host can call.
+            Payload::ComponentExportSection(exports) if depth == 1 => {
+                for export in exports {
+                    let export = export.map_err(|e| anyhow::anyhow!("invalid component: {e}"))?;
+                    if export.name.name.starts_with(HTTP_HANDLER) {
+                        http_handler = Some(export.name.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(http_handler) = http_handler else {
+        bail!("it does not export `{HTTP_HANDLER}.x` (services are wasi:http proxy components)");
+    };
+    Ok(Capabilities { http_handler })
+}

@@ -1,0 +1,217 @@
+//! One HTTP request to one service: a fresh instance, the guest's
+//! `wasi:http/incoming-handler`, and the limits around it.
+//!
+//! The guest sees the path below its prefix (`/notes/a?b` arrives as `/a?b`)
+//! and the prefix itself in the `x-forwarded-prefix` header. Bodies stream
+//! both ways. The guest's run is bounded by its deadline twice over: an epoch
+//! deadline traps a guest that computes too long, and a timer drops one that
+//! waits too long.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::{HeaderValue, Request, Response, Uri};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use crate::engine::EPOCH_TICK;
+use crate::errors::ServiceError;
+use crate::server::{BoxBody, full};
+use crate::service::Service;
+use crate::supervisor::Supervisor;
+
+pub const PREFIX_HEADER: &str = "x-forwarded-prefix";
+
+/// Proxies `request` (already stripped of the `/<service>` prefix) to `service`.
+pub async fn proxy(
+    supervisor: &Supervisor,
+    service: Arc<Service>,
+    request: Request<Incoming>,
+) -> Response<BoxBody> {
+    service.count_request();
+    match forward(supervisor, &service, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            if error.is_guest_failure() {
+                tracing::warn!(service = %service.name, "{error}");
+                service.record_error(&error);
+            }
+            error_response(&error)
+        }
+    }
+}
+
+pub fn error_response(error: &ServiceError) -> Response<BoxBody> {
+    let body = serde_json::json!({ "error": error.to_string() }).to_string();
+    Response::builder()
+        .status(error.status())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(full(body))
+        .expect("a valid error response")
+}
+
+async fn forward(
+    supervisor: &Supervisor,
+    service: &Arc<Service>,
+    request: Request<Incoming>,
+) -> Result<Response<BoxBody>, ServiceError> {
+    let name = service.name.clone();
+    let settings = &service.settings;
+    let deadline = tokio::time::Instant::now() + settings.timeout;
+
+    if let Some(length) = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && length > settings.max_body
+    {
+        return Err(ServiceError::BodyTooLarge {
+            service: name,
+            limit: settings.max_body,
+        });
+    }
+
+    let loaded = service
+        .loaded(&supervisor.runtime, &supervisor.cache)
+        .await?;
+    let permit = tokio::time::timeout_at(deadline, loaded.permits.clone().acquire_owned())
+        .await
+        .map_err(|_| ServiceError::Busy {
+            service: name.clone(),
+            max: settings.max_instances,
+        })?
+        .expect("the semaphore is never closed");
+    let in_flight = loaded.begin_request();
+
+    let host_error = |e: anyhow::Error| ServiceError::Host {
+        service: name.clone(),
+        reason: format!("{e:#}"),
+    };
+    let state = loaded.sandbox.instance_state().map_err(host_error)?;
+    let memory_hit = state.limiter.hit_flag();
+    let mut store = Store::new(&supervisor.runtime.engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.set_epoch_deadline(ticks_for(settings.timeout));
+    store.epoch_deadline_trap();
+
+    let max_body = settings.max_body;
+    let request = request.map(move |body| {
+        Limited::new(body, max_body as usize).map_err(move |e| match e.downcast::<hyper::Error>() {
+            Ok(e) => wasmtime_wasi_http::Error::Hyper(*e),
+            Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
+        })
+    });
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let mut http = store.data_mut().http();
+    let incoming = http
+        .new_incoming_request(Scheme::Http, request)
+        .map_err(|e| host_error(e.into()))?;
+    let outparam = http
+        .new_response_outparam(sender)
+        .map_err(|e| host_error(e.into()))?;
+
+    let pre = loaded.pre.clone();
+    let task = tokio::spawn(async move {
+        // The instance lives as long as this task: it may keep streaming the
+        // body after the response head was sent.
+        let _permit = permit;
+        let _in_flight = in_flight;
+        let run = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await
+        };
+        tokio::time::timeout_at(deadline, run).await
+    });
+
+    let failure = |outcome: Result<
+        Result<Result<(), wasmtime::Error>, tokio::time::error::Elapsed>,
+        tokio::task::JoinError,
+    >| { classify(service, outcome, memory_hit.load(Ordering::Relaxed)) };
+    match tokio::time::timeout_at(deadline, receiver).await {
+        Ok(Ok(Ok(response))) => Ok(response.map(|body| body.map_err(|e| e.into()).boxed_unsync())),
+        Ok(Ok(Err(code))) => Err(ServiceError::GuestError {
+            service: name,
+            reason: format!("{code:?}"),
+        }),
+        Ok(Err(_)) => Err(failure(task.await)),
+        Err(_) => {
+            task.abort();
+            Err(ServiceError::DeadlineExceeded {
+                service: name,
+                deadline: settings.timeout,
+            })
+        }
+    }
+}
+
+/// Turns how a guest's run ended, without a response, into an error.
+fn classify(
+    service: &Service,
+    outcome: Result<
+        Result<Result<(), wasmtime::Error>, tokio::time::error::Elapsed>,
+        tokio::task::JoinError,
+    >,
+    memory_hit: bool,
+) -> ServiceError {
+    let name = service.name.clone();
+    let settings = &service.settings;
+    match outcome {
+        Ok(Ok(Ok(()))) => ServiceError::NoResponse { service: name },
+        Ok(Err(_elapsed)) => ServiceError::DeadlineExceeded {
+            service: name,
+            deadline: settings.timeout,
+        },
+        Ok(Ok(Err(error))) => match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => ServiceError::DeadlineExceeded {
+                service: name,
+                deadline: settings.timeout,
+            },
+            _ if memory_hit => ServiceError::OutOfMemory {
+                service: name,
+                limit: settings.memory,
+            },
+            Some(trap) => ServiceError::Trapped {
+                service: name,
+                reason: trap.to_string(),
+            },
+            None => ServiceError::Trapped {
+                service: name,
+                reason: format!("{error:#}"),
+            },
+        },
+        Err(join_error) => ServiceError::Host {
+            service: name,
+            reason: join_error.to_string(),
+        },
+    }
+}
+
+fn ticks_for(timeout: std::time::Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1
+}
+
+/// Rewrites `/<service>/rest?q` to `/rest?q` and records the prefix.
+pub fn strip_prefix(request: &mut Request<Incoming>, service: &str) {
+    let prefix = format!("/{service}");
+    let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let rest = &path_and_query[prefix.len().min(path_and_query.len())..];
+    let rest = if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = rest.parse().ok();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    if let Ok(value) = HeaderValue::from_str(&prefix) {
+        request.headers_mut().insert(PREFIX_HEADER, value);
+    }
+}

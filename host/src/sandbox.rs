@@ -1,0 +1,184 @@
+//! What one instance of a service may touch, and the per-instance state the
+//! WASI implementations reach through their view traits.
+//!
+//! A guest sees:
+//! - its working directory `<root>/services/<name>`, preopened read-write as
+//!   `/`, which is also its current directory: relative and absolute paths
+//!   both land inside it, and `..` or symlinks cannot leave it;
+//! - no environment variables and no arguments;
+//! - stdout and stderr appended to `<root>/logs/<name>.log`; empty stdin;
+//! - clocks and random numbers;
+//! - no sockets; outbound HTTP only to the hosts its manifest allows;
+//! - linear memory up to its limit.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::OutputFile;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// The host state inside one instance's `Store`.
+pub struct InstanceState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    outbound: OutboundPolicy,
+    pub limiter: MemoryLimiter,
+}
+
+/// Everything fixed about a service's sandbox, prepared once per load.
+#[derive(Clone)]
+pub struct SandboxSpec {
+    pub service: String,
+    pub work_dir: std::path::PathBuf,
+    pub log: Arc<File>,
+    pub memory_limit: usize,
+    pub allow_hosts: Arc<Vec<String>>,
+}
+
+impl SandboxSpec {
+    /// Builds the state for a fresh instance.
+    pub fn instance_state(&self) -> Result<InstanceState> {
+        let log = OutputFile::new(
+            self.log
+                .try_clone()
+                .context("cannot share the service log")?,
+        );
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(log.clone())
+            .stderr(log)
+            .preopened_dir(&self.work_dir, "/", FsPerms::ReadWrite)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "cannot open the working directory {}",
+                    self.work_dir.display()
+                )
+            })?
+            .initial_cwd("/");
+        Ok(InstanceState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            outbound: OutboundPolicy {
+                allow_hosts: self.allow_hosts.clone(),
+            },
+            limiter: MemoryLimiter::new(self.memory_limit),
+        })
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// Outbound HTTP is refused unless the manifest names the destination host.
+struct OutboundPolicy {
+    allow_hosts: Arc<Vec<String>>,
+}
+
+impl OutboundPolicy {
+    fn allows(&self, authority: &str) -> bool {
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host);
+        self.allow_hosts.iter().any(|allowed| {
+            allowed.eq_ignore_ascii_case(authority) || allowed.eq_ignore_ascii_case(host)
+        })
+    }
+}
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        if !self.allows(&authority) {
+            tracing::info!(%authority, "refused an outbound request the manifest does not allow");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let default: &mut dyn WasiHttpHooks = wasmtime_wasi_http::default_hooks();
+        default.send_request(request, options, fut)
+    }
+}
+
+/// Caps linear memory, and remembers whether the cap was hit so that a trap
+/// that follows can be reported as what it is.
+pub struct MemoryLimiter {
+    limit: usize,
+    hit: Arc<AtomicBool>,
+}
+
+impl MemoryLimiter {
+    fn new(limit: usize) -> Self {
+        MemoryLimiter {
+            limit,
+            hit: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A flag that turns true once a growth past the limit was refused.
+    pub fn hit_flag(&self) -> Arc<AtomicBool> {
+        self.hit.clone()
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit.store(true, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}

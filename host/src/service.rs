@@ -1,0 +1,424 @@
+//! One installed service at run time: its settings, whether it is loaded,
+//! and the single-flight cold start that loads it.
+//!
+//! Nothing of a service is in memory until its first request. The first
+//! request takes the load lock and loads (from the code cache or by compiling);
+//! requests arriving meanwhile wait on the same lock and then find it loaded,
+//! so there is exactly one load however many requests race. A failed load is
+//! remembered and answered at once until its retry time, with backoff, so a
+//! broken component is never reloaded in a tight loop.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytesize::ByteSize;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::catalog::InstalledService;
+use crate::code_cache::{CacheOutcome, CodeCache};
+use crate::engine::Runtime;
+use crate::errors::ServiceError;
+use crate::sandbox::{InstanceState, SandboxSpec};
+use crate::service_log::ServiceLog;
+
+/// Host-wide defaults for what a manifest leaves out.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub timeout: Duration,
+    pub memory: ByteSize,
+    pub max_instances: u32,
+    pub max_body: ByteSize,
+    pub idle_unload: Duration,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            timeout: Duration::from_secs(30),
+            memory: ByteSize::mib(128),
+            max_instances: 32,
+            max_body: ByteSize::mib(16),
+            idle_unload: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A service's limits with the defaults filled in.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Settings {
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub memory: u64,
+    pub max_instances: u32,
+    pub max_body: u64,
+    #[serde(with = "humantime_serde")]
+    pub idle_unload: Duration,
+}
+
+impl Settings {
+    fn resolve(installed: &InstalledService, defaults: &Defaults, max_memory: u64) -> Settings {
+        let limits = &installed.manifest.limits;
+        Settings {
+            timeout: limits.timeout.unwrap_or(defaults.timeout),
+            memory: limits
+                .memory
+                .unwrap_or(defaults.memory)
+                .as_u64()
+                .min(max_memory),
+            max_instances: limits.max_instances.unwrap_or(defaults.max_instances),
+            max_body: limits.max_body.unwrap_or(defaults.max_body).as_u64(),
+            idle_unload: limits.idle_unload.unwrap_or(defaults.idle_unload),
+        }
+    }
+}
+
+/// What the admin API shows of a service's run-time state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Installed, not in memory.
+    Installed,
+    Loading,
+    /// Loaded and serving at least one request.
+    Running,
+    /// Loaded, no request in flight; unloaded after its idle time.
+    Idle,
+    /// The last load failed; retried on a request after `retry_at`.
+    Failed,
+    /// Stopped by the owner.
+    Stopped,
+}
+
+/// A loaded service: compiled, linked, ready to instantiate per request.
+pub struct LoadedService {
+    pub pre: ProxyPre<InstanceState>,
+    pub sandbox: SandboxSpec,
+    pub permits: Arc<Semaphore>,
+    in_flight: AtomicUsize,
+    last_used: Mutex<Instant>,
+}
+
+impl LoadedService {
+    /// Marks a request as in flight until the guard drops.
+    pub fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight {
+            loaded: self.clone(),
+        }
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        (self.in_flight.load(Ordering::SeqCst) == 0)
+            .then(|| self.last_used.lock().unwrap().elapsed())
+    }
+}
+
+pub struct InFlight {
+    loaded: Arc<LoadedService>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.loaded.last_used.lock().unwrap() = Instant::now();
+        self.loaded.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct LoadFailure {
+    reason: String,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+
+pub struct Service {
+    pub name: String,
+    installed: InstalledService,
+    pub settings: Settings,
+    component_path: std::path::PathBuf,
+    work_dir: std::path::PathBuf,
+    log: ServiceLog,
+    loaded: RwLock<Option<Arc<LoadedService>>>,
+    load_lock: tokio::sync::Mutex<()>,
+    loading: AtomicBool,
+    stopped: AtomicBool,
+    failure: Mutex<Option<LoadFailure>>,
+    loads: AtomicU64,
+    requests: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    last_load: Mutex<Option<LoadReport>>,
+}
+
+/// How the last load went.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LoadReport {
+    pub outcome: CacheOutcome,
+    pub millis: f64,
+    pub at: String,
+}
+
+/// A service's state, as the admin API reports it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+    pub description: String,
+    pub provides: Vec<String>,
+    pub digest: String,
+    pub installed_at: String,
+    pub state: State,
+    pub loads: u64,
+    pub requests: u64,
+    pub in_flight: usize,
+    pub last_error: Option<String>,
+    pub last_load: Option<LoadReport>,
+    pub settings: Settings,
+}
+
+impl Service {
+    pub fn new(
+        installed: InstalledService,
+        component_path: std::path::PathBuf,
+        work_dir: std::path::PathBuf,
+        log: ServiceLog,
+        defaults: &Defaults,
+        max_memory: u64,
+    ) -> Service {
+        let settings = Settings::resolve(&installed, defaults, max_memory);
+        Service {
+            name: installed.manifest.name.clone(),
+            stopped: AtomicBool::new(installed.stopped),
+            installed,
+            settings,
+            component_path,
+            work_dir,
+            log,
+            loaded: RwLock::new(None),
+            load_lock: tokio::sync::Mutex::new(()),
+            loading: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            loads: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            last_load: Mutex::new(None),
+        }
+    }
+
+    pub fn installed(&self) -> &InstalledService {
+        &self.installed
+    }
+
+    pub fn log(&self) -> &ServiceLog {
+        &self.log
+    }
+
+    /// The loaded service, cold-starting it if needed.
+    pub async fn loaded(
+        &self,
+        runtime: &Runtime,
+        cache: &Arc<CodeCache>,
+    ) -> Result<Arc<LoadedService>, ServiceError> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(ServiceError::Stopped(self.name.clone()));
+        }
+        if let Some(loaded) = self.loaded.read().unwrap().clone() {
+            return Ok(loaded);
+        }
+        let _guard = self.load_lock.lock().await;
+        // Whoever held the lock before us may have loaded it.
+        if let Some(loaded) = self.loaded.read().unwrap().clone() {
+            return Ok(loaded);
+        }
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(ServiceError::Stopped(self.name.clone()));
+        }
+        if let Some(failure) = self.failure.lock().unwrap().as_ref()
+            && Instant::now() < failure.retry_at
+        {
+            return Err(ServiceError::LoadFailed {
+                service: self.name.clone(),
+                reason: failure.reason.clone(),
+                retry_in: failure.retry_at - Instant::now(),
+            });
+        }
+
+        self.loading.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        let result = self.load(runtime, cache).await;
+        self.loading.store(false, Ordering::SeqCst);
+        match result {
+            Ok((loaded, outcome)) => {
+                let millis = started.elapsed().as_secs_f64() * 1000.0;
+                self.loads.fetch_add(1, Ordering::SeqCst);
+                *self.failure.lock().unwrap() = None;
+                *self.last_load.lock().unwrap() = Some(LoadReport {
+                    outcome,
+                    millis,
+                    at: crate::catalog::now_rfc3339(),
+                });
+                *self.loaded.write().unwrap() = Some(loaded.clone());
+                tracing::info!(service = %self.name, ?outcome, millis, "loaded");
+                self.log
+                    .note(&format!("loaded ({outcome:?}, {millis:.1} ms)"));
+                Ok(loaded)
+            }
+            Err(error) => {
+                let reason = format!("{error:#}");
+                let mut failure = self.failure.lock().unwrap();
+                let backoff = failure
+                    .as_ref()
+                    .map_or(FIRST_RETRY, |f| (f.backoff * 2).min(LAST_RETRY));
+                *failure = Some(LoadFailure {
+                    reason: reason.clone(),
+                    retry_at: Instant::now() + backoff,
+                    backoff,
+                });
+                *self.last_error.lock().unwrap() = Some(format!("load failed: {reason}"));
+                tracing::warn!(service = %self.name, "load failed: {reason}");
+                self.log.note(&format!("load failed: {reason}"));
+                Err(ServiceError::LoadFailed {
+                    service: self.name.clone(),
+                    reason,
+                    retry_in: backoff,
+                })
+            }
+        }
+    }
+
+    async fn load(
+        &self,
+        runtime: &Runtime,
+        cache: &Arc<CodeCache>,
+    ) -> Result<(Arc<LoadedService>, CacheOutcome)> {
+        let engine = runtime.engine.clone();
+        let linker = runtime.linker.clone();
+        let cache = cache.clone();
+        let digest = self.installed.digest.clone();
+        let component_path = self.component_path.clone();
+        // Compiling is CPU-bound: keep it off the threads that serve requests.
+        let (pre, outcome) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let (component, outcome) = cache.load(&engine, &digest, &component_path)?;
+            let instance_pre = linker
+                .instantiate_pre(&component)
+                .map_err(anyhow::Error::from)
+                .context("cannot link the component (does it import something the host lacks?)")?;
+            let pre = ProxyPre::new(instance_pre)
+                .map_err(anyhow::Error::from)
+                .context("the component does not export wasi:http/incoming-handler")?;
+            Ok((pre, outcome))
+        })
+        .await
+        .context("the load task panicked")??;
+        std::fs::create_dir_all(&self.work_dir)
+            .with_context(|| format!("cannot create {}", self.work_dir.display()))?;
+        let sandbox = SandboxSpec {
+            service: self.name.clone(),
+            work_dir: self.work_dir.clone(),
+            log: self.log.file()?,
+            memory_limit: self.settings.memory as usize,
+            allow_hosts: Arc::new(self.installed.manifest.network.allow_hosts.clone()),
+        };
+        let loaded = LoadedService {
+            pre,
+            sandbox,
+            permits: Arc::new(Semaphore::new(self.settings.max_instances as usize)),
+            in_flight: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+        };
+        Ok((Arc::new(loaded), outcome))
+    }
+
+    /// Drops the loaded code. Requests in flight finish on their own copy.
+    pub fn unload(&self, why: &str) -> bool {
+        let unloaded = self.loaded.write().unwrap().take().is_some();
+        if unloaded {
+            tracing::info!(service = %self.name, "unloaded ({why})");
+            self.log.note(&format!("unloaded ({why})"));
+        }
+        unloaded
+    }
+
+    /// Unloads the service if it has been idle longer than its idle time.
+    pub fn unload_if_idle(&self) -> bool {
+        let idle = self
+            .loaded
+            .read()
+            .unwrap()
+            .as_ref()
+            .and_then(|loaded| loaded.idle_for())
+            .is_some_and(|idle| idle >= self.settings.idle_unload);
+        idle && self.unload("idle")
+    }
+
+    pub fn set_stopped(&self, stopped: bool) {
+        self.stopped.store(stopped, Ordering::SeqCst);
+        if stopped {
+            self.unload("stopped by the owner");
+        } else {
+            // A start clears a remembered failure: the owner asked to try again.
+            *self.failure.lock().unwrap() = None;
+        }
+    }
+
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_error(&self, error: &ServiceError) {
+        let text = error.to_string();
+        self.log.note(&text);
+        *self.last_error.lock().unwrap() = Some(text);
+    }
+
+    pub fn state(&self) -> State {
+        if self.stopped.load(Ordering::SeqCst) {
+            return State::Stopped;
+        }
+        if self.loading.load(Ordering::SeqCst) {
+            return State::Loading;
+        }
+        if let Some(loaded) = self.loaded.read().unwrap().as_ref() {
+            return if loaded.in_flight.load(Ordering::SeqCst) > 0 {
+                State::Running
+            } else {
+                State::Idle
+            };
+        }
+        if self.failure.lock().unwrap().is_some() {
+            return State::Failed;
+        }
+        State::Installed
+    }
+
+    pub fn status(&self) -> ServiceStatus {
+        let manifest = &self.installed.manifest;
+        ServiceStatus {
+            name: self.name.clone(),
+            version: manifest.version.to_string(),
+            kind: manifest.kind.to_string(),
+            description: manifest.description.clone(),
+            provides: manifest.provides.clone(),
+            digest: self.installed.digest.clone(),
+            installed_at: self.installed.installed_at.clone(),
+            state: self.state(),
+            loads: self.loads.load(Ordering::SeqCst),
+            requests: self.requests.load(Ordering::Relaxed),
+            in_flight: self
+                .loaded
+                .read()
+                .unwrap()
+                .as_ref()
+                .map_or(0, |l| l.in_flight.load(Ordering::SeqCst)),
+            last_error: self.last_error.lock().unwrap().clone(),
+            last_load: self.last_load.lock().unwrap().clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
