@@ -21,7 +21,7 @@ from wit_world.imports.types import (
 
 class IncomingHandler(exports.IncomingHandler):
     def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
-        path = request.path_with_query() or "/"
+        path = (request.path_with_query() or "/").split("?")[0]
         if isinstance(request.method(), Method_Post) and path == "/echo":
             respond(response_out, 200, read_body(request))
         elif path == "/visits":

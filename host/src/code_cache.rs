@@ -70,6 +70,12 @@ impl CodeCache {
 
         let wasm = std::fs::read(wasm_path)
             .with_context(|| format!("cannot read {}", wasm_path.display()))?;
+        let actual = crate::package::digest_of(&wasm);
+        anyhow::ensure!(
+            actual == digest,
+            "the component file {} no longer matches its installed digest {digest}; reinstall the service",
+            wasm_path.display()
+        );
         let compiled = engine
             .precompile_component(&wasm)
             .map_err(anyhow::Error::from)

@@ -55,7 +55,7 @@ impl Package {
     pub fn new(manifest: Manifest, component: Vec<u8>, origin: &str) -> Result<Package> {
         let capabilities = inspect_component(&component)
             .with_context(|| format!("{origin} is not a usable component"))?;
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&component)));
+        let digest = digest_of(&component);
         Ok(Package {
             manifest,
             component,
@@ -63,6 +63,11 @@ impl Package {
             capabilities,
         })
     }
+}
+
+/// `sha256:<hex>` of some bytes: how packages name their component.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// Validates the bytes as a component and reads what it exports.

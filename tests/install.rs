@@ -1,0 +1,115 @@
+//! Installing checks everything first: a bad package is refused with an
+//! error that names the problem, and the root is left exactly as it was.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{Locker, cli, guest, guest_variant, install, snapshot};
+
+/// The root's files and catalog, to compare before and after a refused install.
+fn root_state(root: &Path) -> (Vec<(String, u64)>, String) {
+    let listing = cli(root, &["list", "--json"]);
+    assert!(listing.success, "{}", listing.stderr);
+    (snapshot(root), listing.stdout)
+}
+
+/// Each bad package, and a piece of the error it must produce.
+fn bad_packages(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let with_component = |bytes: &[u8]| {
+        let package = guest_variant(dir, "hello-rs", |m| m);
+        std::fs::write(package.join("hello_rs.wasm"), bytes).unwrap();
+        package
+    };
+    let real = std::fs::read(guest("hello-rs").join("hello_rs.wasm")).unwrap();
+    vec![
+        (with_component(b"this is not wasm at all"), "not WebAssembly"),
+        (with_component(b"\0asm\x01\0\0\0"), "core wasm module, not a component"),
+        (with_component(&real[..real.len() / 2]), "invalid component"),
+        // A valid, empty component: it exports nothing the host can call.
+        (with_component(b"\0asm\x0d\0\x01\0"), "does not export `wasi:http/incoming-handler"),
+        (guest_variant(dir, "hello-rs", |m| m.replace("name = \"hello-rs\"\n", "")), "missing field `name`"),
+        (guest_variant(dir, "hello-rs", |m| m.replace("kind = \"app\"", "kind = \"daemon\"")), "unknown variant `daemon`"),
+        (guest_variant(dir, "hello-rs", |m| m.replace("0.1.0", "first")), "version"),
+        (guest_variant(dir, "hello-rs", |m| m.replace("hello_rs.wasm", "missing.wasm")), "missing.wasm"),
+        (guest_variant(dir, "hello-rs", |m| format!("{m}colour = \"red\"\n")), "unknown field `colour`"),
+        (guest_variant(dir, "hello-rs", |m| m.replace("\"hello-rs\"", "\"Hello World\"")), "service name"),
+        (guest("hello-rs"), "already installed"),
+    ]
+}
+
+fn check_refusals(root: &Path, dir: &Path) {
+    let before = root_state(root);
+    for (package, expected) in bad_packages(dir) {
+        let out = cli(root, &["install", package.to_str().unwrap()]);
+        assert!(!out.success, "{} was accepted", package.display());
+        assert!(out.stderr.contains(expected), "expected {expected:?} in: {}", out.stderr);
+        assert_eq!(root_state(root), before, "a refused install ({expected}) changed the root");
+    }
+}
+
+#[test]
+fn bad_packages_are_refused_and_leave_the_root_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    check_refusals(&root, dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_packages_are_refused_by_a_serving_host_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    let locker = Locker::start(&root, &[]);
+    // The CLI goes through the host's admin API while it serves.
+    tokio::task::block_in_place(|| check_refusals(&root, dir.path()));
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+    // A good install through the host is served at once.
+    tokio::task::block_in_place(|| install(&root, &guest("notes")));
+    assert_eq!(locker.get("/notes/list").await.0, 200);
+}
+
+#[test]
+fn a_wasm_file_installs_with_a_separate_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let package = guest("hello-rs");
+    let out = cli(
+        &root,
+        &[
+            "install",
+            package.join("hello_rs.wasm").to_str().unwrap(),
+            "--manifest",
+            package.join("locker.toml").to_str().unwrap(),
+        ],
+    );
+    assert!(out.success, "{}", out.stderr);
+    assert!(out.stdout.contains("installed hello-rs 0.1.0"), "{}", out.stdout);
+}
+
+#[test]
+fn concurrent_commands_never_corrupt_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let names: Vec<String> = (0..6).map(|i| format!("notes-{i}")).collect();
+    let packages: Vec<_> = names
+        .iter()
+        .map(|name| guest_variant(dir.path(), "notes", |m| m.replace("name = \"notes\"", &format!("name = \"{name}\""))))
+        .collect();
+    std::thread::scope(|scope| {
+        for package in &packages {
+            let root = &root;
+            scope.spawn(move || install(root, package));
+        }
+        // Readers run alongside the writers.
+        for _ in 0..4 {
+            scope.spawn(|| assert!(cli(&root, &["list"]).success));
+        }
+    });
+    let listing = cli(&root, &["list"]);
+    for name in &names {
+        assert!(listing.stdout.contains(name.as_str()), "{name} missing from:\n{}", listing.stdout);
+        assert!(root.join("services").join(name).is_dir());
+    }
+}

@@ -1,0 +1,165 @@
+//! Loading, unloading, the compiled-code cache, and the owner's commands.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Locker, cli, guest, install};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_services_are_unloaded_and_come_back_on_the_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    let locker = Locker::start(&root, &["--idle-timeout", "300ms"]);
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+    assert_eq!(locker.status("hello-rs").await["state"], "idle");
+    let status = locker.wait_for_status("hello-rs", Duration::from_secs(10), |s| s["state"] == "installed").await;
+    assert_eq!(status["loads"], 1);
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+    let status = locker.status("hello-rs").await;
+    assert_eq!(status["loads"], 2);
+    // The second load came from the compiled-code cache.
+    assert_eq!(status["last_load"]["outcome"], "hit");
+    let log = std::fs::read_to_string(root.join("logs/hello-rs.log")).unwrap();
+    assert!(log.contains("unloaded (idle)"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_cache_entry_is_rebuilt_never_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let cache = dir.path().join("cache");
+    install(&root, &guest("hello-rs"));
+    let cache_arg = ["--cache-dir", cache.to_str().unwrap()];
+
+    let locker = Locker::start_with(&root, &cache_arg);
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+    assert_eq!(locker.status("hello-rs").await["last_load"]["outcome"], "compiled");
+    locker.stop();
+
+    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    let good = std::fs::read(entry).unwrap();
+    let mut flipped = good.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0xff;
+    let corruptions = [
+        ("one flipped byte in the code", flipped),
+        ("truncated", good[..good.len() / 3].to_vec()),
+        ("garbage", b"not compiled code".to_vec()),
+    ];
+    for (what, bytes) in corruptions {
+        std::fs::write(entry, &bytes).unwrap();
+        let locker = Locker::start_with(&root, &cache_arg);
+        let (code, body) = locker.get("/hello-rs/again").await;
+        assert_eq!((code, body.trim()), (200, "hello from rust at /hello-rs/again"), "{what}");
+        assert_eq!(locker.status("hello-rs").await["last_load"]["outcome"], "rebuilt", "{what}");
+        locker.stop();
+        assert_eq!(std::fs::read(entry).unwrap().len(), good.len(), "{what}: the entry was not rewritten");
+    }
+    // Once rebuilt, the entry is used again.
+    let locker = Locker::start_with(&root, &cache_arg);
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+    assert_eq!(locker.status("hello-rs").await["last_load"]["outcome"], "hit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_that_fails_to_load_gets_a_clear_error_and_no_reload_storm() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let cache = dir.path().join("cache");
+    install(&root, &guest("hello-rs"));
+    install(&root, &guest("notes"));
+    // The installed component is damaged on disk after its install.
+    std::fs::write(root.join("packages/hello-rs/hello_rs.wasm"), b"\0asm damaged").unwrap();
+    let locker = Locker::start_with(&root, &["--cache-dir", cache.to_str().unwrap()]);
+    let (code, body) = locker.get("/hello-rs/").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("\\\"hello-rs\\\" failed to load"), "{body}");
+    assert!(body.contains("no longer matches"), "{body}");
+    // Requests right after are answered from the remembered failure.
+    for _ in 0..20 {
+        let (code, body) = locker.get("/hello-rs/").await;
+        assert_eq!(code, 503);
+        assert!(body.contains("failed to load"), "{body}");
+    }
+    let status = locker.status("hello-rs").await;
+    assert_eq!(status["state"], "failed");
+    assert_eq!(status["loads"], 0);
+    let log = std::fs::read_to_string(root.join("logs/hello-rs.log")).unwrap();
+    assert_eq!(log.matches("load failed").count(), 1, "{log}");
+    // Other services are not affected.
+    assert_eq!(locker.get("/notes/list").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_stops_starts_and_uninstalls_services_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("notes"));
+    let locker = Locker::start(&root, &[]);
+    assert_eq!(locker.put("/notes/file?path=keep.txt", "kept").await.0, 201);
+
+    let out = tokio::task::block_in_place(|| cli(&root, &["stop", "notes"]));
+    assert!(out.success, "{}", out.stderr);
+    let (code, body) = locker.get("/notes/list").await;
+    assert_eq!(code, 503);
+    assert!(body.contains("stopped"), "{body}");
+    let listing = tokio::task::block_in_place(|| cli(&root, &["list"]));
+    assert!(listing.stdout.contains("stopped"), "{}", listing.stdout);
+
+    let out = tokio::task::block_in_place(|| cli(&root, &["start", "notes"]));
+    assert!(out.success, "{}", out.stderr);
+    // `start` loads the service right away.
+    assert_eq!(locker.status("notes").await["state"], "idle");
+    assert_eq!(locker.get("/notes/file?path=keep.txt").await, (200, "kept".into()));
+
+    let status = tokio::task::block_in_place(|| cli(&root, &["status", "notes", "--json"]));
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    // Three requests reached the service's route, one of them while stopped.
+    assert_eq!(status["requests"], 3);
+
+    let logs = tokio::task::block_in_place(|| cli(&root, &["logs", "notes"]));
+    assert!(logs.stdout.contains("stopped by the owner"), "{}", logs.stdout);
+
+    let out = tokio::task::block_in_place(|| cli(&root, &["uninstall", "notes", "--keep-data"]));
+    assert!(out.success, "{}", out.stderr);
+    assert_eq!(locker.get("/notes/list").await.0, 404);
+    assert!(root.join("services/notes/keep.txt").exists());
+    assert!(!root.join("packages/notes").exists());
+    // Reinstalling finds the kept data.
+    tokio::task::block_in_place(|| install(&root, &guest("notes")));
+    assert_eq!(locker.get("/notes/file?path=keep.txt").await, (200, "kept".into()));
+
+    let out = tokio::task::block_in_place(|| cli(&root, &["uninstall", "notes"]));
+    assert!(out.success, "{}", out.stderr);
+    assert!(!root.join("services/notes").exists());
+}
+
+#[test]
+fn commands_work_without_a_host_and_a_host_finds_their_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    assert!(cli(&root, &["stop", "hello-rs"]).success);
+    let status = cli(&root, &["status", "hello-rs", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["state"], "stopped");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let locker = Locker::start(&root, &[]);
+        assert_eq!(locker.get("/hello-rs/").await.0, 503);
+        let second = cli(&root, &["serve", "--listen", "127.0.0.1:0"]);
+        assert!(!second.success);
+        assert!(second.stderr.contains("already in use by pid"), "{}", second.stderr);
+        locker.stop();
+    });
+    assert!(cli(&root, &["start", "hello-rs"]).success);
+    assert!(!root.join("host.json").exists(), "a stopped host leaves no host.json");
+    let out = cli(&root, &["status", "nobody"]);
+    assert!(!out.success);
+    assert!(out.stderr.contains("no service named \"nobody\" is installed"), "{}", out.stderr);
+}

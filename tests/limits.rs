@@ -1,0 +1,109 @@
+//! A guest that loops, hoards memory or crashes is stopped with a clear
+//! error, and every other service keeps answering meanwhile.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Locker, guest, guest_variant, install};
+
+async fn locker_with_unruly_and_hello(dir: &std::path::Path) -> Locker {
+    let root = dir.join("root");
+    install(&root, &guest("unruly"));
+    install(&root, &guest("hello-rs"));
+    Locker::start(&root, &[])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_loops_forever_gets_a_504_while_others_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let locker = locker_with_unruly_and_hello(dir.path()).await;
+    // Warm both up so that the timings below are about the loop alone.
+    assert_eq!(locker.get("/unruly/").await.0, 200);
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+
+    let started = Instant::now();
+    let looping = locker.get("/unruly/loop");
+    let others = async {
+        // While the loop spins, another service answers, many times over.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for _ in 0..20 {
+            let (code, body) = locker.get("/hello-rs/during").await;
+            assert_eq!(code, 200, "{body}");
+        }
+        // And so does the looping service itself, on another instance.
+        locker.get("/unruly/still-there").await
+    };
+    let ((code, body), (other_code, _)) = tokio::join!(looping, others);
+    let elapsed = started.elapsed();
+    assert_eq!(code, 504, "{body}");
+    assert!(body.contains("\\\"unruly\\\" did not answer within its deadline of 2s"), "{body}");
+    assert_eq!(other_code, 200);
+    // The manifest's deadline is 2 s; a loop is stopped soon after it.
+    assert!(elapsed < Duration::from_secs(6), "the loop ran for {elapsed:?}");
+
+    // A guest blocked on the clock rather than the CPU is cut off too.
+    let (code, body) = locker.get("/unruly/sleep?ms=60000").await;
+    assert_eq!(code, 504, "{body}");
+
+    let status = locker.status("unruly").await;
+    assert!(status["last_error"].as_str().unwrap().contains("deadline"), "{status:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_hoards_memory_is_stopped_at_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let locker = locker_with_unruly_and_hello(dir.path()).await;
+    let (code, body) = locker.get("/unruly/grow").await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("\\\"unruly\\\" ran out of memory (its limit is 32.0 MiB)"), "{body}");
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+    assert_eq!(locker.get("/unruly/fine").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_traps_gets_a_500_and_the_host_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let locker = locker_with_unruly_and_hello(dir.path()).await;
+    let (code, body) = locker.get("/unruly/panic").await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("\\\"unruly\\\" crashed"), "{body}");
+    let (code, body) = locker.get("/unruly/recurse").await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("crashed"), "{body}");
+    assert_eq!(locker.get("/unruly/fine").await.0, 200);
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+    // The guest's own panic message is in its log.
+    let log = std::fs::read_to_string(locker.root.join("logs/unruly.log")).unwrap();
+    assert!(log.contains("unruly panics on purpose"), "{log}");
+    assert!(log.contains("crashed"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_instances_are_capped_per_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let capped = guest_variant(dir.path(), "unruly", |m| {
+        m.replace("timeout = \"2s\"", "timeout = \"10s\"\nmax_instances = 1")
+    });
+    install(&root, &capped);
+    let locker = Locker::start(&root, &[]);
+    assert_eq!(locker.get("/unruly/").await.0, 200);
+    // Three requests that each hold an instance for a while: with one
+    // instance allowed they run one after another, never side by side.
+    let requests = (0..3).map(|_| locker.get("/unruly/sleep?ms=700"));
+    let watcher = async {
+        let mut most = 0;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let in_flight = locker.status("unruly").await["in_flight"].as_u64().unwrap();
+            most = most.max(in_flight);
+        }
+        most
+    };
+    let (responses, most_in_flight) = tokio::join!(futures::future::join_all(requests), watcher);
+    for (code, body) in responses {
+        assert_eq!(code, 200, "{body}");
+    }
+    assert_eq!(most_in_flight, 1);
+}

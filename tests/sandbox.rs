@@ -1,0 +1,88 @@
+//! Each service gets one persistent working directory and nothing else.
+
+mod support;
+
+use support::{Locker, guest, guest_variant, install};
+
+fn renamed(name: &'static str) -> impl Fn(String) -> String {
+    move |manifest| manifest.replace("name = \"notes\"", &format!("name = \"{name}\""))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_persist_across_restarts_and_stay_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest_variant(dir.path(), "notes", renamed("alice")));
+    install(&root, &guest_variant(dir.path(), "notes", renamed("bob")));
+
+    let locker = Locker::start(&root, &[]);
+    let (code, body) = locker.put("/alice/file?path=diary/today.json", "{\"mood\":\"good\"}").await;
+    assert_eq!(code, 201, "{body}");
+    // Plain relative paths land in the service's own directory on the host.
+    let on_disk = std::fs::read_to_string(root.join("services/alice/diary/today.json")).unwrap();
+    assert_eq!(on_disk, "{\"mood\":\"good\"}");
+    locker.stop();
+
+    let locker = Locker::start(&root, &[]);
+    assert_eq!(locker.get("/alice/file?path=diary/today.json").await, (200, "{\"mood\":\"good\"}".into()));
+    // The same path in another service is that service's own, and empty.
+    let (code, _) = locker.get("/bob/file?path=diary/today.json").await;
+    assert_eq!(code, 404);
+
+    // Neither `..`, nor absolute paths, nor the host's files are reachable.
+    for path in ["../alice/diary/today.json", "../../services/alice/diary/today.json", "../../locker.db"] {
+        let (code, body) = locker.get(&format!("/bob/file?path={path}")).await;
+        assert_eq!(code, 403, "{path}: {body}");
+        assert!(body.contains("not permitted"), "{path}: {body}");
+    }
+    let alice_file = root.join("services/alice/diary/today.json");
+    let (code, _) = locker.get(&format!("/bob/file?path={}", alice_file.display())).await;
+    assert_eq!(code, 404, "an absolute path names a file inside bob's own directory");
+    let (code, _) = locker.get("/bob/file?path=/etc/hostname").await;
+    assert_eq!(code, 404);
+    let (code, body) = locker.put("/bob/file?path=../alice/diary/today.json", "overwritten").await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(std::fs::read_to_string(&alice_file).unwrap(), "{\"mood\":\"good\"}");
+
+    // A symlink planted in bob's directory cannot lead out of it.
+    std::os::unix::fs::symlink(root.join("services/alice"), root.join("services/bob/to-alice")).unwrap();
+    std::os::unix::fs::symlink("../alice/diary", root.join("services/bob/relative-to-alice")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", root.join("services/bob/hostname")).unwrap();
+    for path in ["to-alice/diary/today.json", "relative-to-alice/today.json", "hostname"] {
+        let (code, body) = locker.get(&format!("/bob/file?path={path}")).await;
+        assert_ne!(code, 200, "{path} escaped the sandbox: {body}");
+        assert!(!body.contains("mood"), "{path}: {body}");
+    }
+    let (code, body) = locker.put("/bob/file?path=to-alice/planted.txt", "x").await;
+    assert_ne!(code, 201, "{body}");
+    assert!(!root.join("services/alice/planted.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_sees_no_environment_and_no_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("notes"));
+    let locker = Locker::start(&root, &[]);
+    let (code, env) = locker.get("/notes/env").await;
+    assert_eq!((code, env.as_str()), (200, ""), "the host's environment leaked");
+    // Not even the host's own port is reachable.
+    let address = locker.url.trim_start_matches("http://").to_string();
+    let (code, body) = locker.get(&format!("/notes/connect?addr={address}")).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("cannot connect"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_services_use_relative_paths_that_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-py"));
+    let locker = Locker::start(&root, &[]);
+    assert_eq!(locker.get("/hello-py/visits").await, (200, "1".into()));
+    assert_eq!(locker.get("/hello-py/visits").await, (200, "2".into()));
+    locker.stop();
+    let locker = Locker::start(&root, &[]);
+    assert_eq!(locker.get("/hello-py/visits").await, (200, "3".into()));
+    assert_eq!(std::fs::read_to_string(root.join("services/hello-py/visits.txt")).unwrap(), "3");
+}

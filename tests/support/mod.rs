@@ -1,0 +1,220 @@
+#![allow(dead_code)] // each test file uses a different part
+//! Shared by the end-to-end tests (each test file includes it as a module).
+//!
+//! Test support: a real `locker` process on loopback, real components built
+//! from `guests/` by `scripts/build-guests`, and a small HTTP client.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `locker` binary, built by cargo for these tests.
+pub fn locker_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_locker"))
+}
+
+/// A package folder built by `scripts/build-guests`.
+pub fn guest(name: &str) -> PathBuf {
+    let dir = workspace().join("guests/out").join(name);
+    assert!(dir.join("locker.toml").exists(), "{} is missing: run scripts/build-guests first", dir.display());
+    dir
+}
+
+/// A copy of a guest's package with its manifest edited, e.g. to rename it.
+pub fn guest_variant(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let source = guest(name);
+    let target = dir.join(format!("{name}-variant-{}", unique()));
+    std::fs::create_dir_all(&target).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+    }
+    let manifest = std::fs::read_to_string(target.join("locker.toml")).unwrap();
+    std::fs::write(target.join("locker.toml"), edit(manifest)).unwrap();
+    target
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A compiled-code cache shared by all tests, so each component is compiled once.
+pub fn shared_cache() -> PathBuf {
+    locker_bin().parent().unwrap().join("locker-test-cache")
+}
+
+/// The result of one CLI command.
+pub struct CliOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `locker <args> --root <root>`.
+pub fn cli(root: &Path, args: &[&str]) -> CliOutput {
+    let output: Output = Command::new(locker_bin())
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .env_remove("LOCKER_ROOT")
+        .output()
+        .expect("cannot run locker");
+    CliOutput {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Installs a package with the CLI and insists that it worked.
+pub fn install(root: &Path, package: &Path) {
+    let out = cli(root, &["install", package.to_str().unwrap()]);
+    assert!(out.success, "install of {} failed: {}", package.display(), out.stderr);
+}
+
+/// A running `locker serve` on a free loopback port; killed when dropped.
+pub struct Locker {
+    pub root: PathBuf,
+    pub url: String,
+    child: Child,
+    pub http: reqwest::Client,
+}
+
+impl Locker {
+    /// Serves `root` with the shared code cache and extra `serve` arguments.
+    pub fn start(root: &Path, extra: &[&str]) -> Locker {
+        let cache = shared_cache();
+        let mut args = vec!["--cache-dir", cache.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Locker::start_with(root, &args)
+    }
+
+    /// Serves `root` with exactly these extra `serve` arguments.
+    pub fn start_with(root: &Path, extra: &[&str]) -> Locker {
+        std::fs::create_dir_all(root).unwrap();
+        let log = std::fs::File::create(root.with_extension("host.log")).unwrap();
+        let child = Command::new(locker_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg(root)
+            .args(extra)
+            .env_remove("LOCKER_ROOT")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start locker serve");
+        let mut locker = Locker { root: root.to_path_buf(), url: String::new(), child, http: reqwest::Client::new() };
+        locker.url = locker.wait_until_serving();
+        locker
+    }
+
+    fn wait_until_serving(&mut self) -> String {
+        let started = Instant::now();
+        let record_path = self.root.join("host.json");
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("locker serve exited with {status}: {}", self.host_log());
+            }
+            if let Ok(text) = std::fs::read_to_string(&record_path)
+                && let Ok(record) = serde_json::from_str::<Value>(&text)
+                && record["pid"].as_u64() == Some(self.child.id() as u64)
+            {
+                return record["url"].as_str().unwrap().to_string();
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "locker did not start: {}", self.host_log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn host_log(&self) -> String {
+        std::fs::read_to_string(self.root.with_extension("host.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self.http.get(self.url(path)).send().await.expect("request failed");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let response = self.http.post(self.url(path)).body(body).send().await.expect("request failed");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    pub async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let response = self.http.put(self.url(path)).body(body).send().await.expect("request failed");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    /// A service's status from the admin API.
+    pub async fn status(&self, service: &str) -> Value {
+        let (code, body) = self.get(&format!("/_locker/api/services/{service}")).await;
+        assert_eq!(code, 200, "status of {service}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls a service's status until `ready` holds (or panics after `limit`).
+    pub async fn wait_for_status(&self, service: &str, limit: Duration, ready: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let status = self.status(service).await;
+            if ready(&status) {
+                return status;
+            }
+            assert!(started.elapsed() < limit, "{service} never reached the expected state: {status:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Asks the host to shut down and waits for it.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let started = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(20), "locker did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Locker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A listing of every file under `dir` with its size, to prove nothing changed.
+pub fn snapshot(dir: &Path) -> Vec<(String, u64)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(base).unwrap().display().to_string();
+            if meta.is_dir() {
+                out.push((format!("{rel}/"), 0));
+                walk(base, &path, out);
+            } else if !rel.starts_with("locker.db") && rel != "locker.lock" {
+                out.push((rel, meta.len()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
