@@ -16,13 +16,24 @@ async fn hello_services_in_three_languages_answer_their_first_request() {
         install(&root, &guest(name));
     }
     let locker = Locker::start(&root, &[]);
-    for (name, language) in [("hello-rs", "rust"), ("hello-js", "javascript"), ("hello-py", "python")] {
+    for (name, language) in [
+        ("hello-rs", "rust"),
+        ("hello-js", "javascript"),
+        ("hello-py", "python"),
+    ] {
         let status = locker.status(name).await;
-        assert_eq!(status["state"], "installed", "{name} must not be loaded before its first request");
+        assert_eq!(
+            status["state"], "installed",
+            "{name} must not be loaded before its first request"
+        );
         let (code, body) = locker.get(&format!("/{name}/some/path?x=1")).await;
         assert_eq!(code, 200, "{name}: {body}");
         // The guest sees the path below its prefix, and the prefix in a header.
-        assert_eq!(body.trim(), format!("hello from {language} at /{name}/some/path"), "{name}");
+        assert_eq!(
+            body.trim(),
+            format!("hello from {language} at /{name}/some/path"),
+            "{name}"
+        );
         let status = locker.status(name).await;
         assert_eq!(status["loads"], 1);
         assert_eq!(status["state"], "idle");
@@ -38,7 +49,13 @@ async fn request_bodies_stream_through_to_the_guest_and_back() {
     let locker = Locker::start(&root, &[]);
     // 3 MiB of varied bytes: more than any single buffer on the way.
     let body: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let response = locker.http.post(locker.url("/hello-rs/echo")).body(body.clone()).send().await.unwrap();
+    let response = locker
+        .http
+        .post(locker.url("/hello-rs/echo"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().await.unwrap().to_vec(), body);
 
@@ -53,7 +70,13 @@ async fn fifty_concurrent_first_requests_share_one_load() {
     // The Python service takes longest to load, so the requests surely overlap.
     install(&root, &guest("hello-py"));
     let locker = Locker::start(&root, &[]);
-    let requests = (0..50).map(|i| locker.get(if i % 2 == 0 { "/hello-py/a" } else { "/hello-py/b" }));
+    let requests = (0..50).map(|i| {
+        locker.get(if i % 2 == 0 {
+            "/hello-py/a"
+        } else {
+            "/hello-py/b"
+        })
+    });
     let responses = join_all(requests).await;
     for (code, body) in &responses {
         assert_eq!(*code, 200, "{body}");
@@ -70,8 +93,15 @@ async fn routing_redirects_the_bare_prefix_and_names_unknown_services() {
     let root = dir.path().join("root");
     install(&root, &guest("hello-rs"));
     let locker = Locker::start(&root, &[]);
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = client.get(locker.url("/hello-rs?q=1")).send().await.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(locker.url("/hello-rs?q=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 308);
     assert_eq!(response.headers()["location"], "/hello-rs/?q=1");
 
@@ -88,12 +118,17 @@ async fn routing_redirects_the_bare_prefix_and_names_unknown_services() {
 async fn a_request_body_over_the_limit_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    let small = guest_variant(dir.path(), "hello-rs", |m| format!("{m}\n[limits]\nmax_body = \"1 KiB\"\n"));
+    let small = guest_variant(dir.path(), "hello-rs", |m| {
+        format!("{m}\n[limits]\nmax_body = \"1 KiB\"\n")
+    });
     install(&root, &small);
     let locker = Locker::start(&root, &[]);
     let (code, body) = locker.post("/hello-rs/echo", vec![b'x'; 4096]).await;
     assert_eq!(code, 413, "{body}");
-    assert!(body.contains("hello-rs") && body.contains("1.0 KiB"), "{body}");
+    assert!(
+        body.contains("hello-rs") && body.contains("1.0 KiB"),
+        "{body}"
+    );
     // A streamed body without a length is cut at the limit too.
     let stream = futures::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 512])));
     let response = locker
@@ -106,8 +141,14 @@ async fn a_request_body_over_the_limit_is_refused() {
         Ok(response) => response.bytes().await.map(|b| b.len()).unwrap_or(0),
         Err(_) => 0,
     };
-    assert!(echoed <= 1024, "the guest received {echoed} bytes past the limit");
+    assert!(
+        echoed <= 1024,
+        "the guest received {echoed} bytes past the limit"
+    );
     // And the service still answers.
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(locker.post("/hello-rs/echo", "fits").await, (200, "fits".to_string()));
+    assert_eq!(
+        locker.post("/hello-rs/echo", "fits").await,
+        (200, "fits".to_string())
+    );
 }

@@ -23,17 +23,50 @@ fn bad_packages(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     };
     let real = std::fs::read(guest("hello-rs").join("hello_rs.wasm")).unwrap();
     vec![
-        (with_component(b"this is not wasm at all"), "not WebAssembly"),
-        (with_component(b"\0asm\x01\0\0\0"), "core wasm module, not a component"),
+        (
+            with_component(b"this is not wasm at all"),
+            "not WebAssembly",
+        ),
+        (
+            with_component(b"\0asm\x01\0\0\0"),
+            "core wasm module, not a component",
+        ),
         (with_component(&real[..real.len() / 2]), "invalid component"),
         // A valid, empty component: it exports nothing the host can call.
-        (with_component(b"\0asm\x0d\0\x01\0"), "does not export `wasi:http/incoming-handler"),
-        (guest_variant(dir, "hello-rs", |m| m.replace("name = \"hello-rs\"\n", "")), "missing field `name`"),
-        (guest_variant(dir, "hello-rs", |m| m.replace("kind = \"app\"", "kind = \"daemon\"")), "unknown variant `daemon`"),
-        (guest_variant(dir, "hello-rs", |m| m.replace("0.1.0", "first")), "version"),
-        (guest_variant(dir, "hello-rs", |m| m.replace("hello_rs.wasm", "missing.wasm")), "missing.wasm"),
-        (guest_variant(dir, "hello-rs", |m| format!("{m}colour = \"red\"\n")), "unknown field `colour`"),
-        (guest_variant(dir, "hello-rs", |m| m.replace("\"hello-rs\"", "\"Hello World\"")), "service name"),
+        (
+            with_component(b"\0asm\x0d\0\x01\0"),
+            "does not export `wasi:http/incoming-handler",
+        ),
+        (
+            guest_variant(dir, "hello-rs", |m| m.replace("name = \"hello-rs\"\n", "")),
+            "missing field `name`",
+        ),
+        (
+            guest_variant(dir, "hello-rs", |m| {
+                m.replace("kind = \"app\"", "kind = \"daemon\"")
+            }),
+            "unknown variant `daemon`",
+        ),
+        (
+            guest_variant(dir, "hello-rs", |m| m.replace("0.1.0", "first")),
+            "version",
+        ),
+        (
+            guest_variant(dir, "hello-rs", |m| {
+                m.replace("hello_rs.wasm", "missing.wasm")
+            }),
+            "missing.wasm",
+        ),
+        (
+            guest_variant(dir, "hello-rs", |m| format!("{m}colour = \"red\"\n")),
+            "unknown field `colour`",
+        ),
+        (
+            guest_variant(dir, "hello-rs", |m| {
+                m.replace("\"hello-rs\"", "\"Hello World\"")
+            }),
+            "service name",
+        ),
         (guest("hello-rs"), "already installed"),
     ]
 }
@@ -43,8 +76,16 @@ fn check_refusals(root: &Path, dir: &Path) {
     for (package, expected) in bad_packages(dir) {
         let out = cli(root, &["install", package.to_str().unwrap()]);
         assert!(!out.success, "{} was accepted", package.display());
-        assert!(out.stderr.contains(expected), "expected {expected:?} in: {}", out.stderr);
-        assert_eq!(root_state(root), before, "a refused install ({expected}) changed the root");
+        assert!(
+            out.stderr.contains(expected),
+            "expected {expected:?} in: {}",
+            out.stderr
+        );
+        assert_eq!(
+            root_state(root),
+            before,
+            "a refused install ({expected}) changed the root"
+        );
     }
 }
 
@@ -85,7 +126,11 @@ fn a_wasm_file_installs_with_a_separate_manifest() {
         ],
     );
     assert!(out.success, "{}", out.stderr);
-    assert!(out.stdout.contains("installed hello-rs 0.1.0"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("installed hello-rs 0.1.0"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -95,7 +140,11 @@ fn concurrent_commands_never_corrupt_the_root() {
     let names: Vec<String> = (0..6).map(|i| format!("notes-{i}")).collect();
     let packages: Vec<_> = names
         .iter()
-        .map(|name| guest_variant(dir.path(), "notes", |m| m.replace("name = \"notes\"", &format!("name = \"{name}\""))))
+        .map(|name| {
+            guest_variant(dir.path(), "notes", |m| {
+                m.replace("name = \"notes\"", &format!("name = \"{name}\""))
+            })
+        })
         .collect();
     std::thread::scope(|scope| {
         for package in &packages {
@@ -109,7 +158,11 @@ fn concurrent_commands_never_corrupt_the_root() {
     });
     let listing = cli(&root, &["list"]);
     for name in &names {
-        assert!(listing.stdout.contains(name.as_str()), "{name} missing from:\n{}", listing.stdout);
+        assert!(
+            listing.stdout.contains(name.as_str()),
+            "{name} missing from:\n{}",
+            listing.stdout
+        );
         assert!(root.join("services").join(name).is_dir());
     }
 }

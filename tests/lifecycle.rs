@@ -14,7 +14,11 @@ async fn idle_services_are_unloaded_and_come_back_on_the_next_request() {
     let locker = Locker::start(&root, &["--idle-timeout", "300ms"]);
     assert_eq!(locker.get("/hello-rs/").await.0, 200);
     assert_eq!(locker.status("hello-rs").await["state"], "idle");
-    let status = locker.wait_for_status("hello-rs", Duration::from_secs(10), |s| s["state"] == "installed").await;
+    let status = locker
+        .wait_for_status("hello-rs", Duration::from_secs(10), |s| {
+            s["state"] == "installed"
+        })
+        .await;
     assert_eq!(status["loads"], 1);
     assert_eq!(locker.get("/hello-rs/").await.0, 200);
     let status = locker.status("hello-rs").await;
@@ -35,10 +39,16 @@ async fn a_corrupt_cache_entry_is_rebuilt_never_trusted() {
 
     let locker = Locker::start_with(&root, &cache_arg);
     assert_eq!(locker.get("/hello-rs/").await.0, 200);
-    assert_eq!(locker.status("hello-rs").await["last_load"]["outcome"], "compiled");
+    assert_eq!(
+        locker.status("hello-rs").await["last_load"]["outcome"],
+        "compiled"
+    );
     locker.stop();
 
-    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let entry = &entries[0];
     let good = std::fs::read(entry).unwrap();
@@ -54,15 +64,30 @@ async fn a_corrupt_cache_entry_is_rebuilt_never_trusted() {
         std::fs::write(entry, &bytes).unwrap();
         let locker = Locker::start_with(&root, &cache_arg);
         let (code, body) = locker.get("/hello-rs/again").await;
-        assert_eq!((code, body.trim()), (200, "hello from rust at /hello-rs/again"), "{what}");
-        assert_eq!(locker.status("hello-rs").await["last_load"]["outcome"], "rebuilt", "{what}");
+        assert_eq!(
+            (code, body.trim()),
+            (200, "hello from rust at /hello-rs/again"),
+            "{what}"
+        );
+        assert_eq!(
+            locker.status("hello-rs").await["last_load"]["outcome"],
+            "rebuilt",
+            "{what}"
+        );
         locker.stop();
-        assert_eq!(std::fs::read(entry).unwrap().len(), good.len(), "{what}: the entry was not rewritten");
+        assert_eq!(
+            std::fs::read(entry).unwrap().len(),
+            good.len(),
+            "{what}: the entry was not rewritten"
+        );
     }
     // Once rebuilt, the entry is used again.
     let locker = Locker::start_with(&root, &cache_arg);
     assert_eq!(locker.get("/hello-rs/").await.0, 200);
-    assert_eq!(locker.status("hello-rs").await["last_load"]["outcome"], "hit");
+    assert_eq!(
+        locker.status("hello-rs").await["last_load"]["outcome"],
+        "hit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,7 +98,11 @@ async fn a_component_that_fails_to_load_gets_a_clear_error_and_no_reload_storm()
     install(&root, &guest("hello-rs"));
     install(&root, &guest("notes"));
     // The installed component is damaged on disk after its install.
-    std::fs::write(root.join("packages/hello-rs/hello_rs.wasm"), b"\0asm damaged").unwrap();
+    std::fs::write(
+        root.join("packages/hello-rs/hello_rs.wasm"),
+        b"\0asm damaged",
+    )
+    .unwrap();
     let locker = Locker::start_with(&root, &["--cache-dir", cache.to_str().unwrap()]);
     let (code, body) = locker.get("/hello-rs/").await;
     assert_eq!(code, 503, "{body}");
@@ -114,7 +143,10 @@ async fn the_owner_stops_starts_and_uninstalls_services_with_the_cli() {
     assert!(out.success, "{}", out.stderr);
     // `start` loads the service right away.
     assert_eq!(locker.status("notes").await["state"], "idle");
-    assert_eq!(locker.get("/notes/file?path=keep.txt").await, (200, "kept".into()));
+    assert_eq!(
+        locker.get("/notes/file?path=keep.txt").await,
+        (200, "kept".into())
+    );
 
     let status = tokio::task::block_in_place(|| cli(&root, &["status", "notes", "--json"]));
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
@@ -122,7 +154,11 @@ async fn the_owner_stops_starts_and_uninstalls_services_with_the_cli() {
     assert_eq!(status["requests"], 3);
 
     let logs = tokio::task::block_in_place(|| cli(&root, &["logs", "notes"]));
-    assert!(logs.stdout.contains("stopped by the owner"), "{}", logs.stdout);
+    assert!(
+        logs.stdout.contains("stopped by the owner"),
+        "{}",
+        logs.stdout
+    );
 
     let out = tokio::task::block_in_place(|| cli(&root, &["uninstall", "notes", "--keep-data"]));
     assert!(out.success, "{}", out.stderr);
@@ -131,7 +167,10 @@ async fn the_owner_stops_starts_and_uninstalls_services_with_the_cli() {
     assert!(!root.join("packages/notes").exists());
     // Reinstalling finds the kept data.
     tokio::task::block_in_place(|| install(&root, &guest("notes")));
-    assert_eq!(locker.get("/notes/file?path=keep.txt").await, (200, "kept".into()));
+    assert_eq!(
+        locker.get("/notes/file?path=keep.txt").await,
+        (200, "kept".into())
+    );
 
     let out = tokio::task::block_in_place(|| cli(&root, &["uninstall", "notes"]));
     assert!(out.success, "{}", out.stderr);
@@ -154,12 +193,24 @@ fn commands_work_without_a_host_and_a_host_finds_their_changes() {
         assert_eq!(locker.get("/hello-rs/").await.0, 503);
         let second = cli(&root, &["serve", "--listen", "127.0.0.1:0"]);
         assert!(!second.success);
-        assert!(second.stderr.contains("already in use by pid"), "{}", second.stderr);
+        assert!(
+            second.stderr.contains("already in use by pid"),
+            "{}",
+            second.stderr
+        );
         locker.stop();
     });
     assert!(cli(&root, &["start", "hello-rs"]).success);
-    assert!(!root.join("host.json").exists(), "a stopped host leaves no host.json");
+    assert!(
+        !root.join("host.json").exists(),
+        "a stopped host leaves no host.json"
+    );
     let out = cli(&root, &["status", "nobody"]);
     assert!(!out.success);
-    assert!(out.stderr.contains("no service named \"nobody\" is installed"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no service named \"nobody\" is installed"),
+        "{}",
+        out.stderr
+    );
 }

@@ -37,17 +37,26 @@ async fn a_guest_that_loops_forever_gets_a_504_while_others_answer() {
     let ((code, body), (other_code, _)) = tokio::join!(looping, others);
     let elapsed = started.elapsed();
     assert_eq!(code, 504, "{body}");
-    assert!(body.contains("\\\"unruly\\\" did not answer within its deadline of 2s"), "{body}");
+    assert!(
+        body.contains("\\\"unruly\\\" did not answer within its deadline of 2s"),
+        "{body}"
+    );
     assert_eq!(other_code, 200);
     // The manifest's deadline is 2 s; a loop is stopped soon after it.
-    assert!(elapsed < Duration::from_secs(6), "the loop ran for {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(6),
+        "the loop ran for {elapsed:?}"
+    );
 
     // A guest blocked on the clock rather than the CPU is cut off too.
     let (code, body) = locker.get("/unruly/sleep?ms=60000").await;
     assert_eq!(code, 504, "{body}");
 
     let status = locker.status("unruly").await;
-    assert!(status["last_error"].as_str().unwrap().contains("deadline"), "{status:#}");
+    assert!(
+        status["last_error"].as_str().unwrap().contains("deadline"),
+        "{status:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -56,7 +65,10 @@ async fn a_guest_that_hoards_memory_is_stopped_at_its_limit() {
     let locker = locker_with_unruly_and_hello(dir.path()).await;
     let (code, body) = locker.get("/unruly/grow").await;
     assert_eq!(code, 500, "{body}");
-    assert!(body.contains("\\\"unruly\\\" ran out of memory (its limit is 32.0 MiB)"), "{body}");
+    assert!(
+        body.contains("\\\"unruly\\\" ran out of memory (its limit is 32.0 MiB)"),
+        "{body}"
+    );
     assert_eq!(locker.get("/hello-rs/").await.0, 200);
     assert_eq!(locker.get("/unruly/fine").await.0, 200);
 }

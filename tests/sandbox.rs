@@ -16,7 +16,9 @@ async fn files_persist_across_restarts_and_stay_private() {
     install(&root, &guest_variant(dir.path(), "notes", renamed("bob")));
 
     let locker = Locker::start(&root, &[]);
-    let (code, body) = locker.put("/alice/file?path=diary/today.json", "{\"mood\":\"good\"}").await;
+    let (code, body) = locker
+        .put("/alice/file?path=diary/today.json", "{\"mood\":\"good\"}")
+        .await;
     assert_eq!(code, 201, "{body}");
     // Plain relative paths land in the service's own directory on the host.
     let on_disk = std::fs::read_to_string(root.join("services/alice/diary/today.json")).unwrap();
@@ -24,31 +26,60 @@ async fn files_persist_across_restarts_and_stay_private() {
     locker.stop();
 
     let locker = Locker::start(&root, &[]);
-    assert_eq!(locker.get("/alice/file?path=diary/today.json").await, (200, "{\"mood\":\"good\"}".into()));
+    assert_eq!(
+        locker.get("/alice/file?path=diary/today.json").await,
+        (200, "{\"mood\":\"good\"}".into())
+    );
     // The same path in another service is that service's own, and empty.
     let (code, _) = locker.get("/bob/file?path=diary/today.json").await;
     assert_eq!(code, 404);
 
     // Neither `..`, nor absolute paths, nor the host's files are reachable.
-    for path in ["../alice/diary/today.json", "../../services/alice/diary/today.json", "../../locker.db"] {
+    for path in [
+        "../alice/diary/today.json",
+        "../../services/alice/diary/today.json",
+        "../../locker.db",
+    ] {
         let (code, body) = locker.get(&format!("/bob/file?path={path}")).await;
         assert_eq!(code, 403, "{path}: {body}");
         assert!(body.contains("not permitted"), "{path}: {body}");
     }
     let alice_file = root.join("services/alice/diary/today.json");
-    let (code, _) = locker.get(&format!("/bob/file?path={}", alice_file.display())).await;
-    assert_eq!(code, 404, "an absolute path names a file inside bob's own directory");
+    let (code, _) = locker
+        .get(&format!("/bob/file?path={}", alice_file.display()))
+        .await;
+    assert_eq!(
+        code, 404,
+        "an absolute path names a file inside bob's own directory"
+    );
     let (code, _) = locker.get("/bob/file?path=/etc/hostname").await;
     assert_eq!(code, 404);
-    let (code, body) = locker.put("/bob/file?path=../alice/diary/today.json", "overwritten").await;
+    let (code, body) = locker
+        .put("/bob/file?path=../alice/diary/today.json", "overwritten")
+        .await;
     assert_eq!(code, 403, "{body}");
-    assert_eq!(std::fs::read_to_string(&alice_file).unwrap(), "{\"mood\":\"good\"}");
+    assert_eq!(
+        std::fs::read_to_string(&alice_file).unwrap(),
+        "{\"mood\":\"good\"}"
+    );
 
     // A symlink planted in bob's directory cannot lead out of it.
-    std::os::unix::fs::symlink(root.join("services/alice"), root.join("services/bob/to-alice")).unwrap();
-    std::os::unix::fs::symlink("../alice/diary", root.join("services/bob/relative-to-alice")).unwrap();
+    std::os::unix::fs::symlink(
+        root.join("services/alice"),
+        root.join("services/bob/to-alice"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../alice/diary",
+        root.join("services/bob/relative-to-alice"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("/etc/hostname", root.join("services/bob/hostname")).unwrap();
-    for path in ["to-alice/diary/today.json", "relative-to-alice/today.json", "hostname"] {
+    for path in [
+        "to-alice/diary/today.json",
+        "relative-to-alice/today.json",
+        "hostname",
+    ] {
         let (code, body) = locker.get(&format!("/bob/file?path={path}")).await;
         assert_ne!(code, 200, "{path} escaped the sandbox: {body}");
         assert!(!body.contains("mood"), "{path}: {body}");
@@ -65,7 +96,11 @@ async fn a_service_sees_no_environment_and_no_sockets() {
     install(&root, &guest("notes"));
     let locker = Locker::start(&root, &[]);
     let (code, env) = locker.get("/notes/env").await;
-    assert_eq!((code, env.as_str()), (200, ""), "the host's environment leaked");
+    assert_eq!(
+        (code, env.as_str()),
+        (200, ""),
+        "the host's environment leaked"
+    );
     // Not even the host's own port is reachable.
     let address = locker.url.trim_start_matches("http://").to_string();
     let (code, body) = locker.get(&format!("/notes/connect?addr={address}")).await;
@@ -84,5 +119,8 @@ async fn python_services_use_relative_paths_that_persist() {
     locker.stop();
     let locker = Locker::start(&root, &[]);
     assert_eq!(locker.get("/hello-py/visits").await, (200, "3".into()));
-    assert_eq!(std::fs::read_to_string(root.join("services/hello-py/visits.txt")).unwrap(), "3");
+    assert_eq!(
+        std::fs::read_to_string(root.join("services/hello-py/visits.txt")).unwrap(),
+        "3"
+    );
 }

@@ -74,7 +74,7 @@ impl Catalog {
             "SELECT name, manifest, digest, capabilities, installed_at, stopped FROM services ORDER BY name",
         )?;
         let rows = statement.query_map([], row_to_service)?;
-        rows.map(|row| row?.map_err(Into::into)).collect()
+        rows.map(|row| row?).collect()
     }
 
     pub fn get(&self, name: &str) -> Result<Option<InstalledService>> {

@@ -365,7 +365,10 @@ async fn logs(root_dir: &Path, name: &str, follow: bool) -> Result<()> {
     let mut stdout = std::io::stdout();
     std::io::copy(&mut file, &mut stdout)?;
     stdout.flush()?;
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let position = file.stream_position()?;
         if file.metadata()?.len() < position {
@@ -377,5 +380,4 @@ async fn logs(root_dir: &Path, name: &str, follow: bool) -> Result<()> {
         stdout.write_all(&chunk)?;
         stdout.flush()?;
     }
-    Ok(())
 }

@@ -46,10 +46,9 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(pool: &PoolSettings) -> Result<Runtime> {
-        let (engine, pooling) = match Engine::new(
-            &base_config()
-                .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(pool))),
-        ) {
+        let mut pooled = base_config();
+        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(pool)));
+        let (engine, pooling) = match Engine::new(&pooled) {
             Ok(engine) => (engine, true),
             Err(e) => {
                 tracing::warn!(

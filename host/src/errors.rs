@@ -60,6 +60,8 @@ impl ServiceError {
             ServiceError::NotFound(_)
                 | ServiceError::Stopped(_)
                 | ServiceError::BodyTooLarge { .. }
+                // Recorded once, when the load failed.
+                | ServiceError::LoadFailed { .. }
         )
     }
 }

@@ -12,7 +12,10 @@ use serde_json::Value;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The `locker` binary, built by cargo for these tests.
@@ -23,7 +26,11 @@ pub fn locker_bin() -> PathBuf {
 /// A package folder built by `scripts/build-guests`.
 pub fn guest(name: &str) -> PathBuf {
     let dir = workspace().join("guests/out").join(name);
-    assert!(dir.join("locker.toml").exists(), "{} is missing: run scripts/build-guests first", dir.display());
+    assert!(
+        dir.join("locker.toml").exists(),
+        "{} is missing: run scripts/build-guests first",
+        dir.display()
+    );
     dir
 }
 
@@ -78,7 +85,12 @@ pub fn cli(root: &Path, args: &[&str]) -> CliOutput {
 /// Installs a package with the CLI and insists that it worked.
 pub fn install(root: &Path, package: &Path) {
     let out = cli(root, &["install", package.to_str().unwrap()]);
-    assert!(out.success, "install of {} failed: {}", package.display(), out.stderr);
+    assert!(
+        out.success,
+        "install of {} failed: {}",
+        package.display(),
+        out.stderr
+    );
 }
 
 /// A running `locker serve` on a free loopback port; killed when dropped.
@@ -111,7 +123,12 @@ impl Locker {
             .stderr(log)
             .spawn()
             .expect("cannot start locker serve");
-        let mut locker = Locker { root: root.to_path_buf(), url: String::new(), child, http: reqwest::Client::new() };
+        let mut locker = Locker {
+            root: root.to_path_buf(),
+            url: String::new(),
+            child,
+            http: reqwest::Client::new(),
+        };
         locker.url = locker.wait_until_serving();
         locker
     }
@@ -129,7 +146,11 @@ impl Locker {
             {
                 return record["url"].as_str().unwrap().to_string();
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "locker did not start: {}", self.host_log());
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "locker did not start: {}",
+                self.host_log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -143,19 +164,36 @@ impl Locker {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let response = self.http.get(self.url(path)).send().await.expect("request failed");
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed");
         let status = response.status().as_u16();
         (status, response.text().await.unwrap())
     }
 
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
-        let response = self.http.post(self.url(path)).body(body).send().await.expect("request failed");
+        let response = self
+            .http
+            .post(self.url(path))
+            .body(body)
+            .send()
+            .await
+            .expect("request failed");
         let status = response.status().as_u16();
         (status, response.text().await.unwrap())
     }
 
     pub async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
-        let response = self.http.put(self.url(path)).body(body).send().await.expect("request failed");
+        let response = self
+            .http
+            .put(self.url(path))
+            .body(body)
+            .send()
+            .await
+            .expect("request failed");
         let status = response.status().as_u16();
         (status, response.text().await.unwrap())
     }
@@ -168,24 +206,38 @@ impl Locker {
     }
 
     /// Polls a service's status until `ready` holds (or panics after `limit`).
-    pub async fn wait_for_status(&self, service: &str, limit: Duration, ready: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for_status(
+        &self,
+        service: &str,
+        limit: Duration,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
         let started = Instant::now();
         loop {
             let status = self.status(service).await;
             if ready(&status) {
                 return status;
             }
-            assert!(started.elapsed() < limit, "{service} never reached the expected state: {status:#}");
+            assert!(
+                started.elapsed() < limit,
+                "{service} never reached the expected state: {status:#}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Asks the host to shut down and waits for it.
     pub fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let started = Instant::now();
         while self.child.try_wait().unwrap().is_none() {
-            assert!(started.elapsed() < Duration::from_secs(20), "locker did not stop");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "locker did not stop"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
