@@ -8,9 +8,16 @@
 //! DELETE /_locker/api/services/{name}[?keep_data=true]
 //! POST   /_locker/api/services/{name}/start
 //! POST   /_locker/api/services/{name}/stop
+//! GET    /_locker/api/events[?topic=P&limit=N]         recent events, newest first
+//! GET    /_locker/api/events/stats                     published, unhandled, pending, dead
+//! GET    /_locker/api/events/stream[?topic=P]          live events (Server-Sent Events)
+//! GET    /_locker/api/dead-letters
+//! POST   /_locker/api/dead-letters/replay              {"service": .., "event": ..} (both optional)
 //! ```
 //!
 //! Errors are `{"error": "..."}` with a status that says whose fault it is.
+
+use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -50,14 +57,14 @@ impl ApiError {
 
 type ApiResult = Result<Response<BoxBody>, ApiError>;
 
-pub async fn handle(supervisor: &Supervisor, request: Request<Incoming>) -> Response<BoxBody> {
+pub async fn handle(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> Response<BoxBody> {
     match dispatch(supervisor, request).await {
         Ok(response) => response,
         Err(error) => json_response(error.status, &serde_json::json!({ "error": error.message })),
     }
 }
 
-async fn dispatch(supervisor: &Supervisor, request: Request<Incoming>) -> ApiResult {
+async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> ApiResult {
     let path = request.uri().path()[ADMIN_PREFIX.len()..]
         .trim_end_matches('/')
         .to_string();
@@ -107,6 +114,62 @@ async fn dispatch(supervisor: &Supervisor, request: Request<Incoming>) -> ApiRes
                 .await
                 .map_err(|e| ApiError::from_anyhow(e, StatusCode::INTERNAL_SERVER_ERROR))?;
             ok(&status)
+        }
+        (&Method::GET, ["events"]) => {
+            let query = Query::of(&request);
+            let limit = query
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(50);
+            let topic = query.pattern()?;
+            let events = supervisor
+                .bus
+                .store()
+                .recent(topic, limit)
+                .await
+                .map_err(internal)?;
+            ok(&events)
+        }
+        (&Method::GET, ["events", "stats"]) => {
+            ok(&supervisor.bus.store().stats().await.map_err(internal)?)
+        }
+        (&Method::GET, ["events", "stream"]) => Ok(crate::event_stream::response(
+            &supervisor.bus,
+            Query::of(&request).pattern()?,
+        )),
+        (&Method::GET, ["dead-letters"]) => ok(&supervisor
+            .bus
+            .store()
+            .dead_letters()
+            .await
+            .map_err(internal)?),
+        (&Method::POST, ["dead-letters", "replay"]) => {
+            let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+                request.into_body(),
+                64 * 1024,
+            ))
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("bad replay request: {e}"))
+            })?
+            .to_bytes();
+            #[derive(serde::Deserialize, Default)]
+            struct Replay {
+                service: Option<String>,
+                event: Option<String>,
+            }
+            let replay: Replay = if body.is_empty() {
+                Replay::default()
+            } else {
+                serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::new(StatusCode::BAD_REQUEST, format!("bad replay request: {e}"))
+                })?
+            };
+            let subscribers = supervisor
+                .replay(replay.service, replay.event)
+                .await
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::BAD_REQUEST))?;
+            ok(&subscribers)
         }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -169,6 +232,49 @@ async fn read_package(request: Request<Incoming>) -> Result<Package, ApiError> {
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| bad(format!("{e:#}")))
+}
+
+fn internal(error: anyhow::Error) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}"))
+}
+
+/// The query string's parameters (no percent-decoding: values are names and patterns).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn of<B>(request: &Request<B>) -> Query {
+        let pairs = request
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty());
+        Query(
+            pairs
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    (key.to_string(), value.to_string())
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `topic` parameter, checked as a topic pattern.
+    fn pattern(&self) -> Result<Option<String>, ApiError> {
+        let Some(pattern) = self.get("topic") else {
+            return Ok(None);
+        };
+        crate::topics::validate_pattern(pattern)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+        Ok(Some(pattern.to_string()))
+    }
 }
 
 fn ok(value: &impl serde::Serialize) -> ApiResult {

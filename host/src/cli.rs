@@ -9,19 +9,19 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
+use crate::bus::DeliveryPolicy;
 use crate::catalog::{Catalog, InstalledService};
 use crate::client::AdminClient;
+use crate::event_store::EventStore;
 use crate::package::Package;
 use crate::root::{HostRecord, LockerRoot, RootAccess};
-use crate::service::{Defaults, Service, ServiceStatus};
-use crate::service_log::ServiceLog;
+use crate::service::{Defaults, ServiceStatus};
 use crate::supervisor::{HostOptions, Supervisor};
 
 #[derive(Parser)]
@@ -97,6 +97,37 @@ enum Command {
         #[command(flatten)]
         root: RootArg,
     },
+    /// Recent events, newest first; or follow them live.
+    Events {
+        /// Only topics matching this pattern (`contact/*`).
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print events as they are published (needs a serving host).
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Deliveries that used up their attempts.
+    DeadLetters {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Deliver dead letters again: all, one service's, or one event's.
+    Replay {
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        event: Option<String>,
+        #[command(flatten)]
+        root: RootArg,
+    },
     /// Print a service's log (its stdout and stderr, and the host's notes).
     Logs {
         name: String,
@@ -125,6 +156,12 @@ struct ServeArgs {
     /// Where compiled code is cached (default: <root>/cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Attempts at delivering an event before it becomes a dead letter.
+    #[arg(long, default_value_t = 5)]
+    event_attempts: u32,
+    /// Wait after a failed delivery; doubles with each further failure.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    event_backoff: Duration,
     #[command(flatten)]
     root: RootArg,
 }
@@ -152,6 +189,21 @@ pub fn run(cli: Cli) -> Result<()> {
                 root,
             } => lifecycle(&root.root, &name, Lifecycle::Uninstall { keep_data }).await,
             Command::Logs { name, follow, root } => logs(&root.root, &name, follow).await,
+            Command::Events {
+                topic,
+                limit,
+                follow,
+                json,
+                root,
+            } => crate::cli_events::events(&root.root, topic, limit, follow, json).await,
+            Command::DeadLetters { json, root } => {
+                crate::cli_events::dead_letters(&root.root, json).await
+            }
+            Command::Replay {
+                service,
+                event,
+                root,
+            } => crate::cli_events::replay(&root.root, service, event).await,
         }
     })
 }
@@ -173,11 +225,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
             ..Defaults::default()
         },
         cache_dir: args.cache_dir,
+        delivery: DeliveryPolicy {
+            attempts: args.event_attempts,
+            backoff: args.event_backoff,
+            ..DeliveryPolicy::default()
+        },
         ..HostOptions::default()
     };
-    let supervisor = Arc::new(tokio::task::block_in_place(|| {
-        Supervisor::new(root.clone(), options)
-    })?);
+    let supervisor = tokio::task::block_in_place(|| Supervisor::new(root.clone(), options))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -219,7 +274,7 @@ async fn shutdown_signal() {
 }
 
 /// Reaches the root: through the serving host, or directly under its lock.
-enum Access {
+pub(crate) enum Access {
     Host(AdminClient),
     Offline {
         catalog: Catalog,
@@ -227,7 +282,19 @@ enum Access {
     },
 }
 
-fn access(root_dir: &Path) -> Result<Access> {
+impl Access {
+    /// The root's event store, when no host serves it.
+    pub(crate) fn offline_events(&self) -> Result<Option<EventStore>> {
+        match self {
+            Access::Host(_) => Ok(None),
+            Access::Offline { catalog, .. } => {
+                Ok(Some(EventStore::open(&catalog.root().db_path())?))
+            }
+        }
+    }
+}
+
+pub(crate) fn access(root_dir: &Path) -> Result<Access> {
     let root = LockerRoot::open(root_dir)?;
     Ok(match root.lock_or_find_host(Duration::from_secs(30))? {
         RootAccess::Served(record) => Access::Host(AdminClient::new(&record.url)),
@@ -334,18 +401,8 @@ async fn lifecycle(root: &Path, name: &str, action: Lifecycle) -> Result<()> {
 }
 
 /// The status of a service when no host runs it: nothing is loaded.
-fn offline_status(catalog: &Catalog, installed: InstalledService) -> ServiceStatus {
-    let name = installed.manifest.name.clone();
-    let root = catalog.root();
-    Service::new(
-        installed.clone(),
-        catalog.component_path(&installed),
-        root.work_dir(&name),
-        ServiceLog::new(root.log_path(&name)),
-        &Defaults::default(),
-        u64::MAX,
-    )
-    .status()
+fn offline_status(_catalog: &Catalog, installed: InstalledService) -> ServiceStatus {
+    ServiceStatus::unloaded(&installed, Supervisor::settings_of(&installed))
 }
 
 async fn logs(root_dir: &Path, name: &str, follow: bool) -> Result<()> {

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use serde::de::DeserializeOwned;
 
+use crate::event_store::{DeadLetter, EventRecord, EventSummary};
 use crate::package::Package;
 use crate::server::ADMIN_PREFIX;
 use crate::service::ServiceStatus;
@@ -65,6 +66,65 @@ impl AdminClient {
                 .post(format!("{}/services/{name}/stop", self.base)),
         )
         .await
+    }
+
+    pub async fn events(&self, topic: Option<&str>, limit: usize) -> Result<Vec<EventSummary>> {
+        let mut url = format!("{}/events?limit={limit}", self.base);
+        if let Some(topic) = topic {
+            url.push_str(&format!("&topic={topic}"));
+        }
+        self.send(self.http.get(url)).await
+    }
+
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.send(self.http.get(format!("{}/dead-letters", self.base)))
+            .await
+    }
+
+    pub async fn replay(&self, service: Option<&str>, event: Option<&str>) -> Result<Vec<String>> {
+        let body = serde_json::json!({ "service": service, "event": event });
+        self.send(
+            self.http
+                .post(format!("{}/dead-letters/replay", self.base))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Calls `on_event` for each event published from now on (Server-Sent Events).
+    pub async fn follow_events(
+        &self,
+        topic: Option<&str>,
+        mut on_event: impl FnMut(&EventRecord),
+    ) -> Result<()> {
+        let mut url = format!("{}/events/stream", self.base);
+        if let Some(topic) = topic {
+            url.push_str(&format!("?topic={topic}"));
+        }
+        let mut response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .context("cannot reach the locker host")?;
+        if !response.status().is_success() {
+            bail!("the host refused the event stream: {}", response.status());
+        }
+        let mut buffer = String::new();
+        while let Some(chunk) = response.chunk().await? {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let message: String = buffer.drain(..end + 2).collect();
+                for line in message.lines() {
+                    if let Some(data) = line.strip_prefix("data: ")
+                        && let Ok(event) = serde_json::from_str::<EventRecord>(data)
+                    {
+                        on_event(&event);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {

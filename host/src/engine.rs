@@ -71,6 +71,9 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("cannot link wasi:http")?;
+        crate::guest_api::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot link Locker's interfaces")?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(Runtime {
             engine,

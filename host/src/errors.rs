@@ -32,6 +32,8 @@ pub enum ServiceError {
     GuestError { service: String, reason: String },
     #[error("the request body is larger than service {service:?} accepts ({})", ByteSize(*limit).display().iec())]
     BodyTooLarge { service: String, limit: u64 },
+    #[error("service {0:?} does not serve HTTP (it only handles events)")]
+    NoHttp(String),
     #[error("the host could not run service {service:?}: {reason}")]
     Host { service: String, reason: String },
 }
@@ -39,7 +41,7 @@ pub enum ServiceError {
 impl ServiceError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::NotFound(_) | ServiceError::NoHttp(_) => StatusCode::NOT_FOUND,
             ServiceError::Stopped(_)
             | ServiceError::LoadFailed { .. }
             | ServiceError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -58,10 +60,39 @@ impl ServiceError {
         !matches!(
             self,
             ServiceError::NotFound(_)
+                | ServiceError::NoHttp(_)
                 | ServiceError::Stopped(_)
                 | ServiceError::BodyTooLarge { .. }
                 // Recorded once, when the load failed.
                 | ServiceError::LoadFailed { .. }
         )
+    }
+}
+
+impl ServiceError {
+    /// Turns how a guest's run ended (without an answer) into an error.
+    pub fn from_run(
+        service: &str,
+        deadline: Duration,
+        memory_limit: u64,
+        error: wasmtime::Error,
+        memory_hit: bool,
+    ) -> ServiceError {
+        let service = service.to_string();
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => ServiceError::DeadlineExceeded { service, deadline },
+            _ if memory_hit => ServiceError::OutOfMemory {
+                service,
+                limit: memory_limit,
+            },
+            Some(trap) => ServiceError::Trapped {
+                service,
+                reason: trap.to_string(),
+            },
+            None => ServiceError::Trapped {
+                service,
+                reason: format!("{error:#}"),
+            },
+        }
     }
 }

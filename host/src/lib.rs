@@ -8,15 +8,25 @@
 //! - [`sandbox`]: what one instance may touch;
 //! - [`service`], [`supervisor`]: services at run time, cold start, idle unload;
 //! - [`server`], [`proxy`], [`admin`]: HTTP in, to services and the admin API;
+//! - [`topics`], [`event_store`], [`bus`], [`delivery`], [`event_stream`]:
+//!   durable events between services;
+//! - [`guest_api`], [`discovery`]: Locker's own WIT interfaces for guests;
 //! - [`cli`], [`client`]: the command line and its admin API client.
 
 pub mod admin;
+pub mod bus;
 pub mod catalog;
 pub mod cli;
+mod cli_events;
 pub mod client;
 pub mod code_cache;
+pub mod delivery;
+pub mod discovery;
 pub mod engine;
 pub mod errors;
+pub mod event_store;
+pub mod event_stream;
+pub mod guest_api;
 pub mod manifest;
 pub mod package;
 pub mod proxy;
@@ -26,3 +36,4 @@ pub mod server;
 pub mod service;
 pub mod service_log;
 pub mod supervisor;
+pub mod topics;

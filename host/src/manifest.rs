@@ -7,6 +7,8 @@
 //! description = "Keeps notes"
 //! component = "notes.wasm"       # the component, next to the manifest
 //! provides = ["note/files"]      # service types, `area/name`
+//! publishes = ["note/changed"]   # topics it may publish (patterns allowed)
+//! subscribes = ["contact/*"]     # topic patterns delivered to its event handler
 //!
 //! [limits]                       # all optional; the host's defaults apply otherwise
 //! memory = "64 MiB"              # linear memory of one instance
@@ -43,6 +45,10 @@ pub struct Manifest {
     pub component: String,
     #[serde(default)]
     pub provides: Vec<String>,
+    #[serde(default)]
+    pub publishes: Vec<String>,
+    #[serde(default)]
+    pub subscribes: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -126,6 +132,15 @@ impl Manifest {
         }
         for service_type in &self.provides {
             validate_service_type(service_type)?;
+        }
+        for topic in &self.publishes {
+            crate::topics::validate_pattern(topic).context("in `publishes`")?;
+            if topic.starts_with(crate::topics::HOST_PREFIX) || topic == "*" {
+                bail!("`publishes` entry {topic:?}: topics under `locker/` are the host's own");
+            }
+        }
+        for pattern in &self.subscribes {
+            crate::topics::validate_pattern(pattern).context("in `subscribes`")?;
         }
         let limits = &self.limits;
         if limits.memory.is_some_and(|m| m.as_u64() < 64 * 1024) {
@@ -222,5 +237,11 @@ mod tests {
         assert!(error_of(&format!("{GOOD}\nmemroy = 1")).contains("unknown field `memroy`"));
         assert!(error_of(&GOOD.replace("\"2s\"", "\"soon\"")).contains("timeout"));
         assert!(error_of(&GOOD.replace("\"notes\"", "\"_locker\"")).contains("service name"));
+        let publishes =
+            |topics: &str| GOOD.replace("provides", &format!("publishes = {topics}\nprovides"));
+        assert!(error_of(&publishes("[\"locker/service.started\"]")).contains("the host's own"));
+        assert!(error_of(&publishes("[\"Notes\"]")).contains("in `publishes`"));
+        let subscribes = GOOD.replace("provides", "subscribes = [\"a/*/b\"]\nprovides");
+        assert!(error_of(&subscribes).contains("in `subscribes`"));
     }
 }

@@ -9,8 +9,10 @@ use wasmparser::{Encoding, Parser, Payload};
 
 use crate::manifest::Manifest;
 
-/// The interface every service exports to receive HTTP requests.
+/// The interface a service exports to receive HTTP requests.
 const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+/// The interface a service exports to receive events.
+pub const EVENT_HANDLER: &str = "locker:service/event-handler@0.1";
 
 /// A package that passed every check, ready to install.
 pub struct Package {
@@ -26,7 +28,11 @@ pub struct Package {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Capabilities {
     /// The exact `wasi:http/incoming-handler` version it exports.
-    pub http_handler: String,
+    #[serde(default)]
+    pub http_handler: Option<String>,
+    /// The exact `locker:service/event-handler` version it exports.
+    #[serde(default)]
+    pub event_handler: Option<String>,
 }
 
 impl Package {
@@ -55,6 +61,13 @@ impl Package {
     pub fn new(manifest: Manifest, component: Vec<u8>, origin: &str) -> Result<Package> {
         let capabilities = inspect_component(&component)
             .with_context(|| format!("{origin} is not a usable component"))?;
+        if !manifest.subscribes.is_empty() && capabilities.event_handler.is_none() {
+            bail!(
+                "service {:?} subscribes to {:?} but its component does not export `{EVENT_HANDLER}.x`",
+                manifest.name,
+                manifest.subscribes
+            );
+        }
         let digest = digest_of(&component);
         Ok(Package {
             manifest,
@@ -85,7 +98,7 @@ pub fn inspect_component(bytes: &[u8]) -> Result<Capabilities> {
         .validate_all(bytes)
         .map_err(|e| anyhow::anyhow!("invalid component: {e}"))?;
 
-    let mut http_handler = None;
+    let mut capabilities = Capabilities::default();
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.map_err(|e| anyhow::anyhow!("invalid component: {e}"))? {
@@ -102,16 +115,21 @@ pub fn inspect_component(bytes: &[u8]) -> Result<Capabilities> {
             Payload::ComponentExportSection(exports) if depth == 1 => {
                 for export in exports {
                     let export = export.map_err(|e| anyhow::anyhow!("invalid component: {e}"))?;
-                    if export.name.name.starts_with(HTTP_HANDLER) {
-                        http_handler = Some(export.name.name.to_string());
+                    let name = export.name.name;
+                    if name.starts_with(HTTP_HANDLER) {
+                        capabilities.http_handler = Some(name.to_string());
+                    } else if name.starts_with(EVENT_HANDLER) {
+                        capabilities.event_handler = Some(name.to_string());
                     }
                 }
             }
             _ => {}
         }
     }
-    let Some(http_handler) = http_handler else {
-        bail!("it does not export `{HTTP_HANDLER}.x` (services are wasi:http proxy components)");
-    };
-    Ok(Capabilities { http_handler })
+    if capabilities.http_handler.is_none() && capabilities.event_handler.is_none() {
+        bail!(
+            "it does not export `{HTTP_HANDLER}.x` nor `{EVENT_HANDLER}.x`, so the host cannot call it"
+        );
+    }
+    Ok(capabilities)
 }

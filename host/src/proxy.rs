@@ -13,11 +13,9 @@ use std::sync::atomic::Ordering;
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use wasmtime::{Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use crate::engine::EPOCH_TICK;
 use crate::errors::ServiceError;
 use crate::server::{BoxBody, full};
 use crate::service::Service;
@@ -77,25 +75,17 @@ async fn forward(
     let loaded = service
         .loaded(&supervisor.runtime, &supervisor.cache)
         .await?;
-    let permit = tokio::time::timeout_at(deadline, loaded.permits.clone().acquire_owned())
-        .await
-        .map_err(|_| ServiceError::Busy {
-            service: name.clone(),
-            max: settings.max_instances,
-        })?
-        .expect("the semaphore is never closed");
-    let in_flight = loaded.begin_request();
-
+    let Some(http_indices) = loaded.http.clone() else {
+        return Err(ServiceError::NoHttp(name));
+    };
     let host_error = |e: anyhow::Error| ServiceError::Host {
         service: name.clone(),
         reason: format!("{e:#}"),
     };
-    let state = loaded.sandbox.instance_state().map_err(host_error)?;
-    let memory_hit = state.limiter.hit_flag();
-    let mut store = Store::new(&supervisor.runtime.engine, state);
-    store.limiter(|state| &mut state.limiter);
-    store.set_epoch_deadline(ticks_for(settings.timeout));
-    store.epoch_deadline_trap();
+    let instance = loaded
+        .prepare(&supervisor.runtime.engine, &service.settings, deadline)
+        .await?;
+    let (mut store, memory_hit, claim) = (instance.store, instance.memory_hit, instance.claim);
 
     let max_body = settings.max_body;
     let request = request.map(move |body| {
@@ -117,10 +107,10 @@ async fn forward(
     let task = tokio::spawn(async move {
         // The instance lives as long as this task: it may keep streaming the
         // body after the response head was sent.
-        let _permit = permit;
-        let _in_flight = in_flight;
+        let _claim = claim;
         let run = async {
-            let proxy = pre.instantiate_async(&mut store).await?;
+            let instance = pre.instantiate_async(&mut store).await?;
+            let proxy = http_indices.load(&mut store, &instance)?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)
@@ -167,33 +157,14 @@ fn classify(
             service: name,
             deadline: settings.timeout,
         },
-        Ok(Ok(Err(error))) => match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => ServiceError::DeadlineExceeded {
-                service: name,
-                deadline: settings.timeout,
-            },
-            _ if memory_hit => ServiceError::OutOfMemory {
-                service: name,
-                limit: settings.memory,
-            },
-            Some(trap) => ServiceError::Trapped {
-                service: name,
-                reason: trap.to_string(),
-            },
-            None => ServiceError::Trapped {
-                service: name,
-                reason: format!("{error:#}"),
-            },
-        },
+        Ok(Ok(Err(error))) => {
+            ServiceError::from_run(&name, settings.timeout, settings.memory, error, memory_hit)
+        }
         Err(join_error) => ServiceError::Host {
             service: name,
             reason: join_error.to_string(),
         },
     }
-}
-
-fn ticks_for(timeout: std::time::Duration) -> u64 {
-    (timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1
 }
 
 /// Rewrites `/<service>/rest?q` to `/rest?q` and records the prefix.

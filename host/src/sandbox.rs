@@ -9,7 +9,9 @@
 //! - stdout and stderr appended to `<root>/logs/<name>.log`; empty stdin;
 //! - clocks and random numbers;
 //! - no sockets; outbound HTTP only to the hosts its manifest allows;
-//! - linear memory up to its limit.
+//! - linear memory up to its limit;
+//! - Locker's events (publishing only the topics its manifest declares) and
+//!   discovery.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -21,6 +23,9 @@ use wasmtime_wasi::cli::OutputFile;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::guest_api::ServiceLinks;
+use crate::service_log::ServiceLog;
+
 /// The host state inside one instance's `Store`.
 pub struct InstanceState {
     wasi: WasiCtx,
@@ -28,23 +33,34 @@ pub struct InstanceState {
     table: ResourceTable,
     outbound: OutboundPolicy,
     pub limiter: MemoryLimiter,
+    /// Who this instance is, for Locker's own interfaces (`guest_api`).
+    pub links: ServiceLinks,
+    log: ServiceLog,
+}
+
+impl InstanceState {
+    /// Appends a note from the host to the service's log.
+    pub fn note(&self, message: &str) {
+        self.log.note(message);
+    }
 }
 
 /// Everything fixed about a service's sandbox, prepared once per load.
 #[derive(Clone)]
 pub struct SandboxSpec {
-    pub service: String,
     pub work_dir: std::path::PathBuf,
-    pub log: Arc<File>,
+    pub log: ServiceLog,
+    pub log_file: Arc<File>,
     pub memory_limit: usize,
     pub allow_hosts: Arc<Vec<String>>,
+    pub links: ServiceLinks,
 }
 
 impl SandboxSpec {
     /// Builds the state for a fresh instance.
     pub fn instance_state(&self) -> Result<InstanceState> {
         let log = OutputFile::new(
-            self.log
+            self.log_file
                 .try_clone()
                 .context("cannot share the service log")?,
         );
@@ -68,6 +84,8 @@ impl SandboxSpec {
                 allow_hosts: self.allow_hosts.clone(),
             },
             limiter: MemoryLimiter::new(self.memory_limit),
+            links: self.links.clone(),
+            log: self.log.clone(),
         })
     }
 }

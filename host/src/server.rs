@@ -89,7 +89,7 @@ pub async fn serve(
     Ok(())
 }
 
-async fn route(supervisor: &Supervisor, mut request: Request<Incoming>) -> Response<BoxBody> {
+async fn route(supervisor: &Arc<Supervisor>, mut request: Request<Incoming>) -> Response<BoxBody> {
     if let Err(denied) = authorize(&request) {
         return denied;
     }

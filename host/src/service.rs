@@ -15,13 +15,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bytesize::ByteSize;
 use serde::Serialize;
-use tokio::sync::Semaphore;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
 use crate::catalog::InstalledService;
 use crate::code_cache::{CacheOutcome, CodeCache};
-use crate::engine::Runtime;
+use crate::engine::{EPOCH_TICK, Runtime};
 use crate::errors::ServiceError;
+use crate::guest_api::{EventHandlerIndices, ServiceLinks};
 use crate::sandbox::{InstanceState, SandboxSpec};
 use crate::service_log::ServiceLog;
 
@@ -60,7 +63,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    fn resolve(installed: &InstalledService, defaults: &Defaults, max_memory: u64) -> Settings {
+    pub fn resolve(installed: &InstalledService, defaults: &Defaults, max_memory: u64) -> Settings {
         let limits = &installed.manifest.limits;
         Settings {
             timeout: limits.timeout.unwrap_or(defaults.timeout),
@@ -95,14 +98,63 @@ pub enum State {
 
 /// A loaded service: compiled, linked, ready to instantiate per request.
 pub struct LoadedService {
-    pub pre: ProxyPre<InstanceState>,
+    pub pre: InstancePre<InstanceState>,
+    /// Where its `wasi:http/incoming-handler` is, if it serves HTTP.
+    pub http: Option<ProxyIndices>,
+    /// Where its `locker:service/event-handler` is, if it handles events.
+    pub events: Option<EventHandlerIndices>,
     pub sandbox: SandboxSpec,
     pub permits: Arc<Semaphore>,
     in_flight: AtomicUsize,
     last_used: Mutex<Instant>,
 }
 
+/// A fresh store for one instance, and the claim on the service it holds.
+pub struct PreparedInstance {
+    pub store: Store<InstanceState>,
+    /// Turns true if the instance was refused memory past its limit.
+    pub memory_hit: Arc<AtomicBool>,
+    /// Holds an instance slot and counts as in flight until dropped.
+    pub claim: (OwnedSemaphorePermit, InFlight),
+}
+
 impl LoadedService {
+    /// Waits (until `deadline`) for a free instance slot, then builds a
+    /// store with the service's sandbox, memory limit and epoch deadline.
+    pub async fn prepare(
+        self: &Arc<Self>,
+        engine: &wasmtime::Engine,
+        settings: &Settings,
+        deadline: tokio::time::Instant,
+    ) -> Result<PreparedInstance, ServiceError> {
+        let name = &self.sandbox.links.name;
+        let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| ServiceError::Busy {
+                service: name.clone(),
+                max: settings.max_instances,
+            })?
+            .expect("the semaphore is never closed");
+        let in_flight = self.begin_request();
+        let state = self
+            .sandbox
+            .instance_state()
+            .map_err(|e| ServiceError::Host {
+                service: name.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let memory_hit = state.limiter.hit_flag();
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(ticks_for(settings.timeout));
+        store.epoch_deadline_trap();
+        Ok(PreparedInstance {
+            store,
+            memory_hit,
+            claim: (permit, in_flight),
+        })
+    }
+
     /// Marks a request as in flight until the guard drops.
     pub fn begin_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -144,6 +196,7 @@ pub struct Service {
     component_path: std::path::PathBuf,
     work_dir: std::path::PathBuf,
     log: ServiceLog,
+    links: ServiceLinks,
     loaded: RwLock<Option<Arc<LoadedService>>>,
     load_lock: tokio::sync::Mutex<()>,
     loading: AtomicBool,
@@ -171,6 +224,8 @@ pub struct ServiceStatus {
     pub kind: String,
     pub description: String,
     pub provides: Vec<String>,
+    pub publishes: Vec<String>,
+    pub subscribes: Vec<String>,
     pub digest: String,
     pub installed_at: String,
     pub state: State,
@@ -182,16 +237,44 @@ pub struct ServiceStatus {
     pub settings: Settings,
 }
 
+impl ServiceStatus {
+    /// The status of a service that is not loaded (or not served at all).
+    pub fn unloaded(installed: &InstalledService, settings: Settings) -> ServiceStatus {
+        let manifest = &installed.manifest;
+        ServiceStatus {
+            name: manifest.name.clone(),
+            version: manifest.version.to_string(),
+            kind: manifest.kind.to_string(),
+            description: manifest.description.clone(),
+            provides: manifest.provides.clone(),
+            publishes: manifest.publishes.clone(),
+            subscribes: manifest.subscribes.clone(),
+            digest: installed.digest.clone(),
+            installed_at: installed.installed_at.clone(),
+            state: if installed.stopped {
+                State::Stopped
+            } else {
+                State::Installed
+            },
+            loads: 0,
+            requests: 0,
+            in_flight: 0,
+            last_error: None,
+            last_load: None,
+            settings,
+        }
+    }
+}
+
 impl Service {
     pub fn new(
         installed: InstalledService,
         component_path: std::path::PathBuf,
         work_dir: std::path::PathBuf,
         log: ServiceLog,
-        defaults: &Defaults,
-        max_memory: u64,
+        links: ServiceLinks,
+        settings: Settings,
     ) -> Service {
-        let settings = Settings::resolve(&installed, defaults, max_memory);
         Service {
             name: installed.manifest.name.clone(),
             stopped: AtomicBool::new(installed.stopped),
@@ -200,6 +283,7 @@ impl Service {
             component_path,
             work_dir,
             log,
+            links,
             loaded: RwLock::new(None),
             load_lock: tokio::sync::Mutex::new(()),
             loading: AtomicBool::new(false),
@@ -267,6 +351,10 @@ impl Service {
                 tracing::info!(service = %self.name, ?outcome, millis, "loaded");
                 self.log
                     .note(&format!("loaded ({outcome:?}, {millis:.1} ms)"));
+                self.emit(
+                    "locker/service.started",
+                    serde_json::json!({ "service": self.name, "cache": outcome, "millis": millis }),
+                );
                 Ok(loaded)
             }
             Err(error) => {
@@ -283,6 +371,10 @@ impl Service {
                 *self.last_error.lock().unwrap() = Some(format!("load failed: {reason}"));
                 tracing::warn!(service = %self.name, "load failed: {reason}");
                 self.log.note(&format!("load failed: {reason}"));
+                self.emit(
+                    "locker/service.failed",
+                    serde_json::json!({ "service": self.name, "error": format!("load failed: {reason}") }),
+                );
                 Err(ServiceError::LoadFailed {
                     service: self.name.clone(),
                     reason,
@@ -309,24 +401,41 @@ impl Service {
                 .instantiate_pre(&component)
                 .map_err(anyhow::Error::from)
                 .context("cannot link the component (does it import something the host lacks?)")?;
-            let pre = ProxyPre::new(instance_pre)
-                .map_err(anyhow::Error::from)
-                .context("the component does not export wasi:http/incoming-handler")?;
-            Ok((pre, outcome))
+            Ok((instance_pre, outcome))
         })
         .await
         .context("the load task panicked")??;
         std::fs::create_dir_all(&self.work_dir)
             .with_context(|| format!("cannot create {}", self.work_dir.display()))?;
+        let capabilities = &self.installed.capabilities;
+        let http = match capabilities.http_handler {
+            Some(_) => Some(
+                ProxyIndices::new(&pre)
+                    .map_err(anyhow::Error::from)
+                    .context("cannot find the component's wasi:http/incoming-handler")?,
+            ),
+            None => None,
+        };
+        let events = match capabilities.event_handler {
+            Some(_) => Some(
+                EventHandlerIndices::new(&pre)
+                    .map_err(anyhow::Error::from)
+                    .context("cannot find the component's locker:service/event-handler")?,
+            ),
+            None => None,
+        };
         let sandbox = SandboxSpec {
-            service: self.name.clone(),
             work_dir: self.work_dir.clone(),
-            log: self.log.file()?,
+            log: self.log.clone(),
+            log_file: self.log.file()?,
             memory_limit: self.settings.memory as usize,
             allow_hosts: Arc::new(self.installed.manifest.network.allow_hosts.clone()),
+            links: self.links.clone(),
         };
         let loaded = LoadedService {
             pre,
+            http,
+            events,
             sandbox,
             permits: Arc::new(Semaphore::new(self.settings.max_instances as usize)),
             in_flight: AtomicUsize::new(0),
@@ -341,6 +450,10 @@ impl Service {
         if unloaded {
             tracing::info!(service = %self.name, "unloaded ({why})");
             self.log.note(&format!("unloaded ({why})"));
+            self.emit(
+                "locker/service.stopped",
+                serde_json::json!({ "service": self.name, "reason": why }),
+            );
         }
         unloaded
     }
@@ -374,7 +487,22 @@ impl Service {
     pub fn record_error(&self, error: &ServiceError) {
         let text = error.to_string();
         self.log.note(&text);
+        self.emit(
+            "locker/service.failed",
+            serde_json::json!({ "service": self.name, "error": text }),
+        );
         *self.last_error.lock().unwrap() = Some(text);
+    }
+
+    /// Publishes a host event about this service, without waiting for it.
+    pub fn emit(&self, topic: &'static str, payload: serde_json::Value) {
+        let bus = self.links.bus.clone();
+        let about = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = bus.publish_host(topic, &about, payload).await {
+                tracing::warn!("cannot publish {topic}: {e}");
+            }
+        });
     }
 
     pub fn state(&self) -> State {
@@ -398,15 +526,7 @@ impl Service {
     }
 
     pub fn status(&self) -> ServiceStatus {
-        let manifest = &self.installed.manifest;
         ServiceStatus {
-            name: self.name.clone(),
-            version: manifest.version.to_string(),
-            kind: manifest.kind.to_string(),
-            description: manifest.description.clone(),
-            provides: manifest.provides.clone(),
-            digest: self.installed.digest.clone(),
-            installed_at: self.installed.installed_at.clone(),
             state: self.state(),
             loads: self.loads.load(Ordering::SeqCst),
             requests: self.requests.load(Ordering::Relaxed),
@@ -418,7 +538,11 @@ impl Service {
                 .map_or(0, |l| l.in_flight.load(Ordering::SeqCst)),
             last_error: self.last_error.lock().unwrap().clone(),
             last_load: self.last_load.lock().unwrap().clone(),
-            settings: self.settings.clone(),
+            ..ServiceStatus::unloaded(&self.installed, self.settings.clone())
         }
     }
+}
+
+fn ticks_for(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1
 }

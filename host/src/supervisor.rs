@@ -1,6 +1,7 @@
 //! The supervisor: the installed services of a serving host, kept in step
-//! with the catalog, and the lifecycle operations the admin API offers
-//! (install, uninstall, start, stop) plus the idle reaper.
+//! with the catalog, the event bus and the discovery directory; the
+//! lifecycle operations the admin API offers (install, uninstall, start,
+//! stop, replay); and the idle reaper.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,21 +10,40 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::bus::{Bus, DeliveryPolicy};
 use crate::catalog::{Catalog, CatalogError, InstalledService};
 use crate::code_cache::CodeCache;
+use crate::discovery::{Directory, ServiceInfo};
 use crate::engine::{PoolSettings, Runtime};
+use crate::event_store::EventStore;
+use crate::guest_api::ServiceLinks;
 use crate::package::Package;
 use crate::root::LockerRoot;
-use crate::service::{Defaults, Service, ServiceStatus};
+use crate::service::{Defaults, Service, ServiceStatus, Settings};
 use crate::service_log::ServiceLog;
 
 /// How a host is set up; every field has a default.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HostOptions {
     pub defaults: Defaults,
     pub pool: PoolSettings,
     /// Where compiled code is cached; `<root>/cache` when `None`.
     pub cache_dir: Option<PathBuf>,
+    pub delivery: DeliveryPolicy,
+    /// The largest event payload, in bytes.
+    pub max_event_payload: usize,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            defaults: Defaults::default(),
+            pool: PoolSettings::default(),
+            cache_dir: None,
+            delivery: DeliveryPolicy::default(),
+            max_event_payload: 64 * 1024,
+        }
+    }
 }
 
 pub struct Supervisor {
@@ -31,6 +51,8 @@ pub struct Supervisor {
     pub catalog: Catalog,
     pub runtime: Runtime,
     pub cache: Arc<CodeCache>,
+    pub bus: Arc<Bus>,
+    pub directory: Arc<Directory>,
     options: HostOptions,
     services: RwLock<BTreeMap<String, Arc<Service>>>,
     /// Serializes catalog changes made through this host.
@@ -38,40 +60,81 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(root: LockerRoot, options: HostOptions) -> Result<Supervisor> {
+    /// Opens the root's catalog and event store, and starts a dispatcher for
+    /// every subscribing service (deliveries left pending by a previous run
+    /// resume at once). Must run inside a tokio runtime.
+    pub fn new(root: LockerRoot, options: HostOptions) -> Result<Arc<Supervisor>> {
         let catalog = Catalog::open(&root)?;
+        let events = EventStore::open(&root.db_path())?;
         let runtime = Runtime::new(&options.pool)?;
         let cache_dir = options
             .cache_dir
             .clone()
             .unwrap_or_else(|| root.default_cache_dir());
         let cache = Arc::new(CodeCache::new(cache_dir, runtime.compatibility_key())?);
-        let supervisor = Supervisor {
+        let bus = Arc::new(Bus::new(
+            events,
+            options.max_event_payload,
+            options.delivery.clone(),
+        ));
+        let supervisor = Arc::new(Supervisor {
             root,
             catalog,
             runtime,
             cache,
+            bus,
+            directory: Arc::new(Directory::default()),
             options,
             services: RwLock::new(BTreeMap::new()),
             changes: tokio::sync::Mutex::new(()),
-        };
+        });
         for installed in supervisor.catalog.list()? {
             supervisor.add(installed);
         }
         Ok(supervisor)
     }
 
-    fn add(&self, installed: InstalledService) -> Arc<Service> {
-        let name = installed.manifest.name.clone();
+    /// Settings with the defaults filled in, for a service no host runs.
+    pub fn settings_of(installed: &InstalledService) -> Settings {
+        Settings::resolve(
+            installed,
+            &Defaults::default(),
+            PoolSettings::default().max_memory,
+        )
+    }
+
+    fn add(self: &Arc<Self>, installed: InstalledService) -> Arc<Service> {
+        let manifest = &installed.manifest;
+        let name = manifest.name.clone();
+        let links = ServiceLinks {
+            name: name.clone(),
+            publishes: Arc::new(manifest.publishes.clone()),
+            bus: self.bus.clone(),
+            directory: self.directory.clone(),
+        };
+        let settings = Settings::resolve(
+            &installed,
+            &self.options.defaults,
+            self.options.pool.max_memory,
+        );
         let service = Arc::new(Service::new(
             installed.clone(),
             self.catalog.component_path(&installed),
             self.root.work_dir(&name),
             ServiceLog::new(self.root.log_path(&name)),
-            &self.options.defaults,
-            self.options.pool.max_memory,
+            links,
+            settings,
         ));
-        self.services.write().unwrap().insert(name, service.clone());
+        self.services
+            .write()
+            .unwrap()
+            .insert(name.clone(), service.clone());
+        self.directory.insert(ServiceInfo::of(manifest));
+        self.bus
+            .set_subscriptions(&name, manifest.subscribes.clone());
+        if !manifest.subscribes.is_empty() {
+            tokio::spawn(crate::delivery::run_dispatcher(self.clone(), name));
+        }
         service
     }
 
@@ -88,16 +151,18 @@ impl Supervisor {
             .collect()
     }
 
-    pub async fn install(&self, package: Package) -> Result<ServiceStatus> {
+    pub async fn install(self: &Arc<Self>, package: Package) -> Result<ServiceStatus> {
         let _change = self.changes.lock().await;
         let installed = self
             .blocking(move |catalog| catalog.install(&package))
             .await?;
         let service = self.add(installed);
-        service.log().note(&format!(
-            "installed version {}",
-            service.installed().manifest.version
-        ));
+        let version = service.installed().manifest.version.to_string();
+        service.log().note(&format!("installed version {version}"));
+        service.emit(
+            "locker/service.installed",
+            serde_json::json!({ "service": service.name, "version": version }),
+        );
         Ok(service.status())
     }
 
@@ -112,12 +177,20 @@ impl Supervisor {
         self.blocking(move |catalog| catalog.uninstall(&owned, keep_data))
             .await?;
         self.services.write().unwrap().remove(name);
+        self.directory.remove(name);
+        self.bus.remove_subscriber(name);
+        service.emit(
+            "locker/service.uninstalled",
+            serde_json::json!({ "service": name, "kept_data": keep_data }),
+        );
         Ok(status)
     }
 
     /// Starts a service: clears `stopped` and loads it now.
     pub async fn start(&self, name: &str) -> Result<ServiceStatus> {
         let service = self.set_stopped(name, false).await?;
+        // Deliveries held while it was stopped can go now.
+        self.bus.ring(name);
         service
             .loaded(&self.runtime, &self.cache)
             .await
@@ -142,6 +215,19 @@ impl Supervisor {
         Ok(service)
     }
 
+    /// Makes dead letters pending again and wakes their subscribers.
+    pub async fn replay(
+        &self,
+        service: Option<String>,
+        event: Option<String>,
+    ) -> Result<Vec<String>> {
+        let subscribers = self.bus.store().replay(service, event).await?;
+        for subscriber in &subscribers {
+            self.bus.ring(subscriber);
+        }
+        Ok(subscribers)
+    }
+
     /// Unloads every service that has been idle past its idle time.
     pub fn reap_idle(&self) {
         let services: Vec<_> = self.services.read().unwrap().values().cloned().collect();
@@ -164,7 +250,7 @@ impl Supervisor {
         (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
     }
 
-    /// Runs a catalog call (SQLite and file I/O) off the async threads.
+    /// Runs a catalog call (SQLite and file I/O) without stalling other tasks.
     async fn blocking<T>(&self, f: impl FnOnce(&Catalog) -> Result<T>) -> Result<T> {
         tokio::task::block_in_place(|| f(&self.catalog))
     }

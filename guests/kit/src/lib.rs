@@ -6,6 +6,9 @@
 
 use std::io::{Read, Write};
 
+pub mod bindings;
+pub use bindings::locker::service::{discovery, events};
+
 pub use wasip2;
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,

@@ -1,0 +1,414 @@
+//! Durable events between services: cold-start delivery, wildcards, order,
+//! retries, dead letters and replay, crash safety, and clear refusals.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{Locker, cli, guest, guest_variant, install};
+
+/// A subscriber installed under `name` with these `subscribes` patterns.
+fn subscriber(dir: &Path, root: &Path, name: &str, patterns: &[&str]) {
+    let patterns = serde_json::to_string(patterns).unwrap();
+    let package = guest_variant(dir, "subscriber", |m| {
+        m.replace("name = \"subscriber\"", &format!("name = \"{name}\""))
+            .replace(
+                "subscribes = [\"note/*\"]",
+                &format!("subscribes = {patterns}"),
+            )
+    });
+    install(root, &package);
+}
+
+/// The events a subscriber recorded, as JSON values.
+async fn received(locker: &Locker, name: &str) -> Vec<Value> {
+    let (code, body) = locker.get(&format!("/{name}/events")).await;
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Waits until a subscriber has recorded at least `count` events.
+async fn wait_for_events(locker: &Locker, name: &str, count: usize) -> Vec<Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let events = received(locker, name).await;
+        if events.len() >= count {
+            return events;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name} received {} of {count} events",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn publish(locker: &Locker, topic: &str, payload: &str) -> String {
+    let (code, body) = locker
+        .post(
+            &format!("/publisher/publish?topic={topic}"),
+            payload.to_string(),
+        )
+        .await;
+    assert_eq!(code, 200, "publish {topic}: {body}");
+    body
+}
+
+async fn stats(locker: &Locker) -> Value {
+    let (_, body) = locker.get("/_locker/api/events/stats").await;
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_reaches_a_subscriber_that_was_not_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    install(&root, &guest("subscriber"));
+    let locker = Locker::start(&root, &[]);
+    assert_eq!(locker.status("subscriber").await["state"], "installed");
+    let id = publish(&locker, "note/changed", r#"{"title":"first"}"#).await;
+    assert!(id.starts_with("evt-"), "{id}");
+    let events = wait_for_events(&locker, "subscriber", 1).await;
+    assert_eq!(events[0]["id"], id.as_str());
+    assert_eq!(events[0]["topic"], "note/changed");
+    assert_eq!(events[0]["source"], "publisher");
+    assert_eq!(events[0]["payload"], r#"{"title":"first"}"#);
+    assert_eq!(
+        locker.status("subscriber").await["loads"],
+        1,
+        "delivered through a cold start"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcard_subscriptions_match_and_order_holds_over_a_thousand_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    subscriber(dir.path(), &root, "all-notes", &["note/*"]);
+    subscriber(dir.path(), &root, "only-deletes", &["note/deleted"]);
+    subscriber(dir.path(), &root, "everything", &["*"]);
+    subscriber(dir.path(), &root, "contacts", &["contact/*"]);
+    let locker = Locker::start(&root, &[]);
+
+    let (code, body) = locker
+        .post("/publisher/publish-many?topic=note/changed&count=1000", "")
+        .await;
+    assert_eq!(code, 200, "{body}");
+    publish(&locker, "note/deleted", r#"{"n":"last"}"#).await;
+
+    let all = wait_for_events(&locker, "all-notes", 1001).await;
+    let numbers: Vec<Value> = all
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<Value>(e["payload"].as_str().unwrap()).unwrap()["n"].clone()
+        })
+        .collect();
+    let expected: Vec<Value> = (0..1000)
+        .map(Value::from)
+        .chain([Value::from("last")])
+        .collect();
+    assert_eq!(numbers, expected, "events arrived out of publish order");
+    let ids: Vec<&str> = all.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids are not increasing"
+    );
+
+    let deletes = wait_for_events(&locker, "only-deletes", 1).await;
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0]["topic"], "note/deleted");
+    // `*` also matches the host's own `locker/...` events.
+    let everything = wait_for_events(&locker, "everything", 1001).await;
+    let notes = everything
+        .iter()
+        .filter(|e| e["topic"].as_str().unwrap().starts_with("note/"))
+        .count();
+    assert_eq!(notes, 1001);
+    assert!(
+        everything
+            .iter()
+            .all(|e| e["topic"].as_str().unwrap().starts_with("note/") || e["source"] == "locker")
+    );
+    assert_eq!(
+        locker.status("contacts").await["loads"],
+        0,
+        "a non-matching subscriber is never loaded"
+    );
+    assert!(received(&locker, "contacts").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_that_fails_twice_gets_the_event_three_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    install(&root, &guest("subscriber"));
+    let locker = Locker::start(&root, &["--event-backoff", "50ms"]);
+    let id = publish(&locker, "note/changed", r#"{"fail_times":2}"#).await;
+    let events = wait_for_events(&locker, "subscriber", 1).await;
+    assert_eq!(events[0]["id"], id.as_str());
+    // Give a wrongly repeated delivery the time to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, attempts) = locker.get("/subscriber/attempts").await;
+    assert_eq!(attempts.lines().count(), 3, "{attempts}");
+    assert_eq!(received(&locker, "subscriber").await.len(), 1);
+    assert_eq!(stats(&locker).await["pending"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_that_always_fails_ends_in_dead_letters_and_a_replay_delivers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    install(&root, &guest("subscriber"));
+    let locker = Locker::start(&root, &["--event-attempts", "3", "--event-backoff", "20ms"]);
+    let id = publish(&locker, "note/changed", r#"{"always_fail":true}"#).await;
+    // A later event is held back until the failing one is settled, then delivered.
+    publish(&locker, "note/changed", r#"{"after":"it"}"#).await;
+    wait_for_events(&locker, "subscriber", 1).await;
+
+    let letters = tokio::task::block_in_place(|| cli(&root, &["dead-letters", "--json"]));
+    assert!(letters.success, "{}", letters.stderr);
+    let letters: Vec<Value> = serde_json::from_str(&letters.stdout).unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["subscriber"], "subscriber");
+    assert_eq!(letters[0]["event"]["id"], id.as_str());
+    assert_eq!(letters[0]["attempts"], 3);
+    assert!(
+        letters[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("failing until fixed")
+    );
+    assert_eq!(stats(&locker).await["dead"], 1);
+
+    assert_eq!(locker.post("/subscriber/fix", "").await.0, 200);
+    let replay = tokio::task::block_in_place(|| cli(&root, &["replay", "--service", "subscriber"]));
+    assert!(replay.success, "{}", replay.stderr);
+    assert!(replay.stdout.contains("subscriber"), "{}", replay.stdout);
+    let events = wait_for_events(&locker, "subscriber", 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events_after = received(&locker, "subscriber").await;
+    assert_eq!(
+        events_after.len(),
+        2,
+        "replayed more than once: {events_after:?}"
+    );
+    assert_eq!(events[1]["id"], id.as_str());
+    assert_eq!(stats(&locker).await["dead"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_acknowledged_event_survives_a_killed_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    install(&root, &guest("subscriber"));
+    // Held back: the subscriber is stopped, so nothing is delivered before the kill.
+    assert!(cli(&root, &["stop", "subscriber"]).success);
+    let locker = Locker::start(&root, &[]);
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(publish(&locker, "note/changed", &format!("{{\"n\":{n}}}")).await);
+    }
+    drop(locker); // SIGKILL, right after the last publish returned
+
+    let locker = Locker::start(&root, &[]);
+    let out = tokio::task::block_in_place(|| cli(&root, &["start", "subscriber"]));
+    assert!(out.success, "{}", out.stderr);
+    let events = wait_for_events(&locker, "subscriber", 20).await;
+    let delivered: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        delivered,
+        ids.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_publishes_are_refused_and_nothing_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    subscriber(dir.path(), &root, "everything", &["*"]);
+    let locker = Locker::start(&root, &[]);
+    let cases = [
+        (
+            "note/secret",
+            "{}".to_string(),
+            "undeclared topic: note/secret",
+        ),
+        (
+            "note/changed",
+            "x".repeat(70 * 1024),
+            "payload too large (limit 65536 bytes)",
+        ),
+        ("note/changed", "{not json".to_string(), "invalid JSON"),
+        ("Note/Changed", "{}".to_string(), "invalid topic"),
+    ];
+    for (topic, payload, expected) in cases {
+        let (code, body) = locker
+            .post(&format!("/publisher/publish?topic={topic}"), payload)
+            .await;
+        assert_eq!(code, 400, "{topic}: {body}");
+        assert!(body.contains(expected), "expected {expected:?} in {body:?}");
+    }
+    let (_, stored) = locker.get("/_locker/api/events?topic=note/*").await;
+    assert_eq!(stored.trim(), "[]", "a refused event was stored");
+    let delivered = received(&locker, "everything").await;
+    assert!(
+        delivered.iter().all(|e| e["source"] == "locker"),
+        "{delivered:?}"
+    );
+    let log = std::fs::read_to_string(root.join("logs/publisher.log")).unwrap();
+    assert!(log.contains("publish refused"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_events_announce_install_load_unload_and_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    subscriber(dir.path(), &root, "watcher", &["locker/*"]);
+    install(&root, &guest("unruly"));
+    let locker = Locker::start(&root, &["--idle-timeout", "400ms"]);
+    tokio::task::block_in_place(|| install(&root, &guest("hello-rs")));
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+    locker
+        .wait_for_status("hello-rs", Duration::from_secs(10), |s| {
+            s["state"] == "installed"
+        })
+        .await;
+    assert_eq!(locker.get("/unruly/panic").await.0, 500);
+
+    let wanted = [
+        ("locker/service.installed", "hello-rs"),
+        ("locker/service.started", "hello-rs"),
+        ("locker/service.stopped", "hello-rs"),
+        ("locker/service.failed", "unruly"),
+    ];
+    let started = std::time::Instant::now();
+    loop {
+        let events = received(&locker, "watcher").await;
+        let seen = |topic: &str, service: &str| {
+            events.iter().any(|e| {
+                e["topic"] == topic
+                    && e["source"] == "locker"
+                    && serde_json::from_str::<Value>(e["payload"].as_str().unwrap()).unwrap()["service"] == service
+            })
+        };
+        if wanted.iter().all(|(topic, service)| seen(topic, service)) {
+            // The watcher is never told about its own loading and unloading.
+            assert!(
+                !events
+                    .iter()
+                    .any(|e| e["payload"].as_str().unwrap().contains("\"watcher\""))
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "missing host events in {events:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_sees_events_live_and_unhandled_ones_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    let locker = Locker::start(&root, &[]);
+    // Warm the publisher so that its own host event is out of the way.
+    assert_eq!(
+        locker.get("/publisher/whoami").await,
+        (200, "publisher".into())
+    );
+
+    let mut stream = locker
+        .http
+        .get(locker.url("/_locker/api/events/stream?topic=note/*"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let first = stream.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with(": connected"));
+    let id = publish(&locker, "note/deleted", r#"{"gone":true}"#).await;
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains(&format!("id: {id}")), "{text}");
+    assert!(text.contains("note/deleted"), "{text}");
+
+    // Nobody subscribes to notes here: the event is counted as unhandled.
+    assert!(stats(&locker).await["unhandled"].as_u64().unwrap() >= 1);
+    let listing = tokio::task::block_in_place(|| cli(&root, &["events", "--topic", "note/*"]));
+    assert!(listing.success, "{}", listing.stderr);
+    assert!(
+        listing.stdout.contains(&id) && listing.stdout.contains("unhandled"),
+        "{}",
+        listing.stdout
+    );
+    assert!(
+        !listing.stdout.contains("locker/service"),
+        "the topic filter let through: {}",
+        listing.stdout
+    );
+    locker.stop();
+    // Without a host, the history is read from the root directly.
+    let offline = cli(&root, &["events", "--json"]);
+    assert!(offline.success, "{}", offline.stderr);
+    assert!(offline.stdout.contains(&id), "{}", offline.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_find_each_other_by_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    install(&root, &guest("subscriber"));
+    install(&root, &guest("hello-rs"));
+    let locker = Locker::start(&root, &[]);
+    assert_eq!(
+        locker.get("/publisher/whoami").await,
+        (200, "publisher".into())
+    );
+    let names = |body: String| -> Vec<String> {
+        let found: Vec<Value> = serde_json::from_str(&body).unwrap();
+        found
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(locker.get("/publisher/find?pattern=note/*").await.1),
+        ["publisher", "subscriber"]
+    );
+    assert_eq!(
+        names(
+            locker
+                .get("/publisher/find?pattern=note/collection")
+                .await
+                .1
+        ),
+        ["subscriber"]
+    );
+    assert_eq!(
+        names(locker.get("/publisher/find?pattern=demo/*").await.1),
+        ["hello-rs"]
+    );
+    assert!(names(locker.get("/publisher/find?pattern=photo/*").await.1).is_empty());
+}
