@@ -65,6 +65,9 @@ impl SandboxSpec {
                 .context("cannot share the service log")?,
         );
         let mut wasi = WasiCtx::builder();
+        // The working directory is on local disk: doing its (short) file
+        // calls on the current thread beats a hop to the blocking pool each.
+        wasi.allow_blocking_current_thread(true);
         wasi.stdout(log.clone())
             .stderr(log)
             .preopened_dir(&self.work_dir, "/", FsPerms::ReadWrite)

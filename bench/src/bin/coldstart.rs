@@ -1,0 +1,225 @@
+//! Cold start and idle cost, measured on a real `locker serve` process.
+//!
+//! `coldstart LOCKER_BIN SERVICES` installs SERVICES copies of the Rust hello
+//! service into a fresh root, then reports (as JSON lines):
+//! - the host's start time and resident memory with all of them installed
+//!   and none loaded;
+//! - first request → response for each service, with the compiled-code
+//!   cache cold (compiling) and warm (after a host restart), p50 and p99.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use locker_bench::{quantile_ms, renamed_guest};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let locker: PathBuf = args
+        .next()
+        .expect("usage: coldstart LOCKER_BIN SERVICES")
+        .into();
+    let services: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    let packages = dir.path().join("packages");
+    let names: Vec<String> = (0..services).map(|n| format!("hello-{n}")).collect();
+    let install_started = Instant::now();
+    for name in &names {
+        // Each copy is a distinct component (its own digest), so each
+        // compiles on its own, as different services would.
+        let package = renamed_guest(&packages, "hello-rs", name, |m| m);
+        let wasm = package.join("hello_rs.wasm");
+        let mut bytes = std::fs::read(&wasm)?;
+        append_custom_section(&mut bytes, name);
+        std::fs::write(&wasm, bytes)?;
+        let status = Command::new(&locker)
+            .args(["install", package.to_str().unwrap(), "--root"])
+            .arg(&root)
+            .stdout(Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "install of {name} failed");
+    }
+    let install_seconds = install_started.elapsed().as_secs_f64();
+
+    let cache = dir.path().join("cache");
+    let (host, startup) = start(&locker, &root, &cache)?;
+    let rss = rss_kib(host.child.id());
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": format!("{services} installed services, none loaded"),
+            "host_start_ms": startup.as_secs_f64() * 1000.0,
+            "host_rss_mib": rss as f64 / 1024.0,
+            "install_seconds_total": install_seconds,
+        })
+    );
+    let sample: Vec<&String> = names.iter().take(200).collect();
+    let cold = first_requests(&host.url, &sample)?;
+    drop(host);
+    let (host, _) = start(&locker, &root, &cache)?;
+    let warm = first_requests(&host.url, &sample)?;
+    let rss_after = rss_kib(host.child.id());
+    for (label, mut samples) in [
+        ("compiled-code cache cold (compile)", cold),
+        ("compiled-code cache warm", warm),
+    ] {
+        println!(
+            "{}",
+            serde_json::json!({
+                "scenario": format!("cold start, {label}, {} services", samples.len()),
+                "p50_ms": quantile_ms(&mut samples, 0.5),
+                "p99_ms": quantile_ms(&mut samples, 0.99),
+            })
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": format!("host memory after loading {} services", sample.len()),
+            "host_rss_mib": rss_after as f64 / 1024.0,
+        })
+    );
+    Ok(())
+}
+
+struct Host {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `locker serve` and waits until it answers; returns how long that took.
+fn start(locker: &Path, root: &Path, cache: &Path) -> anyhow::Result<(Host, Duration)> {
+    let _ = std::fs::remove_file(root.join("host.json"));
+    let started = Instant::now();
+    let child = Command::new(locker)
+        .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+        .arg(root)
+        .arg("--cache-dir")
+        .arg(cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env("LOCKER_LOG", "warn")
+        .spawn()?;
+    let pid = child.id();
+    let mut host = Host {
+        child,
+        url: String::new(),
+    };
+    loop {
+        if let Ok(text) = std::fs::read_to_string(root.join("host.json"))
+            && let Ok(record) = serde_json::from_str::<serde_json::Value>(&text)
+            && record["pid"].as_u64() == Some(pid as u64)
+        {
+            host.url = record["url"].as_str().unwrap().to_string();
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the host did not start"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Ready means answering HTTP, not just listening.
+    let client = http_get::Client;
+    while client
+        .get(format!("{}/_locker/api/health", host.url))
+        .is_err()
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok((host, started.elapsed()))
+}
+
+fn first_requests(url: &str, names: &[&String]) -> anyhow::Result<Vec<Duration>> {
+    let client = http_get::Client;
+    names
+        .iter()
+        .map(|name| {
+            let started = Instant::now();
+            let body = client.get(format!("{url}/{name}/"))?;
+            anyhow::ensure!(body.starts_with("hello from rust"), "{name}: {body}");
+            Ok(started.elapsed())
+        })
+        .collect()
+}
+
+/// Appends a custom section so that otherwise identical components differ.
+fn append_custom_section(bytes: &mut Vec<u8>, name: &str) {
+    let section_name = b"locker-bench";
+    let mut payload = vec![section_name.len() as u8];
+    payload.extend_from_slice(section_name);
+    payload.extend_from_slice(name.as_bytes());
+    bytes.push(0); // custom section id
+    leb128(bytes, payload.len() as u64);
+    bytes.extend_from_slice(&payload);
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A tiny blocking HTTP/1.1 GET over a kept-alive connection (std only), so
+/// that the measured time is the host's, not a client library's.
+mod http_get {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+
+    pub struct Client;
+
+    impl Client {
+        pub fn get(&self, url: String) -> anyhow::Result<String> {
+            let rest = url
+                .strip_prefix("http://")
+                .ok_or_else(|| anyhow::anyhow!("not http: {url}"))?;
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let mut stream = TcpStream::connect(authority)?;
+            stream.set_nodelay(true)?;
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut reader = BufReader::new(stream);
+            let mut status = String::new();
+            reader.read_line(&mut status)?;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                reader.read_line(&mut line)?;
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+            }
+            let mut body = String::new();
+            reader.read_to_string(&mut body)?;
+            anyhow::ensure!(status.contains(" 200 "), "{status}{body}");
+            Ok(body)
+        }
+    }
+}
