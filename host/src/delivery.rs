@@ -7,14 +7,24 @@
 //! after a backoff, holding back later events; after the last attempt the
 //! delivery becomes a dead letter and the dispatcher moves on. A stopped
 //! service keeps its deliveries pending until it is started again.
+//!
+//! Consecutive events of one batch share an instance while they succeed
+//! (see [`WarmHandler`]); the `event-handler` contract lets guests count on
+//! nothing more than that each call is independent.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::AtomicBool;
+
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::Store;
+
 use crate::errors::ServiceError;
 use crate::event_store::{EventRecord, PendingDelivery};
-use crate::guest_api::Event;
-use crate::service::Service;
+use crate::guest_api::{Event, EventHandler};
+use crate::sandbox::InstanceState;
+use crate::service::{InFlight, LoadedService, Service, arm_deadline};
 use crate::supervisor::Supervisor;
 
 const BATCH: usize = 512;
@@ -57,9 +67,10 @@ pub async fn run_dispatcher(supervisor: Arc<Supervisor>, name: String) {
             rung.await;
             continue;
         }
+        let mut warm = None;
         for delivery in batch {
             after = delivery.event.seq;
-            if !deliver_with_retries(&supervisor, &service, delivery).await {
+            if !deliver_with_retries(&supervisor, &service, delivery, &mut warm).await {
                 // Waiting on a stopped service: look again when rung.
                 after = 0;
                 break;
@@ -74,6 +85,7 @@ async fn deliver_with_retries(
     supervisor: &Supervisor,
     service: &Arc<Service>,
     delivery: PendingDelivery,
+    warm: &mut Option<WarmHandler>,
 ) -> bool {
     let bus = &supervisor.bus;
     let policy = &bus.policy;
@@ -81,7 +93,7 @@ async fn deliver_with_retries(
     let event = delivery.event;
     let mut attempts = delivery.attempts;
     loop {
-        match attempt(supervisor, service, &event).await {
+        match attempt(supervisor, service, &event, warm).await {
             Attempt::Delivered => {
                 bus.store().delivered(name, event.seq);
                 return true;
@@ -115,7 +127,24 @@ async fn deliver_with_retries(
     }
 }
 
-async fn attempt(supervisor: &Supervisor, service: &Arc<Service>, event: &EventRecord) -> Attempt {
+/// An instance kept across consecutive deliveries of one batch: a service
+/// that takes events in bursts pays for one instantiation, not one per event.
+/// It is dropped after any failure, at the end of the batch, and when the
+/// service was reloaded meanwhile.
+pub struct WarmHandler {
+    loaded: Arc<LoadedService>,
+    store: Store<InstanceState>,
+    handler: EventHandler,
+    memory_hit: Arc<AtomicBool>,
+    _claim: (OwnedSemaphorePermit, InFlight),
+}
+
+async fn attempt(
+    supervisor: &Supervisor,
+    service: &Arc<Service>,
+    event: &EventRecord,
+    warm: &mut Option<WarmHandler>,
+) -> Attempt {
     let settings = &service.settings;
     let deadline = tokio::time::Instant::now() + settings.timeout;
     let loaded = match service.loaded(&supervisor.runtime, &supervisor.cache).await {
@@ -123,49 +152,72 @@ async fn attempt(supervisor: &Supervisor, service: &Arc<Service>, event: &EventR
         Err(ServiceError::Stopped(_)) => return Attempt::Wait,
         Err(error) => return Attempt::Failed(error.to_string()),
     };
-    let Some(indices) = loaded.events.clone() else {
-        return Attempt::Failed(format!(
-            "service {:?} does not export an event handler",
-            service.name
-        ));
-    };
-    let instance = match loaded
-        .prepare(&supervisor.runtime.engine, settings, deadline)
-        .await
-    {
-        Ok(instance) => instance,
-        Err(error) => return Attempt::Failed(error.to_string()),
-    };
-    let (mut store, memory_hit, _claim) = (instance.store, instance.memory_hit, instance.claim);
+    if warm.as_ref().is_some_and(|w| !Arc::ptr_eq(&w.loaded, &loaded)) {
+        *warm = None;
+    }
+    if warm.is_none() {
+        match instantiate(supervisor, service, loaded, deadline).await {
+            Ok(fresh) => *warm = Some(fresh),
+            Err(error) => return Attempt::Failed(error),
+        }
+    }
+    let handler = warm.as_mut().expect("just made");
+    arm_deadline(&mut handler.store, settings.timeout);
     let event = Event::from(event);
-    let run = async {
-        let instance = loaded.pre.instantiate_async(&mut store).await?;
-        let handler = indices.load(&mut store, &instance)?;
-        handler.call_handle(&mut store, &event).await
-    };
-    match tokio::time::timeout_at(deadline, run).await {
+    let call = handler.handler.call_handle(&mut handler.store, &event);
+    let outcome = tokio::time::timeout_at(deadline, call).await;
+    let memory_hit = handler.memory_hit.load(std::sync::atomic::Ordering::Relaxed);
+    match outcome {
         Ok(Ok(Ok(()))) => Attempt::Delivered,
         Ok(Ok(Err(message))) => {
+            *warm = None;
             Attempt::Failed(format!("the handler returned an error: {message}"))
         }
         Ok(Err(error)) => {
-            let error = ServiceError::from_run(
-                &service.name,
-                settings.timeout,
-                settings.memory,
-                error,
-                memory_hit.load(std::sync::atomic::Ordering::Relaxed),
-            );
+            *warm = None;
+            let error =
+                ServiceError::from_run(&service.name, settings.timeout, settings.memory, error, memory_hit);
             service.record_error(&error);
             Attempt::Failed(error.to_string())
         }
         Err(_) => {
-            let error = ServiceError::DeadlineExceeded {
-                service: service.name.clone(),
-                deadline: settings.timeout,
-            };
+            *warm = None;
+            let error = ServiceError::DeadlineExceeded { service: service.name.clone(), deadline: settings.timeout };
             service.record_error(&error);
             Attempt::Failed(error.to_string())
         }
+    }
+}
+
+/// A fresh instance of the service with its event handler found.
+async fn instantiate(
+    supervisor: &Supervisor,
+    service: &Arc<Service>,
+    loaded: Arc<LoadedService>,
+    deadline: tokio::time::Instant,
+) -> Result<WarmHandler, String> {
+    let settings = &service.settings;
+    let Some(indices) = loaded.events.clone() else {
+        return Err(format!("service {:?} does not export an event handler", service.name));
+    };
+    let prepared = loaded
+        .prepare(&supervisor.runtime.engine, settings, deadline)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut store, memory_hit, claim) = (prepared.store, prepared.memory_hit, prepared.claim);
+    let made = tokio::time::timeout_at(deadline, async {
+        let instance = loaded.pre.instantiate_async(&mut store).await?;
+        indices.load(&mut store, &instance)
+    })
+    .await;
+    match made {
+        Ok(Ok(handler)) => Ok(WarmHandler { loaded, store, handler, memory_hit, _claim: claim }),
+        Ok(Err(error)) => {
+            let hit = memory_hit.load(std::sync::atomic::Ordering::Relaxed);
+            let error = ServiceError::from_run(&service.name, settings.timeout, settings.memory, error, hit);
+            service.record_error(&error);
+            Err(error.to_string())
+        }
+        Err(_) => Err(ServiceError::DeadlineExceeded { service: service.name.clone(), deadline: settings.timeout }.to_string()),
     }
 }

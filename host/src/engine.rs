@@ -125,6 +125,11 @@ fn pooling_config(pool: &PoolSettings) -> PoolingAllocationConfig {
     config.max_memory_size(pool.max_memory as usize);
     // Keep some decommitted slots warm for the services that ran last.
     config.max_unused_warm_slots(64);
+    // Return memory to the kernel in batches, not one madvise (and TLB
+    // shootdown) per instance; reset the first pages in place instead.
+    config.decommit_batch_size(32);
+    config.linear_memory_keep_resident(64 * 1024);
+    config.table_keep_resident(64 * 1024);
     config
 }
 

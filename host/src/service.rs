@@ -146,8 +146,7 @@ impl LoadedService {
         let memory_hit = state.limiter.hit_flag();
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(ticks_for(settings.timeout));
-        store.epoch_deadline_trap();
+        arm_deadline(&mut store, settings.timeout);
         Ok(PreparedInstance {
             store,
             memory_hit,
@@ -543,6 +542,8 @@ impl Service {
     }
 }
 
-fn ticks_for(timeout: Duration) -> u64 {
-    (timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1
+/// Makes the store's next run trap once `timeout` has passed.
+pub fn arm_deadline(store: &mut Store<InstanceState>, timeout: Duration) {
+    store.set_epoch_deadline((timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1);
+    store.epoch_deadline_trap();
 }
