@@ -1,7 +1,8 @@
 //! Durable events per second: publish → delivered, to one subscriber and
 //! fanned out to ten, through a real host (in process) and real components.
 //!
-//! `events [COUNT] [CONCURRENCY]` prints one JSON line per scenario.
+//! `events [COUNT] [CONCURRENCY] [FAN_OUTS]` (e.g. `20000 64 1,10`) prints one
+//! JSON line per scenario.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,11 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let count: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let concurrency: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
-    for subscribers in [1, 10] {
+    let fan_outs: Vec<usize> = match args.next() {
+        Some(list) => list.split(',').filter_map(|n| n.parse().ok()).collect(),
+        None => vec![1, 10],
+    };
+    for subscribers in fan_outs {
         run(count, concurrency, subscribers).await?;
     }
     Ok(())
@@ -86,7 +91,7 @@ async fn run(count: usize, concurrency: usize, subscribers: usize) -> anyhow::Re
         if stats.pending == 0 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivered = started.elapsed();
     let deliveries = count * subscribers;
