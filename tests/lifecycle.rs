@@ -214,3 +214,30 @@ fn commands_work_without_a_host_and_a_host_finds_their_changes() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_room_for_the_instance_pool_the_host_falls_back_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    // 16 GB of address space: too little for the pool's reservation
+    // (terabytes of guard regions), enough for instances made on demand.
+    let locker = Locker::start_with_address_space(&root, 16_000_000);
+    let (code, health) = locker.get("/_locker/api/health").await;
+    assert_eq!(code, 200);
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["pooling_allocator"], false);
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+    assert!(
+        locker
+            .host_log()
+            .contains("pooling allocator is unavailable"),
+        "{}",
+        locker.host_log()
+    );
+    drop(locker);
+    // With room, the pool is used.
+    let locker = Locker::start(&root, &[]);
+    let (_, health) = locker.get("/_locker/api/health").await;
+    assert!(health.contains("\"pooling_allocator\": true"), "{health}");
+}

@@ -71,7 +71,11 @@ async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> A
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let method = request.method().clone();
     match (&method, segments.as_slice()) {
-        (&Method::GET, ["health"]) => ok(&serde_json::json!({ "ok": true })),
+        (&Method::GET, ["health"]) => ok(&serde_json::json!({
+            "ok": true,
+            "version": env!("CARGO_PKG_VERSION"),
+            "pooling_allocator": supervisor.runtime.pooling,
+        })),
         (&Method::GET, ["services"]) => ok(&supervisor.statuses()),
         (&Method::POST, ["services"]) => {
             let package = read_package(request).await?;

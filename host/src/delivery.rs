@@ -152,7 +152,10 @@ async fn attempt(
         Err(ServiceError::Stopped(_)) => return Attempt::Wait,
         Err(error) => return Attempt::Failed(error.to_string()),
     };
-    if warm.as_ref().is_some_and(|w| !Arc::ptr_eq(&w.loaded, &loaded)) {
+    if warm
+        .as_ref()
+        .is_some_and(|w| !Arc::ptr_eq(&w.loaded, &loaded))
+    {
         *warm = None;
     }
     if warm.is_none() {
@@ -166,7 +169,9 @@ async fn attempt(
     let event = Event::from(event);
     let call = handler.handler.call_handle(&mut handler.store, &event);
     let outcome = tokio::time::timeout_at(deadline, call).await;
-    let memory_hit = handler.memory_hit.load(std::sync::atomic::Ordering::Relaxed);
+    let memory_hit = handler
+        .memory_hit
+        .load(std::sync::atomic::Ordering::Relaxed);
     match outcome {
         Ok(Ok(Ok(()))) => Attempt::Delivered,
         Ok(Ok(Err(message))) => {
@@ -175,14 +180,22 @@ async fn attempt(
         }
         Ok(Err(error)) => {
             *warm = None;
-            let error =
-                ServiceError::from_run(&service.name, settings.timeout, settings.memory, error, memory_hit);
+            let error = ServiceError::from_run(
+                &service.name,
+                settings.timeout,
+                settings.memory,
+                error,
+                memory_hit,
+            );
             service.record_error(&error);
             Attempt::Failed(error.to_string())
         }
         Err(_) => {
             *warm = None;
-            let error = ServiceError::DeadlineExceeded { service: service.name.clone(), deadline: settings.timeout };
+            let error = ServiceError::DeadlineExceeded {
+                service: service.name.clone(),
+                deadline: settings.timeout,
+            };
             service.record_error(&error);
             Attempt::Failed(error.to_string())
         }
@@ -198,7 +211,10 @@ async fn instantiate(
 ) -> Result<WarmHandler, String> {
     let settings = &service.settings;
     let Some(indices) = loaded.events.clone() else {
-        return Err(format!("service {:?} does not export an event handler", service.name));
+        return Err(format!(
+            "service {:?} does not export an event handler",
+            service.name
+        ));
     };
     let prepared = loaded
         .prepare(&supervisor.runtime.engine, settings, deadline)
@@ -211,13 +227,29 @@ async fn instantiate(
     })
     .await;
     match made {
-        Ok(Ok(handler)) => Ok(WarmHandler { loaded, store, handler, memory_hit, _claim: claim }),
+        Ok(Ok(handler)) => Ok(WarmHandler {
+            loaded,
+            store,
+            handler,
+            memory_hit,
+            _claim: claim,
+        }),
         Ok(Err(error)) => {
             let hit = memory_hit.load(std::sync::atomic::Ordering::Relaxed);
-            let error = ServiceError::from_run(&service.name, settings.timeout, settings.memory, error, hit);
+            let error = ServiceError::from_run(
+                &service.name,
+                settings.timeout,
+                settings.memory,
+                error,
+                hit,
+            );
             service.record_error(&error);
             Err(error.to_string())
         }
-        Err(_) => Err(ServiceError::DeadlineExceeded { service: service.name.clone(), deadline: settings.timeout }.to_string()),
+        Err(_) => Err(ServiceError::DeadlineExceeded {
+            service: service.name.clone(),
+            deadline: settings.timeout,
+        }
+        .to_string()),
     }
 }

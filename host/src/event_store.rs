@@ -459,11 +459,18 @@ fn apply(db: &rusqlite::Transaction<'_>, request: Request) -> Answer {
                 // Cheap even with millions of events: the sequence counter,
                 // and a partial index that holds only the unhandled ones.
                 let published: i64 = db
-                    .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'events'", [], |r| r.get(0))
+                    .query_row(
+                        "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                        [],
+                        |r| r.get(0),
+                    )
                     .optional()?
                     .unwrap_or(0);
-                let unhandled: i64 =
-                    db.query_row("SELECT COUNT(*) FROM events WHERE subscribers = 0", [], |r| r.get(0))?;
+                let unhandled: i64 = db.query_row(
+                    "SELECT COUNT(*) FROM events WHERE subscribers = 0",
+                    [],
+                    |r| r.get(0),
+                )?;
                 let (pending, dead): (i64, i64) = db.query_row(
                     "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'dead'), 0) FROM deliveries",
                     [],

@@ -112,9 +112,22 @@ impl Locker {
 
     /// Serves `root` with exactly these extra `serve` arguments.
     pub fn start_with(root: &Path, extra: &[&str]) -> Locker {
+        Locker::spawn(root, extra, Command::new(locker_bin()))
+    }
+
+    /// Serves `root` in a process whose address space is capped (`ulimit -v`).
+    pub fn start_with_address_space(root: &Path, kib: u64) -> Locker {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", &format!("ulimit -v {kib} && exec \"$0\" \"$@\"")])
+            .arg(locker_bin());
+        Locker::spawn(root, &[], command)
+    }
+
+    fn spawn(root: &Path, extra: &[&str], mut command: Command) -> Locker {
         std::fs::create_dir_all(root).unwrap();
         let log = std::fs::File::create(root.with_extension("host.log")).unwrap();
-        let child = Command::new(locker_bin())
+        let child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--root"])
             .arg(root)
             .args(extra)
