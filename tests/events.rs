@@ -412,3 +412,37 @@ async fn services_find_each_other_by_type() {
     );
     assert!(names(locker.get("/publisher/find?pattern=photo/*").await.1).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reinstalled_subscriber_gets_each_new_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    install(&root, &guest("subscriber"));
+    let locker = Locker::start(&root, &[]);
+    publish(&locker, "note/changed", r#"{"n":"before"}"#).await;
+    wait_for_events(&locker, "subscriber", 1).await;
+    let out =
+        tokio::task::block_in_place(|| cli(&root, &["uninstall", "subscriber", "--keep-data"]));
+    assert!(out.success, "{}", out.stderr);
+    tokio::task::block_in_place(|| install(&root, &guest("subscriber")));
+    for n in 0..50 {
+        publish(&locker, "note/changed", &format!("{{\"n\":{n}}}")).await;
+    }
+    let events = wait_for_events(&locker, "subscriber", 51).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events_after = received(&locker, "subscriber").await;
+    assert_eq!(
+        events_after.len(),
+        events.len(),
+        "an event was delivered twice"
+    );
+    let ids: Vec<&str> = events_after
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "out of order or repeated: {ids:?}"
+    );
+}

@@ -38,8 +38,10 @@ enum Attempt {
     Wait,
 }
 
-/// Runs until the service is uninstalled.
-pub async fn run_dispatcher(supervisor: Arc<Supervisor>, name: String) {
+/// Runs until this service is uninstalled (a reinstall under the same name
+/// is a new service, with a dispatcher of its own).
+pub async fn run_dispatcher(supervisor: Arc<Supervisor>, service: Arc<Service>) {
+    let name = service.name.clone();
     let bus = supervisor.bus.clone();
     let bell = bus.bell(&name);
     let mut after = 0;
@@ -48,10 +50,10 @@ pub async fn run_dispatcher(supervisor: Arc<Supervisor>, name: String) {
         let rung = bell.notified();
         tokio::pin!(rung);
         rung.as_mut().enable();
-        let Some(service) = supervisor.service(&name) else {
+        if !is_current(&supervisor, &service) {
             tracing::debug!(service = %name, "dispatcher ends: the service is gone");
             return;
-        };
+        }
         let batch = match bus.store().pending(&name, after, BATCH).await {
             Ok(batch) => batch,
             Err(e) => {
@@ -77,6 +79,13 @@ pub async fn run_dispatcher(supervisor: Arc<Supervisor>, name: String) {
             }
         }
     }
+}
+
+/// Whether `service` is still the installed service of its name.
+fn is_current(supervisor: &Supervisor, service: &Arc<Service>) -> bool {
+    supervisor
+        .service(&service.name)
+        .is_some_and(|current| Arc::ptr_eq(&current, service))
 }
 
 /// Delivers one event until it succeeds or dies; `false` if the service
@@ -119,7 +128,7 @@ async fn deliver_with_retries(
                     return true;
                 }
                 tokio::time::sleep(policy.backoff_after(attempts)).await;
-                if supervisor.service(name).is_none() {
+                if !is_current(supervisor, service) {
                     return true;
                 }
             }

@@ -133,7 +133,10 @@ impl Supervisor {
         self.bus
             .set_subscriptions(&name, manifest.subscribes.clone());
         if !manifest.subscribes.is_empty() {
-            tokio::spawn(crate::delivery::run_dispatcher(self.clone(), name));
+            tokio::spawn(crate::delivery::run_dispatcher(
+                self.clone(),
+                service.clone(),
+            ));
         }
         service
     }
