@@ -92,6 +92,23 @@ async fn a_guest_that_traps_gets_a_500_and_the_host_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_floods_its_log_is_cut_off_at_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let locker = locker_with_unruly_and_hello(dir.path()).await;
+    let (code, body) = locker.get("/unruly/shout").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("printed 839"), "{body}");
+    let log = std::fs::read_to_string(locker.root.join("logs/unruly.log")).unwrap();
+    assert!(
+        log.len() < (1 << 20) + 4096,
+        "the log grew to {} bytes",
+        log.len()
+    );
+    assert!(log.contains("output truncated"), "no truncation note");
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn concurrent_instances_are_capped_per_service() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");

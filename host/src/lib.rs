@@ -27,6 +27,7 @@ pub mod errors;
 pub mod event_store;
 pub mod event_stream;
 pub mod guest_api;
+pub mod guest_output;
 pub mod manifest;
 pub mod package;
 pub mod proxy;

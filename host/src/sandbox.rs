@@ -6,7 +6,8 @@
 //!   `/`, which is also its current directory: relative and absolute paths
 //!   both land inside it, and `..` or symlinks cannot leave it;
 //! - no environment variables and no arguments;
-//! - stdout and stderr appended to `<root>/logs/<name>.log`; empty stdin;
+//! - stdout and stderr appended to `<root>/logs/<name>.log`, up to 1 MiB per
+//!   instance; empty stdin;
 //! - clocks and random numbers;
 //! - no sockets; outbound HTTP only to the hosts its manifest allows;
 //! - linear memory up to its limit;
@@ -19,11 +20,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::cli::OutputFile;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::guest_api::ServiceLinks;
+use crate::guest_output::CappedOutput;
+
+/// How much one instance may write to stdout and stderr together.
+pub const LOG_BUDGET_PER_INSTANCE: u64 = 1024 * 1024;
 use crate::service_log::ServiceLog;
 
 /// The host state inside one instance's `Store`.
@@ -59,11 +63,7 @@ pub struct SandboxSpec {
 impl SandboxSpec {
     /// Builds the state for a fresh instance.
     pub fn instance_state(&self) -> Result<InstanceState> {
-        let log = OutputFile::new(
-            self.log_file
-                .try_clone()
-                .context("cannot share the service log")?,
-        );
+        let log = CappedOutput::new(self.log_file.clone(), LOG_BUDGET_PER_INSTANCE);
         let mut wasi = WasiCtx::builder();
         // The working directory is on local disk: doing its (short) file
         // calls on the current thread beats a hop to the blocking pool each.

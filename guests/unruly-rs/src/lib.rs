@@ -5,6 +5,7 @@
 //! - `/panic`: panics (a trap);
 //! - `/recurse`: recurses until the stack overflows;
 //! - `/sleep?ms=N`: blocks on the clock for N milliseconds;
+//! - `/shout`: prints 8 MiB to stdout, then answers;
 //! - anything else: answers normally.
 
 use locker_guest::wasip2::exports::http::incoming_handler::Guest;
@@ -29,6 +30,15 @@ impl Guest for Unruly {
             "/panic" => panic!("unruly panics on purpose"),
             "/recurse" => {
                 std::hint::black_box(recurse(0));
+            }
+            "/shout" => {
+                let line = "unruly shouts into its log, again and again and again\n".repeat(64);
+                let mut printed = 0;
+                while printed < 8 << 20 {
+                    print!("{line}");
+                    printed += line.len();
+                }
+                respond(out, 200, format!("printed {printed} bytes\n"));
             }
             "/sleep" => {
                 let ms = request
