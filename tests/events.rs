@@ -90,7 +90,12 @@ async fn an_event_reaches_a_subscriber_that_was_not_running() {
 async fn wildcard_subscriptions_match_and_order_holds_over_a_thousand_events() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    install(&root, &guest("publisher"));
+    // One request publishes all 1,000 events, each durable before the next:
+    // give it time on a slow disk.
+    let patient = guest_variant(dir.path(), "publisher", |m| {
+        format!("{m}\n[limits]\ntimeout = \"5m\"\n")
+    });
+    install(&root, &patient);
     subscriber(dir.path(), &root, "all-notes", &["note/*"]);
     subscriber(dir.path(), &root, "only-deletes", &["note/deleted"]);
     subscriber(dir.path(), &root, "everything", &["*"]);
