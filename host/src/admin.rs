@@ -95,10 +95,7 @@ async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> A
             ok(&service.status())
         }
         (&Method::DELETE, ["services", name]) => {
-            let keep_data = request
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|p| p == "keep_data=true"));
+            let keep_data = Query::of(&request).get("keep_data") == Some("true");
             let status = supervisor
                 .uninstall(name, keep_data)
                 .await

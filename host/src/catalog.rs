@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS services (
 impl Catalog {
     /// Opens the catalog of a root, and clears what an interrupted install left.
     pub fn open(root: &LockerRoot) -> Result<Catalog> {
-        let db = open_store(root)?;
+        let db = root.open_database()?;
         db.execute_batch(SCHEMA)
             .context("cannot create the catalog tables")?;
         let catalog = Catalog {
@@ -215,17 +215,6 @@ impl Catalog {
         }
         Ok(())
     }
-}
-
-fn open_store(root: &LockerRoot) -> Result<Connection> {
-    let path = root.db_path();
-    let db = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    // WAL lets readers (the CLI) proceed while the host writes; the busy
-    // timeout makes concurrent writers wait instead of failing.
-    db.busy_timeout(std::time::Duration::from_secs(10))?;
-    db.pragma_update(None, "journal_mode", "WAL")?;
-    db.pragma_update(None, "synchronous", "FULL")?;
-    Ok(db)
 }
 
 type RowResult = Result<InstalledService>;

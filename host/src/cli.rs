@@ -287,9 +287,7 @@ impl Access {
     pub(crate) fn offline_events(&self) -> Result<Option<EventStore>> {
         match self {
             Access::Host(_) => Ok(None),
-            Access::Offline { catalog, .. } => {
-                Ok(Some(EventStore::open(&catalog.root().db_path())?))
-            }
+            Access::Offline { catalog, .. } => Ok(Some(EventStore::open(catalog.root())?)),
         }
     }
 }
@@ -309,7 +307,7 @@ async fn install(root: &Path, path: &Path, manifest: Option<&Path>) -> Result<()
     let package = tokio::task::block_in_place(|| Package::read(path, manifest))?;
     let status = match access(root)? {
         Access::Host(client) => client.install(&package).await?,
-        Access::Offline { catalog, .. } => offline_status(&catalog, catalog.install(&package)?),
+        Access::Offline { catalog, .. } => offline_status(catalog.install(&package)?),
     };
     println!(
         "installed {} {} ({}, {})",
@@ -321,11 +319,9 @@ async fn install(root: &Path, path: &Path, manifest: Option<&Path>) -> Result<()
 async fn list(root: &Path, json: bool) -> Result<()> {
     let statuses = match access(root)? {
         Access::Host(client) => client.services().await?,
-        Access::Offline { catalog, .. } => catalog
-            .list()?
-            .into_iter()
-            .map(|s| offline_status(&catalog, s))
-            .collect(),
+        Access::Offline { catalog, .. } => {
+            catalog.list()?.into_iter().map(offline_status).collect()
+        }
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);
@@ -357,7 +353,7 @@ async fn list(root: &Path, json: bool) -> Result<()> {
 async fn status(root: &Path, name: &str, json: bool) -> Result<()> {
     let status = match access(root)? {
         Access::Host(client) => client.service(name).await?,
-        Access::Offline { catalog, .. } => offline_status(&catalog, catalog.require(name)?),
+        Access::Offline { catalog, .. } => offline_status(catalog.require(name)?),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -381,13 +377,13 @@ async fn lifecycle(root: &Path, name: &str, action: Lifecycle) -> Result<()> {
             client.uninstall(name, *keep_data).await?
         }
         (Access::Offline { catalog, .. }, Lifecycle::Start) => {
-            offline_status(&catalog, catalog.set_stopped(name, false)?)
+            offline_status(catalog.set_stopped(name, false)?)
         }
         (Access::Offline { catalog, .. }, Lifecycle::Stop) => {
-            offline_status(&catalog, catalog.set_stopped(name, true)?)
+            offline_status(catalog.set_stopped(name, true)?)
         }
         (Access::Offline { catalog, .. }, Lifecycle::Uninstall { keep_data }) => {
-            offline_status(&catalog, catalog.uninstall(name, *keep_data)?)
+            offline_status(catalog.uninstall(name, *keep_data)?)
         }
     };
     let done = match action {
@@ -401,7 +397,7 @@ async fn lifecycle(root: &Path, name: &str, action: Lifecycle) -> Result<()> {
 }
 
 /// The status of a service when no host runs it: nothing is loaded.
-fn offline_status(_catalog: &Catalog, installed: InstalledService) -> ServiceStatus {
+fn offline_status(installed: InstalledService) -> ServiceStatus {
     ServiceStatus::unloaded(&installed, Supervisor::settings_of(&installed))
 }
 

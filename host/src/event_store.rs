@@ -13,13 +13,14 @@
 //!                                                          a delivered one is deleted
 //! ```
 
-use std::path::Path;
 use std::sync::mpsc;
 
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+
+use crate::root::LockerRoot;
 
 /// The largest number of requests applied in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -158,12 +159,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 ";
 
 impl EventStore {
-    pub fn open(db_path: &Path) -> Result<EventStore> {
-        let db = Connection::open(db_path)
-            .with_context(|| format!("cannot open {}", db_path.display()))?;
-        db.busy_timeout(std::time::Duration::from_secs(10))?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
+    pub fn open(root: &LockerRoot) -> Result<EventStore> {
+        let db = root.open_database()?;
         db.execute_batch(SCHEMA)
             .context("cannot create the event tables")?;
         let (requests, queue) = mpsc::channel();

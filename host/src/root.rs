@@ -56,6 +56,20 @@ impl LockerRoot {
     pub fn db_path(&self) -> PathBuf {
         self.dir.join("locker.db")
     }
+
+    /// A connection to the root's SQLite database, as every part uses it.
+    pub fn open_database(&self) -> Result<rusqlite::Connection> {
+        let path = self.db_path();
+        let db = rusqlite::Connection::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // WAL lets readers (the CLI) proceed while the host writes; the busy
+        // timeout makes concurrent writers wait instead of failing; FULL
+        // makes a commit durable before it returns.
+        db.busy_timeout(Duration::from_secs(10))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        Ok(db)
+    }
     pub fn packages_dir(&self) -> PathBuf {
         self.dir.join("packages")
     }

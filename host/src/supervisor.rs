@@ -65,7 +65,7 @@ impl Supervisor {
     /// resume at once). Must run inside a tokio runtime.
     pub fn new(root: LockerRoot, options: HostOptions) -> Result<Arc<Supervisor>> {
         let catalog = Catalog::open(&root)?;
-        let events = EventStore::open(&root.db_path())?;
+        let events = EventStore::open(&root)?;
         let runtime = Runtime::new(&options.pool)?;
         let cache_dir = options
             .cache_dir

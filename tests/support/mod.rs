@@ -177,36 +177,19 @@ impl Locker {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let response = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request failed");
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap())
+        self.send(self.http.get(self.url(path))).await
     }
 
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .body(body)
-            .send()
-            .await
-            .expect("request failed");
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap())
+        self.send(self.http.post(self.url(path)).body(body)).await
     }
 
     pub async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
-        let response = self
-            .http
-            .put(self.url(path))
-            .body(body)
-            .send()
-            .await
-            .expect("request failed");
+        self.send(self.http.put(self.url(path)).body(body)).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, String) {
+        let response = request.send().await.expect("request failed");
         let status = response.status().as_u16();
         (status, response.text().await.unwrap())
     }
