@@ -13,6 +13,8 @@
 //! GET    /_locker/api/events/stream[?topic=P]          live events (Server-Sent Events)
 //! GET    /_locker/api/dead-letters
 //! POST   /_locker/api/dead-letters/replay              {"service": .., "event": ..} (both optional)
+//! GET    /_locker/api/jobs[?service=S]                 every job, its next time and last run
+//! POST   /_locker/api/jobs/{service}/{name}/run        run a job now; answers with the run
 //! ```
 //!
 //! Errors are `{"error": "..."}` with a status that says whose fault it is.
@@ -25,6 +27,7 @@ use hyper::body::Incoming;
 use crate::catalog::CatalogError;
 use crate::manifest::Manifest;
 use crate::package::Package;
+use crate::scheduler::RunNowError;
 use crate::server::{ADMIN_PREFIX, BoxBody, json_response};
 use crate::supervisor::Supervisor;
 
@@ -171,6 +174,24 @@ async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> A
                 .await
                 .map_err(|e| ApiError::from_anyhow(e, StatusCode::BAD_REQUEST))?;
             ok(&subscribers)
+        }
+        (&Method::GET, ["jobs"]) => match Query::of(&request).get("service") {
+            Some(service) => ok(&supervisor.scheduler.jobs_of(service)),
+            None => ok(&supervisor.scheduler.all()),
+        },
+        (&Method::POST, ["jobs", service, name, "run"]) => {
+            let run = supervisor
+                .scheduler
+                .run_now(supervisor, service, name)
+                .await
+                .map_err(|e| {
+                    let status = match e {
+                        RunNowError::NotFound { .. } => StatusCode::NOT_FOUND,
+                        RunNowError::AlreadyRunning { .. } => StatusCode::CONFLICT,
+                    };
+                    ApiError::new(status, e.to_string())
+                })?;
+            ok(&run)
         }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,

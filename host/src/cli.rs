@@ -128,6 +128,18 @@ enum Command {
         #[command(flatten)]
         root: RootArg,
     },
+    /// Scheduled jobs: each job, its next time, last run and result.
+    Jobs {
+        #[command(subcommand)]
+        action: Option<JobsAction>,
+        /// Only this service's jobs.
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
     /// Print a service's log (its stdout and stderr, and the host's notes).
     Logs {
         name: String,
@@ -136,6 +148,15 @@ enum Command {
         follow: bool,
         #[command(flatten)]
         root: RootArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsAction {
+    /// Run a job now (its schedule does not change) and print how it went.
+    Run {
+        /// `SERVICE/JOB`, or just `JOB` when only one service has a job of that name.
+        name: String,
     },
 }
 
@@ -204,6 +225,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 event,
                 root,
             } => crate::cli_events::replay(&root.root, service, event).await,
+            Command::Jobs {
+                action: None,
+                service,
+                json,
+                root,
+            } => crate::cli_jobs::list(&root.root, service, json).await,
+            Command::Jobs {
+                action: Some(JobsAction::Run { name }),
+                json,
+                root,
+                ..
+            } => crate::cli_jobs::run(&root.root, &name, json).await,
         }
     })
 }

@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 
 use crate::event_store::{DeadLetter, EventRecord, EventSummary};
 use crate::package::Package;
+use crate::scheduler::{JobView, RunView};
 use crate::server::ADMIN_PREFIX;
 use crate::service::ServiceStatus;
 
@@ -89,6 +90,19 @@ impl AdminClient {
                 .json(&body),
         )
         .await
+    }
+
+    pub async fn jobs(&self, service: Option<&str>) -> Result<Vec<JobView>> {
+        let mut url = format!("{}/jobs", self.base);
+        if let Some(service) = service {
+            url.push_str(&format!("?service={service}"));
+        }
+        self.send(self.http.get(url)).await
+    }
+
+    pub async fn run_job(&self, service: &str, job: &str) -> Result<RunView> {
+        let url = format!("{}/jobs/{service}/{job}/run", self.base);
+        self.send(self.http.post(url)).await
     }
 
     /// Calls `on_event` for each event published from now on (Server-Sent Events).

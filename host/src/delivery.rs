@@ -15,16 +15,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::AtomicBool;
-
-use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::Store;
-
 use crate::errors::ServiceError;
 use crate::event_store::{EventRecord, PendingDelivery};
 use crate::guest_api::{Event, EventHandler};
-use crate::sandbox::InstanceState;
-use crate::service::{InFlight, LoadedService, Service, arm_deadline};
+use crate::guest_call::{self, Instantiated};
+use crate::service::Service;
 use crate::supervisor::Supervisor;
 
 const BATCH: usize = 512;
@@ -140,13 +135,7 @@ async fn deliver_with_retries(
 /// that takes events in bursts pays for one instantiation, not one per event.
 /// It is dropped after any failure, at the end of the batch, and when the
 /// service was reloaded meanwhile.
-pub struct WarmHandler {
-    loaded: Arc<LoadedService>,
-    store: Store<InstanceState>,
-    handler: EventHandler,
-    memory_hit: Arc<AtomicBool>,
-    _claim: (OwnedSemaphorePermit, InFlight),
-}
+type WarmHandler = Instantiated<EventHandler>;
 
 async fn attempt(
     supervisor: &Supervisor,
@@ -154,8 +143,7 @@ async fn attempt(
     event: &EventRecord,
     warm: &mut Option<WarmHandler>,
 ) -> Attempt {
-    let settings = &service.settings;
-    let deadline = tokio::time::Instant::now() + settings.timeout;
+    let deadline = tokio::time::Instant::now() + service.settings.timeout;
     let loaded = match service.loaded(&supervisor.runtime, &supervisor.cache).await {
         Ok(loaded) => loaded,
         Err(ServiceError::Stopped(_)) => return Attempt::Wait,
@@ -168,97 +156,36 @@ async fn attempt(
         *warm = None;
     }
     if warm.is_none() {
-        match instantiate(supervisor, service, loaded, deadline).await {
+        let Some(indices) = loaded.events.clone() else {
+            return Attempt::Failed(format!(
+                "service {:?} does not export an event handler",
+                service.name
+            ));
+        };
+        let engine = &supervisor.runtime.engine;
+        match guest_call::instantiate(engine, service, loaded, deadline, |store, instance| {
+            indices.load(store, instance)
+        })
+        .await
+        {
             Ok(fresh) => *warm = Some(fresh),
-            Err(error) => return Attempt::Failed(error),
+            Err(error) => return Attempt::Failed(error.to_string()),
         }
     }
     let handler = warm.as_mut().expect("just made");
-    arm_deadline(&mut handler.store, settings.timeout);
+    handler.arm(service);
     let event = Event::from(event);
-    let call = handler.handler.call_handle(&mut handler.store, &event);
+    let call = handler.export.call_handle(&mut handler.store, &event);
     let outcome = tokio::time::timeout_at(deadline, call).await;
-    let memory_hit = handler
-        .memory_hit
-        .load(std::sync::atomic::Ordering::Relaxed);
-    match outcome {
-        Ok(Ok(Ok(()))) => Attempt::Delivered,
-        Ok(Ok(Err(message))) => {
+    match handler.settle(service, outcome) {
+        Ok(Ok(())) => Attempt::Delivered,
+        Ok(Err(message)) => {
             *warm = None;
             Attempt::Failed(format!("the handler returned an error: {message}"))
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             *warm = None;
-            let error = ServiceError::from_run(
-                &service.name,
-                settings.timeout,
-                settings.memory,
-                error,
-                memory_hit,
-            );
-            service.record_error(&error);
             Attempt::Failed(error.to_string())
         }
-        Err(_) => {
-            *warm = None;
-            let error = ServiceError::DeadlineExceeded {
-                service: service.name.clone(),
-                deadline: settings.timeout,
-            };
-            service.record_error(&error);
-            Attempt::Failed(error.to_string())
-        }
-    }
-}
-
-/// A fresh instance of the service with its event handler found.
-async fn instantiate(
-    supervisor: &Supervisor,
-    service: &Arc<Service>,
-    loaded: Arc<LoadedService>,
-    deadline: tokio::time::Instant,
-) -> Result<WarmHandler, String> {
-    let settings = &service.settings;
-    let Some(indices) = loaded.events.clone() else {
-        return Err(format!(
-            "service {:?} does not export an event handler",
-            service.name
-        ));
-    };
-    let prepared = loaded
-        .prepare(&supervisor.runtime.engine, settings, deadline)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut store, memory_hit, claim) = (prepared.store, prepared.memory_hit, prepared.claim);
-    let made = tokio::time::timeout_at(deadline, async {
-        let instance = loaded.pre.instantiate_async(&mut store).await?;
-        indices.load(&mut store, &instance)
-    })
-    .await;
-    match made {
-        Ok(Ok(handler)) => Ok(WarmHandler {
-            loaded,
-            store,
-            handler,
-            memory_hit,
-            _claim: claim,
-        }),
-        Ok(Err(error)) => {
-            let hit = memory_hit.load(std::sync::atomic::Ordering::Relaxed);
-            let error = ServiceError::from_run(
-                &service.name,
-                settings.timeout,
-                settings.memory,
-                error,
-                hit,
-            );
-            service.record_error(&error);
-            Err(error.to_string())
-        }
-        Err(_) => Err(ServiceError::DeadlineExceeded {
-            service: service.name.clone(),
-            deadline: settings.timeout,
-        }
-        .to_string()),
     }
 }

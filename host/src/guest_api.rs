@@ -1,5 +1,6 @@
 //! Locker's own interfaces as the host implements them for guests
-//! (`wit/`): `events.publish`, `discovery`, and calling `event-handler`.
+//! (`wit/`): `events.publish`, `discovery`, `scheduler`, and calling
+//! `event-handler` and `job-handler`.
 
 use std::sync::Arc;
 
@@ -19,8 +20,14 @@ mod generated {
 pub use generated::exports::locker::service::event_handler::{
     Guest as EventHandler, GuestIndices as EventHandlerIndices,
 };
+pub use generated::exports::locker::service::job_handler::{
+    Guest as JobHandler, GuestIndices as JobHandlerIndices, Job,
+};
 pub use generated::locker::service::events::Event;
-use generated::locker::service::{discovery, events};
+use generated::locker::service::{discovery, events, scheduler};
+
+use crate::job_spec::When;
+use crate::scheduler::{ScheduleError, Scheduler};
 
 /// What a guest's calls into Locker act on, and as whom.
 #[derive(Clone)]
@@ -29,14 +36,16 @@ pub struct ServiceLinks {
     pub publishes: Arc<Vec<String>>,
     pub bus: Arc<Bus>,
     pub directory: Arc<Directory>,
+    pub scheduler: Arc<Scheduler>,
 }
 
-/// Adds `locker:service/events` and `discovery` to a linker.
+/// Adds `locker:service/events`, `discovery` and `scheduler` to a linker.
 pub fn add_to_linker(
     linker: &mut wasmtime::component::Linker<InstanceState>,
 ) -> wasmtime::Result<()> {
     events::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)?;
-    discovery::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)
+    discovery::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)?;
+    scheduler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)
 }
 
 impl events::Host for InstanceState {
@@ -93,6 +102,73 @@ impl discovery::Host for InstanceState {
                 provides: info.provides,
             })
             .collect())
+    }
+}
+
+impl scheduler::Host for InstanceState {
+    async fn create(
+        &mut self,
+        name: String,
+        when: scheduler::Schedule,
+        payload: String,
+    ) -> wasmtime::Result<Result<(), scheduler::ScheduleError>> {
+        let when = match when {
+            scheduler::Schedule::Cron(expression) => When::Cron(expression),
+            scheduler::Schedule::At(time) => When::At(time),
+        };
+        let links = self.links.clone();
+        let result = links
+            .scheduler
+            .create(&links.name, &name, when, &payload)
+            .await;
+        Ok(result.map_err(|error| self.refused("job not created", error)))
+    }
+
+    async fn cancel(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<(), scheduler::ScheduleError>> {
+        let links = self.links.clone();
+        let result = links.scheduler.cancel(&links.name, &name).await;
+        Ok(result.map_err(|error| self.refused("job not cancelled", error)))
+    }
+
+    async fn jobs(&mut self) -> wasmtime::Result<Vec<scheduler::JobInfo>> {
+        Ok(self
+            .links
+            .scheduler
+            .jobs_of(&self.links.name)
+            .into_iter()
+            .map(|job| scheduler::JobInfo {
+                schedule: match job.kind.as_str() {
+                    "cron" => scheduler::Schedule::Cron(job.schedule),
+                    _ => scheduler::Schedule::At(job.schedule),
+                },
+                name: job.name,
+                payload: job.payload,
+                next_run: job.next_run,
+                from_manifest: job.from_manifest,
+            })
+            .collect())
+    }
+}
+
+impl InstanceState {
+    /// Notes a refused scheduler call in the service's log, and converts it.
+    fn refused(&self, what: &str, error: ScheduleError) -> scheduler::ScheduleError {
+        tracing::warn!(service = %self.links.name, "{what}: {error}");
+        self.note(&format!("{what}: {error}"));
+        match error {
+            ScheduleError::InvalidName(m) => scheduler::ScheduleError::InvalidName(m),
+            ScheduleError::InvalidCron(m) => scheduler::ScheduleError::InvalidCron(m),
+            ScheduleError::InvalidTime(m) => scheduler::ScheduleError::InvalidTime(m),
+            ScheduleError::InvalidJson(m) => scheduler::ScheduleError::InvalidJson(m),
+            ScheduleError::NameTaken(m) => scheduler::ScheduleError::NameTaken(m),
+            ScheduleError::NotFound(m) => scheduler::ScheduleError::NotFound(m),
+            ScheduleError::DeclaredInManifest(m) => scheduler::ScheduleError::DeclaredInManifest(m),
+            ScheduleError::TooManyJobs(n) => scheduler::ScheduleError::TooManyJobs(n),
+            ScheduleError::Storage(m) => scheduler::ScheduleError::Storage(m),
+        }
     }
 }
 

@@ -10,7 +10,10 @@
 //! - [`server`], [`proxy`], [`admin`]: HTTP in, to services and the admin API;
 //! - [`topics`], [`event_store`], [`bus`], [`delivery`], [`event_stream`]:
 //!   durable events between services;
-//! - [`guest_api`], [`discovery`]: Locker's own WIT interfaces for guests;
+//! - [`job_spec`], [`job_store`], [`scheduler`]: cron and one-shot jobs;
+//! - [`guest_api`], [`guest_call`], [`discovery`]: Locker's own WIT
+//!   interfaces for guests, and calling the handlers guests export;
+//! - [`group_commit`]: batched durable writes to the root's store;
 //! - [`cli`], [`client`]: the command line and its admin API client.
 
 pub mod admin;
@@ -18,6 +21,7 @@ pub mod bus;
 pub mod catalog;
 pub mod cli;
 mod cli_events;
+mod cli_jobs;
 pub mod client;
 pub mod code_cache;
 pub mod delivery;
@@ -26,13 +30,18 @@ pub mod engine;
 pub mod errors;
 pub mod event_store;
 pub mod event_stream;
+pub mod group_commit;
 pub mod guest_api;
+pub mod guest_call;
 pub mod guest_output;
+pub mod job_spec;
+pub mod job_store;
 pub mod manifest;
 pub mod package;
 pub mod proxy;
 pub mod root;
 pub mod sandbox;
+pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod service_log;

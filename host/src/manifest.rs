@@ -19,6 +19,11 @@
 //!
 //! [network]
 //! allow_hosts = ["api.example.com"]   # outbound HTTP; nothing else is reachable
+//!
+//! [[schedule]]                   # jobs, run by the component's `job-handler`
+//! name = "sync"                  # unique within the service
+//! cron = "0 */15 * * * *"        # with seconds, UTC
+//! payload = { full = false }     # optional; handed to every run as JSON
 //! ```
 //!
 //! Unknown fields are errors, so a typo never silently drops a limit.
@@ -53,6 +58,28 @@ pub struct Manifest {
     pub limits: Limits,
     #[serde(default)]
     pub network: Network,
+    /// Jobs registered at install, updated on upgrade, removed on uninstall.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<ScheduleEntry>,
+}
+
+/// A `[[schedule]]` entry: a cron job declared by the package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleEntry {
+    pub name: String,
+    pub cron: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+impl ScheduleEntry {
+    /// The payload as JSON text (`{}` when the manifest gives none).
+    pub fn payload_json(&self) -> String {
+        self.payload
+            .as_ref()
+            .map_or_else(|| "{}".to_string(), |p| p.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +179,15 @@ impl Manifest {
         if limits.max_instances == Some(0) {
             bail!("`limits.max_instances` must be at least 1");
         }
+        let mut job_names = std::collections::HashSet::new();
+        for entry in &self.schedule {
+            crate::job_spec::validate_name(&entry.name).context("in `[[schedule]]`")?;
+            if !job_names.insert(&entry.name) {
+                bail!("`[[schedule]]` names job {:?} twice", entry.name);
+            }
+            crate::job_spec::parse_cron(&entry.cron)
+                .with_context(|| format!("in `[[schedule]]` job {:?}", entry.name))?;
+        }
         for host in &self.network.allow_hosts {
             if host.is_empty() || host.contains(['/', ' ', '@']) {
                 bail!("`network.allow_hosts` entry {host:?} is not a host name");
@@ -207,6 +243,10 @@ mod tests {
         [limits]
         memory = "32 MiB"
         timeout = "2s"
+        [[schedule]]
+        name = "sync"
+        cron = "0 */15 * * * *"
+        payload = { full = false, pages = [1, 2] }
     "#;
 
     #[test]
@@ -216,6 +256,10 @@ mod tests {
         assert_eq!(manifest.kind, Kind::Connector);
         assert_eq!(manifest.limits.memory, Some(ByteSize::mib(32)));
         assert_eq!(manifest.limits.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(
+            manifest.schedule[0].payload_json(),
+            r#"{"full":false,"pages":[1,2]}"#
+        );
         let again = Manifest::parse(&manifest.to_toml(), "round trip").unwrap();
         assert_eq!(again, manifest);
     }
@@ -243,5 +287,9 @@ mod tests {
         assert!(error_of(&publishes("[\"Notes\"]")).contains("in `publishes`"));
         let subscribes = GOOD.replace("provides", "subscribes = [\"a/*/b\"]\nprovides");
         assert!(error_of(&subscribes).contains("in `subscribes`"));
+        let bad_cron = error_of(&GOOD.replace("0 */15 * * * *", "0 */15 * * * * * *"));
+        assert!(bad_cron.contains("job \"sync\"") && bad_cron.contains("\"0 */15 * * * * * *\""));
+        let twice = format!("{GOOD}\n[[schedule]]\nname = \"sync\"\ncron = \"* * * * * *\"");
+        assert!(error_of(&twice).contains("names job \"sync\" twice"));
     }
 }

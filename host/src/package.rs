@@ -13,6 +13,8 @@ use crate::manifest::Manifest;
 const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
 /// The interface a service exports to receive events.
 pub const EVENT_HANDLER: &str = "locker:service/event-handler@0.1";
+/// The interface a service exports to run jobs.
+pub const JOB_HANDLER: &str = "locker:service/job-handler@0.1";
 
 /// A package that passed every check, ready to install.
 pub struct Package {
@@ -33,6 +35,9 @@ pub struct Capabilities {
     /// The exact `locker:service/event-handler` version it exports.
     #[serde(default)]
     pub event_handler: Option<String>,
+    /// The exact `locker:service/job-handler` version it exports.
+    #[serde(default)]
+    pub job_handler: Option<String>,
 }
 
 impl Package {
@@ -66,6 +71,12 @@ impl Package {
                 "service {:?} subscribes to {:?} but its component does not export `{EVENT_HANDLER}.x`",
                 manifest.name,
                 manifest.subscribes
+            );
+        }
+        if !manifest.schedule.is_empty() && capabilities.job_handler.is_none() {
+            bail!(
+                "service {:?} declares jobs in `[[schedule]]` but its component does not export `{JOB_HANDLER}.x`",
+                manifest.name
             );
         }
         let digest = digest_of(&component);
@@ -120,15 +131,17 @@ pub fn inspect_component(bytes: &[u8]) -> Result<Capabilities> {
                         capabilities.http_handler = Some(name.to_string());
                     } else if name.starts_with(EVENT_HANDLER) {
                         capabilities.event_handler = Some(name.to_string());
+                    } else if name.starts_with(JOB_HANDLER) {
+                        capabilities.job_handler = Some(name.to_string());
                     }
                 }
             }
             _ => {}
         }
     }
-    if capabilities.http_handler.is_none() && capabilities.event_handler.is_none() {
+    if capabilities == Capabilities::default() {
         bail!(
-            "it does not export `{HTTP_HANDLER}.x` nor `{EVENT_HANDLER}.x`, so the host cannot call it"
+            "it exports none of `{HTTP_HANDLER}.x`, `{EVENT_HANDLER}.x` and `{JOB_HANDLER}.x`, so the host cannot call it"
         );
     }
     Ok(capabilities)

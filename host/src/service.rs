@@ -24,7 +24,7 @@ use crate::catalog::InstalledService;
 use crate::code_cache::{CacheOutcome, CodeCache};
 use crate::engine::{EPOCH_TICK, Runtime};
 use crate::errors::ServiceError;
-use crate::guest_api::{EventHandlerIndices, ServiceLinks};
+use crate::guest_api::{EventHandlerIndices, JobHandlerIndices, ServiceLinks};
 use crate::sandbox::{InstanceState, SandboxSpec};
 use crate::service_log::ServiceLog;
 
@@ -103,6 +103,8 @@ pub struct LoadedService {
     pub http: Option<ProxyIndices>,
     /// Where its `locker:service/event-handler` is, if it handles events.
     pub events: Option<EventHandlerIndices>,
+    /// Where its `locker:service/job-handler` is, if it runs jobs.
+    pub jobs: Option<JobHandlerIndices>,
     pub sandbox: SandboxSpec,
     pub permits: Arc<Semaphore>,
     in_flight: AtomicUsize,
@@ -423,6 +425,14 @@ impl Service {
             ),
             None => None,
         };
+        let jobs = match capabilities.job_handler {
+            Some(_) => Some(
+                JobHandlerIndices::new(&pre)
+                    .map_err(anyhow::Error::from)
+                    .context("cannot find the component's locker:service/job-handler")?,
+            ),
+            None => None,
+        };
         let sandbox = SandboxSpec {
             work_dir: self.work_dir.clone(),
             log: self.log.clone(),
@@ -435,6 +445,7 @@ impl Service {
             pre,
             http,
             events,
+            jobs,
             sandbox,
             permits: Arc::new(Semaphore::new(self.settings.max_instances as usize)),
             in_flight: AtomicUsize::new(0),
@@ -467,6 +478,10 @@ impl Service {
             .and_then(|loaded| loaded.idle_for())
             .is_some_and(|idle| idle >= self.settings.idle_unload);
         idle && self.unload("idle")
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
     }
 
     pub fn set_stopped(&self, stopped: bool) {

@@ -1,7 +1,7 @@
 //! The supervisor: the installed services of a serving host, kept in step
-//! with the catalog, the event bus and the discovery directory; the
-//! lifecycle operations the admin API offers (install, uninstall, start,
-//! stop, replay); and the idle reaper.
+//! with the catalog, the event bus, the scheduler and the discovery
+//! directory; the lifecycle operations the admin API offers (install,
+//! uninstall, start, stop, replay); and the idle reaper.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +19,7 @@ use crate::event_store::EventStore;
 use crate::guest_api::ServiceLinks;
 use crate::package::Package;
 use crate::root::LockerRoot;
+use crate::scheduler::{JobPolicy, Scheduler};
 use crate::service::{Defaults, Service, ServiceStatus, Settings};
 use crate::service_log::ServiceLog;
 
@@ -32,6 +33,7 @@ pub struct HostOptions {
     pub delivery: DeliveryPolicy,
     /// The largest event payload, in bytes.
     pub max_event_payload: usize,
+    pub jobs: JobPolicy,
 }
 
 impl Default for HostOptions {
@@ -42,6 +44,7 @@ impl Default for HostOptions {
             cache_dir: None,
             delivery: DeliveryPolicy::default(),
             max_event_payload: 64 * 1024,
+            jobs: JobPolicy::default(),
         }
     }
 }
@@ -53,6 +56,7 @@ pub struct Supervisor {
     pub cache: Arc<CodeCache>,
     pub bus: Arc<Bus>,
     pub directory: Arc<Directory>,
+    pub scheduler: Arc<Scheduler>,
     options: HostOptions,
     services: RwLock<BTreeMap<String, Arc<Service>>>,
     /// Serializes catalog changes made through this host.
@@ -60,12 +64,14 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Opens the root's catalog and event store, and starts a dispatcher for
-    /// every subscribing service (deliveries left pending by a previous run
-    /// resume at once). Must run inside a tokio runtime.
+    /// Opens the root's catalog, event store and jobs; starts a dispatcher
+    /// for every subscribing service (deliveries left pending by a previous
+    /// run resume at once) and the scheduler's timer (jobs missed while the
+    /// host was down run once). Must run inside a tokio runtime.
     pub fn new(root: LockerRoot, options: HostOptions) -> Result<Arc<Supervisor>> {
         let catalog = Catalog::open(&root)?;
         let events = EventStore::open(&root)?;
+        let scheduler = Scheduler::open(&root, options.jobs.clone())?;
         let runtime = Runtime::new(&options.pool)?;
         let cache_dir = options
             .cache_dir
@@ -84,14 +90,36 @@ impl Supervisor {
             cache,
             bus,
             directory: Arc::new(Directory::default()),
+            scheduler,
             options,
             services: RwLock::new(BTreeMap::new()),
             changes: tokio::sync::Mutex::new(()),
         });
-        for installed in supervisor.catalog.list()? {
-            supervisor.add(installed);
+        let installed = supervisor.catalog.list()?;
+        for service in &installed {
+            supervisor.add(service.clone());
         }
+        tokio::spawn(supervisor.clone().start_scheduler(installed));
         Ok(supervisor)
+    }
+
+    /// Brings the stored jobs in step with the catalog (an install or
+    /// uninstall cut short by a crash may have left them behind), then runs
+    /// the timer.
+    async fn start_scheduler(self: Arc<Self>, installed: Vec<InstalledService>) {
+        for service in &installed {
+            if let Err(e) = self.scheduler.sync_service(&service.manifest).await {
+                tracing::error!(service = %service.manifest.name, "cannot register its jobs: {e:#}");
+            }
+        }
+        for orphan in self.scheduler.services() {
+            if self.service(&orphan).is_none()
+                && let Err(e) = self.scheduler.remove_service(&orphan).await
+            {
+                tracing::error!(service = %orphan, "cannot remove the jobs of an uninstalled service: {e:#}");
+            }
+        }
+        self.scheduler.clone().run_timer(self.clone()).await;
     }
 
     /// Settings with the defaults filled in, for a service no host runs.
@@ -111,6 +139,7 @@ impl Supervisor {
             publishes: Arc::new(manifest.publishes.clone()),
             bus: self.bus.clone(),
             directory: self.directory.clone(),
+            scheduler: self.scheduler.clone(),
         };
         let settings = Settings::resolve(
             &installed,
@@ -160,6 +189,10 @@ impl Supervisor {
             .blocking(move |catalog| catalog.install(&package))
             .await?;
         let service = self.add(installed);
+        self.scheduler
+            .sync_service(&service.installed().manifest)
+            .await
+            .context("installed, but its jobs could not be registered (the next start retries)")?;
         let version = service.installed().manifest.version.to_string();
         service.log().note(&format!("installed version {version}"));
         service.emit(
@@ -182,6 +215,10 @@ impl Supervisor {
         self.services.write().unwrap().remove(name);
         self.directory.remove(name);
         self.bus.remove_subscriber(name);
+        self.scheduler
+            .remove_service(name)
+            .await
+            .context("uninstalled, but its jobs could not be removed (the next start retries)")?;
         service.emit(
             "locker/service.uninstalled",
             serde_json::json!({ "service": name, "kept_data": keep_data }),
@@ -192,8 +229,9 @@ impl Supervisor {
     /// Starts a service: clears `stopped` and loads it now.
     pub async fn start(&self, name: &str) -> Result<ServiceStatus> {
         let service = self.set_stopped(name, false).await?;
-        // Deliveries held while it was stopped can go now.
+        // Deliveries and jobs held while it was stopped can go now.
         self.bus.ring(name);
+        self.scheduler.resume(name);
         service
             .loaded(&self.runtime, &self.cache)
             .await

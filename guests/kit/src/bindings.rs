@@ -1,27 +1,40 @@
-//! Bindings to Locker's own interfaces (`wit/`): events, discovery and the
-//! event handler. WASI types come from the `wasip2` crate, so the request and
-//! response helpers of this crate work with them.
+//! Bindings to Locker's own interfaces (`wit/`). Each handler a service may
+//! export has its own module and export macro, so a service implements only
+//! the handlers it has:
 //!
-//! A service that handles events implements both `Guest` traits and exports
-//! them with `locker_guest::export_service!(MyService)`.
+//! - [`imports`]: `events`, `discovery` and `scheduler`, to call the host;
+//! - [`event_handling`]: `export_event_handler!(S)` for `event-handler::Guest`;
+//! - [`job_handling`]: `export_job_handler!(S)` for `job-handler::Guest`.
+//!
+//! HTTP is exported with `wasip2::http::proxy::export!`, as for any
+//! `wasi:http` component.
 
-wit_bindgen::generate!({
-    world: "locker:service/service",
-    path: "../../wit",
-    with: {
-        "wasi:http/types@0.2.12": wasip2::http::types,
-        "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
-        "wasi:io/error@0.2.12": wasip2::io::error,
-        "wasi:io/poll@0.2.12": wasip2::io::poll,
-        "wasi:io/streams@0.2.12": wasip2::io::streams,
-        "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
-        "wasi:clocks/wall-clock@0.2.12": wasip2::clocks::wall_clock,
-        "wasi:random/random@0.2.12": wasip2::random::random,
-        "wasi:cli/stdout@0.2.12": wasip2::cli::stdout,
-        "wasi:cli/stderr@0.2.12": wasip2::cli::stderr,
-        "wasi:cli/stdin@0.2.12": wasip2::cli::stdin,
-    },
-    pub_export_macro: true,
-    export_macro_name: "export_service",
-    default_bindings_module: "locker_guest::bindings",
-});
+pub mod imports {
+    wit_bindgen::generate!({
+        world: "locker:service/imports",
+        path: "../../wit",
+    });
+}
+
+pub mod event_handling {
+    wit_bindgen::generate!({
+        world: "locker:service/event-handling",
+        path: "../../wit",
+        with: {
+            "locker:service/events@0.1.0": crate::bindings::imports::locker::service::events,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_event_handler",
+        default_bindings_module: "locker_guest::bindings::event_handling",
+    });
+}
+
+pub mod job_handling {
+    wit_bindgen::generate!({
+        world: "locker:service/job-handling",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_job_handler",
+        default_bindings_module: "locker_guest::bindings::job_handling",
+    });
+}

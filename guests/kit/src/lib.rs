@@ -7,7 +7,9 @@
 use std::io::{Read, Write};
 
 pub mod bindings;
-pub use bindings::locker::service::{discovery, events};
+pub use bindings::event_handling::exports::locker::service::event_handler;
+pub use bindings::imports::locker::service::{discovery, events, scheduler};
+pub use bindings::job_handling::exports::locker::service::job_handler;
 
 pub use wasip2;
 use wasip2::http::types::{

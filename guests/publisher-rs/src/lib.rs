@@ -4,9 +4,8 @@
 //! - `POST /publish-many?topic=T&count=N` publishes `{"n": 0..N}` in order;
 //! - `GET /whoami` and `GET /find?pattern=P` use discovery.
 
-use locker_guest::bindings::exports::locker::service::event_handler;
-use locker_guest::bindings::exports::wasi::http::incoming_handler::Guest as HttpGuest;
-use locker_guest::events::{Event, PublishError};
+use locker_guest::events::PublishError;
+use locker_guest::wasip2::exports::http::incoming_handler::Guest as HttpGuest;
 use locker_guest::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 use locker_guest::{Request, discovery, events, respond};
 
@@ -62,10 +61,4 @@ fn describe(error: &PublishError) -> String {
     }
 }
 
-impl event_handler::Guest for Publisher {
-    fn handle(_event: Event) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-locker_guest::bindings::export_service!(Publisher);
+locker_guest::wasip2::http::proxy::export!(Publisher with_types_in locker_guest::wasip2);

@@ -8,9 +8,9 @@
 
 use std::io::Write;
 
-use locker_guest::bindings::exports::locker::service::event_handler;
-use locker_guest::bindings::exports::wasi::http::incoming_handler::Guest as HttpGuest;
+use locker_guest::event_handler;
 use locker_guest::events::Event;
+use locker_guest::wasip2::exports::http::incoming_handler::Guest as HttpGuest;
 use locker_guest::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 use locker_guest::{Request, respond};
 
@@ -78,4 +78,5 @@ impl HttpGuest for Subscriber {
     }
 }
 
-locker_guest::bindings::export_service!(Subscriber);
+locker_guest::wasip2::http::proxy::export!(Subscriber with_types_in locker_guest::wasip2);
+locker_guest::bindings::event_handling::export_event_handler!(Subscriber);

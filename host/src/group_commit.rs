@@ -1,0 +1,108 @@
+//! One thread that owns a SQLite connection and applies work in batches:
+//! everything waiting in its queue runs in one transaction (each piece in
+//! its own savepoint, so one failure undoes only itself), the transaction
+//! commits once, and only then are callers answered. Many small durable
+//! writes thus share one fsync.
+
+use std::sync::mpsc;
+
+use anyhow::{Context, Result, anyhow};
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+/// The most pieces of work applied in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// Learns whether the transaction holding its work committed.
+type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// Runs inside the transaction; says whether it succeeded and how to answer.
+type Work = Box<dyn FnOnce(&Connection) -> (bool, Answer) + Send>;
+
+/// A handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct GroupCommit {
+    queue: mpsc::Sender<Work>,
+}
+
+impl GroupCommit {
+    pub fn start(thread_name: &str, db: Connection) -> Result<GroupCommit> {
+        let (queue, work) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(thread_name.into())
+            .spawn(move || run(db, work))
+            .with_context(|| format!("cannot start the {thread_name} thread"))?;
+        Ok(GroupCommit { queue })
+    }
+
+    /// Runs `f` in the next transaction; answers once it has committed.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let work: Work = Box::new(move |db| {
+            let result = f(db);
+            let ok = result.is_ok();
+            let answer: Answer = Box::new(move |committed| {
+                let _ = reply.send(committed.map_err(|e| anyhow!(e)).and_then(|()| result));
+            });
+            (ok, answer)
+        });
+        self.queue
+            .send(work)
+            .map_err(|_| anyhow!("the database writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow!("the database writer has stopped"))?
+    }
+
+    /// Runs `f` in the next transaction without waiting; a failure is logged.
+    pub fn submit(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Connection) -> Result<()> + Send + 'static,
+    ) {
+        let work: Work = Box::new(move |db| {
+            let result = f(db);
+            let ok = result.is_ok();
+            let answer: Answer = Box::new(move |committed| {
+                if let Err(e) = result.map_err(|e| format!("{e:#}")).and(committed) {
+                    tracing::error!("cannot record {what}: {e}");
+                }
+            });
+            (ok, answer)
+        });
+        if self.queue.send(work).is_err() {
+            tracing::error!("cannot record {what}: the database writer has stopped");
+        }
+    }
+}
+
+fn run(mut db: Connection, queue: mpsc::Receiver<Work>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH
+            && let Ok(more) = queue.try_recv()
+        {
+            batch.push(more);
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        let committed = (|| -> rusqlite::Result<()> {
+            let mut transaction = db.transaction()?;
+            for work in batch.drain(..) {
+                let savepoint = transaction.savepoint()?;
+                let (ok, answer) = work(&savepoint);
+                if ok {
+                    savepoint.commit()?;
+                }
+                // Dropping a savepoint that was not committed rolls it back.
+                answers.push(answer);
+            }
+            transaction.commit()
+        })();
+        let committed = committed.map_err(|e| format!("the transaction failed: {e}"));
+        for answer in answers {
+            answer(committed.clone());
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Jobs in the root's SQLite database, written through a [`GroupCommit`]
+//! thread so that thousands of job runs a second share their commits.
+//!
+//! ```text
+//! jobs(id, service, name, kind, spec, payload, from_manifest, created_at,
+//!      next_run,                       ms since the epoch; NULL: will not run again
+//!      runs, failures, skipped,        counters
+//!      last_*)                         the last run: scheduled, started, finished, result
+//! ```
+//!
+//! `next_run` only moves forward when a run has finished, so a run cut
+//! short by a crash runs again (once) when the host comes back.
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::group_commit::GroupCommit;
+use crate::job_spec::When;
+use crate::root::LockerRoot;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    service        TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('cron', 'at')),
+    spec           TEXT NOT NULL,
+    payload        TEXT NOT NULL,
+    from_manifest  INTEGER NOT NULL,
+    created_at     TEXT NOT NULL,
+    next_run       INTEGER,
+    runs           INTEGER NOT NULL DEFAULT 0,
+    failures       INTEGER NOT NULL DEFAULT 0,
+    skipped        INTEGER NOT NULL DEFAULT 0,
+    last_scheduled INTEGER,
+    last_started   INTEGER,
+    last_finished  INTEGER,
+    last_attempts  INTEGER,
+    last_error     TEXT,
+    UNIQUE (service, name)
+);";
+
+const COLUMNS: &str = "id, service, name, kind, spec, payload, from_manifest, created_at, next_run, \
+     runs, failures, skipped, last_scheduled, last_started, last_finished, last_attempts, last_error";
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub id: i64,
+    pub service: String,
+    pub name: String,
+    pub when: When,
+    /// JSON text.
+    pub payload: String,
+    pub from_manifest: bool,
+    pub created_at: String,
+    /// Milliseconds since the epoch; `None` once a one-shot job has run.
+    pub next_run: Option<i64>,
+    pub runs: u64,
+    pub failures: u64,
+    pub skipped: u64,
+    pub last_run: Option<RunRecord>,
+}
+
+/// How a run (all its attempts at one scheduled time) went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Milliseconds since the epoch, as all times here.
+    pub scheduled: i64,
+    pub started: i64,
+    pub finished: i64,
+    pub attempts: u32,
+    /// `None` when it succeeded.
+    pub error: Option<String>,
+}
+
+/// A job to create.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub service: String,
+    pub name: String,
+    pub when: When,
+    pub payload: String,
+    pub from_manifest: bool,
+    pub next_run: Option<i64>,
+}
+
+/// A handle to the job tables; cheap to clone.
+#[derive(Clone)]
+pub struct JobStore {
+    writer: GroupCommit,
+}
+
+impl JobStore {
+    pub fn open(root: &LockerRoot) -> Result<(JobStore, Vec<JobRecord>)> {
+        let db = root.open_database()?;
+        db.execute_batch(SCHEMA)
+            .context("cannot create the job table")?;
+        let jobs = all_jobs(&db)?;
+        let writer = GroupCommit::start("locker-jobs-db", db)?;
+        Ok((JobStore { writer }, jobs))
+    }
+
+    /// Stores a new job; `Ok(None)` if the service has a job of that name.
+    /// A finished one-shot job of that name created at run time is replaced.
+    pub async fn insert(&self, job: NewJob) -> Result<Option<JobRecord>> {
+        self.writer
+            .call(move |db| {
+                db.execute(
+                    "DELETE FROM jobs WHERE service = ?1 AND name = ?2 AND kind = 'at' \
+                     AND next_run IS NULL AND from_manifest = 0",
+                    params![job.service, job.name],
+                )?;
+                let inserted = db.execute(
+                    "INSERT INTO jobs (service, name, kind, spec, payload, from_manifest, created_at, next_run) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (service, name) DO NOTHING",
+                    params![
+                        job.service,
+                        job.name,
+                        job.when.kind(),
+                        job.when.text(),
+                        job.payload,
+                        job.from_manifest,
+                        crate::catalog::now_rfc3339(),
+                        job.next_run,
+                    ],
+                )?;
+                if inserted == 0 {
+                    return Ok(None);
+                }
+                job_by_id(db, db.last_insert_rowid())
+            })
+            .await
+    }
+
+    pub async fn delete(&self, id: i64) -> Result<()> {
+        self.writer
+            .call(move |db| {
+                db.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Makes a service's stored jobs match its manifest: declared jobs are
+    /// added, changed or removed (a run-time job whose name a manifest now
+    /// declares gives way); its run-time jobs stay. Returns all its jobs.
+    pub async fn sync_manifest(
+        &self,
+        service: &str,
+        declared: Vec<NewJob>,
+        first_run: impl Fn(&When) -> Option<i64> + Send + 'static,
+    ) -> Result<Vec<JobRecord>> {
+        let service = service.to_string();
+        self.writer
+            .call(move |db| {
+                let existing = jobs_of(db, &service)?;
+                for stale in existing.iter().filter(|job| {
+                    job.from_manifest && !declared.iter().any(|d| d.name == job.name)
+                }) {
+                    db.execute("DELETE FROM jobs WHERE id = ?1", [stale.id])?;
+                }
+                for job in &declared {
+                    let current = existing.iter().find(|e| e.name == job.name);
+                    match current {
+                        Some(current) if current.from_manifest && current.when == job.when => {
+                            if current.payload != job.payload {
+                                db.execute(
+                                    "UPDATE jobs SET payload = ?2 WHERE id = ?1",
+                                    params![current.id, job.payload],
+                                )?;
+                            }
+                            continue;
+                        }
+                        Some(current) => {
+                            db.execute("DELETE FROM jobs WHERE id = ?1", [current.id])?;
+                        }
+                        None => {}
+                    }
+                    db.execute(
+                        "INSERT INTO jobs (service, name, kind, spec, payload, from_manifest, created_at, next_run) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7)",
+                        params![
+                            service,
+                            job.name,
+                            job.when.kind(),
+                            job.when.text(),
+                            job.payload,
+                            crate::catalog::now_rfc3339(),
+                            first_run(&job.when),
+                        ],
+                    )?;
+                }
+                jobs_of(db, &service)
+            })
+            .await
+    }
+
+    pub async fn delete_service(&self, service: &str) -> Result<()> {
+        let service = service.to_string();
+        self.writer
+            .call(move |db| {
+                db.execute("DELETE FROM jobs WHERE service = ?1", [service])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Records a finished run. Not awaited: a run whose record is lost in a
+    /// crash runs again, which at-least-once allows.
+    pub fn finished(&self, id: i64, run: RunRecord, next_run: Option<i64>) {
+        self.writer.submit("a job run", move |db| {
+            db.execute(
+                "UPDATE jobs SET next_run = ?2, \
+                 runs = runs + 1, failures = failures + ?3, \
+                 last_scheduled = ?4, last_started = ?5, last_finished = ?6, \
+                 last_attempts = ?7, last_error = ?8 WHERE id = ?1",
+                params![
+                    id,
+                    next_run,
+                    run.error.is_some() as i64,
+                    run.scheduled,
+                    run.started,
+                    run.finished,
+                    run.attempts,
+                    run.error,
+                ],
+            )?;
+            Ok(())
+        });
+    }
+
+    pub fn skipped(&self, id: i64) {
+        self.writer.submit("a skipped job tick", move |db| {
+            db.execute("UPDATE jobs SET skipped = skipped + 1 WHERE id = ?1", [id])?;
+            Ok(())
+        });
+    }
+}
+
+/// Every stored job, read without a host (for `locker jobs` on an idle root).
+pub fn read_all(root: &LockerRoot) -> Result<Vec<JobRecord>> {
+    let db = root.open_database()?;
+    db.execute_batch(SCHEMA)
+        .context("cannot create the job table")?;
+    all_jobs(&db)
+}
+
+fn all_jobs(db: &Connection) -> Result<Vec<JobRecord>> {
+    query(
+        db,
+        &format!("SELECT {COLUMNS} FROM jobs ORDER BY service, name"),
+        [],
+    )
+}
+
+fn jobs_of(db: &Connection, service: &str) -> Result<Vec<JobRecord>> {
+    query(
+        db,
+        &format!("SELECT {COLUMNS} FROM jobs WHERE service = ?1 ORDER BY name"),
+        [service],
+    )
+}
+
+fn job_by_id(db: &Connection, id: i64) -> Result<Option<JobRecord>> {
+    db.query_row(
+        &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+        [id],
+        row_to_job,
+    )
+    .optional()?
+    .transpose()
+}
+
+fn query(db: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<JobRecord>> {
+    let mut statement = db.prepare(sql)?;
+    let rows = statement.query_map(params, row_to_job)?;
+    rows.map(|row| row?).collect()
+}
+
+fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRecord>> {
+    let kind: String = row.get(3)?;
+    let spec: String = row.get(4)?;
+    let last_scheduled: Option<i64> = row.get(12)?;
+    let last_run = match last_scheduled {
+        Some(scheduled) => Some(RunRecord {
+            scheduled,
+            started: row.get(13)?,
+            finished: row.get(14)?,
+            attempts: row.get(15)?,
+            error: row.get(16)?,
+        }),
+        None => None,
+    };
+    let record = JobRecord {
+        id: row.get(0)?,
+        service: row.get(1)?,
+        name: row.get(2)?,
+        when: When::Cron(String::new()),
+        payload: row.get(5)?,
+        from_manifest: row.get(6)?,
+        created_at: row.get(7)?,
+        next_run: row.get(8)?,
+        runs: row.get::<_, i64>(9)? as u64,
+        failures: row.get::<_, i64>(10)? as u64,
+        skipped: row.get::<_, i64>(11)? as u64,
+        last_run,
+    };
+    Ok(When::from_parts(&kind, spec).map(|when| JobRecord { when, ..record }))
+}
