@@ -21,6 +21,7 @@ use crate::client::AdminClient;
 use crate::event_store::EventStore;
 use crate::package::Package;
 use crate::root::{HostRecord, LockerRoot, RootAccess};
+use crate::scheduler::JobPolicy;
 use crate::service::{Defaults, ServiceStatus};
 use crate::supervisor::{HostOptions, Supervisor};
 
@@ -183,6 +184,9 @@ struct ServeArgs {
     /// Wait after a failed delivery; doubles with each further failure.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     event_backoff: Duration,
+    /// Wait after a failed job run before retrying; doubles with each further failure.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    job_retry: Duration,
     #[command(flatten)]
     root: RootArg,
 }
@@ -262,6 +266,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
             attempts: args.event_attempts,
             backoff: args.event_backoff,
             ..DeliveryPolicy::default()
+        },
+        jobs: JobPolicy {
+            first_retry: args.job_retry,
+            ..JobPolicy::default()
         },
         ..HostOptions::default()
     };

@@ -188,6 +188,10 @@ impl Locker {
         self.send(self.http.put(self.url(path)).body(body)).await
     }
 
+    pub async fn delete(&self, path: &str) -> (u16, String) {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> (u16, String) {
         let response = request.send().await.expect("request failed");
         let status = response.status().as_u16();

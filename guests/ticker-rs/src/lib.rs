@@ -137,7 +137,9 @@ fn append(file: &str, line: &str) -> Result<(), String> {
         .append(true)
         .open(file)
         .map_err(|e| format!("cannot open {file}: {e}"))?;
-    writeln!(file, "{line}").map_err(|e| format!("cannot write: {e}"))
+    // One write per line: runs of several jobs append to the file at once.
+    file.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("cannot write: {e}"))
 }
 
 locker_guest::wasip2::http::proxy::export!(Ticker with_types_in locker_guest::wasip2);
