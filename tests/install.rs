@@ -35,7 +35,7 @@ fn bad_packages(dir: &Path) -> Vec<(PathBuf, &'static str)> {
         // A valid, empty component: it exports nothing the host can call.
         (
             with_component(b"\0asm\x0d\0\x01\0"),
-            "does not export `wasi:http/incoming-handler",
+            "exports none of `wasi:http/incoming-handler",
         ),
         (
             guest_variant(dir, "hello-rs", |m| m.replace("name = \"hello-rs\"\n", "")),

@@ -44,7 +44,7 @@ impl GroupCommit {
             let result = f(db);
             let ok = result.is_ok();
             let answer: Answer = Box::new(move |committed| {
-                let _ = reply.send(committed.map_err(|e| anyhow!(e)).and_then(|()| result));
+                let _ = reply.send(committed.map_err(|e| anyhow!(e)).and(result));
             });
             (ok, answer)
         });
