@@ -389,3 +389,58 @@ async fn the_owner_runs_a_job_now_and_a_stopped_service_catches_up_when_started(
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(runs_of(&root, "ticker", "soon").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_brings_the_manifest_jobs_in_step_and_keeps_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("ticker"));
+    let locker = Locker::start(&root, &[]);
+    let mine = json!({"name": "mine", "cron": "0 0 * * * *"});
+    assert_eq!(create(&locker, "ticker", mine).await.0, 201);
+    wait_for_runs(&root, "ticker", "tick", 1).await;
+
+    let v2 = guest_variant(dir.path(), "ticker", |m| {
+        m.replace("version = \"0.1.0\"", "version = \"0.2.0\"")
+            .replace("cron = \"* * * * * *\"", "cron = \"0 0 0 1 1 *\"")
+            + "\n[[schedule]]\nname = \"nightly\"\ncron = \"0 0 3 * * *\"\n"
+    });
+    let out = cli(&root, &["upgrade", v2.to_str().unwrap()]);
+    assert!(out.success, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("upgraded ticker to 0.2.0"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(locker.status("ticker").await["version"], "0.2.0");
+    let listed = jobs(&root);
+    assert_eq!(job(&listed, "ticker", "tick")["schedule"], "0 0 0 1 1 *");
+    assert_eq!(job(&listed, "ticker", "nightly")["from_manifest"], true);
+    assert_eq!(job(&listed, "ticker", "mine")["from_manifest"], false);
+    assert!(
+        !runs_of(&root, "ticker", "tick").is_empty(),
+        "its data stayed"
+    );
+
+    let v3 = guest_variant(dir.path(), "ticker", |m| {
+        m.split("[[schedule]]")
+            .next()
+            .unwrap()
+            .replace("0.1.0", "0.3.0")
+    });
+    assert!(cli(&root, &["upgrade", v3.to_str().unwrap()]).success);
+    let listed = jobs(&root);
+    let names: Vec<&str> = listed.iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["mine"], "declared jobs went with the manifest");
+
+    let stranger = guest_variant(dir.path(), "ticker", |m| {
+        m.replace("name = \"ticker\"", "name = \"stranger\"")
+    });
+    let out = cli(&root, &["upgrade", stranger.to_str().unwrap()]);
+    assert!(!out.success);
+    assert!(
+        out.stderr.contains("no service named \"stranger\""),
+        "{}",
+        out.stderr
+    );
+}

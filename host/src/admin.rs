@@ -5,6 +5,7 @@
 //! GET    /_locker/api/services                      every service and its state
 //! GET    /_locker/api/services/{name}
 //! POST   /_locker/api/services                      install: multipart `manifest` + `component`
+//! PUT    /_locker/api/services/{name}               upgrade, keeping its data: the same parts
 //! DELETE /_locker/api/services/{name}[?keep_data=true]
 //! POST   /_locker/api/services/{name}/start
 //! POST   /_locker/api/services/{name}/stop
@@ -96,6 +97,23 @@ async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> A
                 )
             })?;
             ok(&service.status())
+        }
+        (&Method::PUT, ["services", name]) => {
+            let package = read_package(request).await?;
+            if package.manifest.name != *name {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the package is service {:?}, not {name:?}",
+                        package.manifest.name
+                    ),
+                ));
+            }
+            let status = supervisor
+                .upgrade(package)
+                .await
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::INTERNAL_SERVER_ERROR))?;
+            ok(&status)
         }
         (&Method::DELETE, ["services", name]) => {
             let keep_data = Query::of(&request).get("keep_data") == Some("true");

@@ -3,6 +3,9 @@
 //!
 //! Every change is staged first and made visible by one rename plus one
 //! transaction, so a crash or a bad package never leaves half an install.
+//! An upgrade swaps package folders: the old one is set aside in `tmp/` as
+//! `retired-<name>` until the new row commits, and put back at start-up if
+//! the row still names its component (the upgrade never committed).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -123,19 +126,7 @@ impl Catalog {
             .into());
         }
 
-        // Stage the package where nothing reads it, then move it in place.
-        let staging = tempfile::Builder::new()
-            .prefix(&format!("install-{name}-"))
-            .tempdir_in(self.root.tmp_dir())
-            .context("cannot create a staging folder")?;
-        std::fs::write(
-            staging.path().join("locker.toml"),
-            package.manifest.to_toml(),
-        )?;
-        let component_file = staging.path().join(&package.manifest.component);
-        std::fs::write(&component_file, &package.component)?;
-        std::fs::File::open(&component_file)?.sync_all()?;
-
+        let staging = self.stage(package)?;
         let installed = InstalledService {
             manifest: package.manifest.clone(),
             digest: package.digest.clone(),
@@ -143,7 +134,7 @@ impl Catalog {
             installed_at: now_rfc3339(),
             stopped: false,
         };
-        let transaction = db.transaction()?;
+        let transaction = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         transaction.execute(
             "INSERT INTO services (name, manifest, digest, capabilities, installed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
@@ -169,6 +160,68 @@ impl Catalog {
             return Err(e).context("cannot record the install");
         }
         Ok(installed)
+    }
+
+    /// Replaces an installed service's package with a newer one; its working
+    /// directory, log and stopped flag stay. Returns the old and the new.
+    pub fn upgrade(&self, package: &Package) -> Result<(InstalledService, InstalledService)> {
+        let name = &package.manifest.name;
+        let old = self.require(name)?;
+        let staging = self.stage(package)?;
+        let new = InstalledService {
+            manifest: package.manifest.clone(),
+            digest: package.digest.clone(),
+            capabilities: package.capabilities.clone(),
+            installed_at: now_rfc3339(),
+            stopped: old.stopped,
+        };
+        let mut db = self.db.lock().unwrap();
+        let transaction = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        transaction.execute(
+            "UPDATE services SET manifest = ?2, digest = ?3, capabilities = ?4, installed_at = ?5 WHERE name = ?1",
+            params![
+                name,
+                new.manifest.to_toml(),
+                new.digest,
+                serde_json::to_string(&new.capabilities)?,
+                new.installed_at,
+            ],
+        )?;
+        let package_dir = self.root.package_dir(name);
+        let retired = self.retired_dir(name);
+        remove_dir_if_present(&retired)?;
+        std::fs::rename(&package_dir, &retired)
+            .with_context(|| format!("cannot set aside {}", package_dir.display()))?;
+        let swapped = std::fs::rename(staging.keep(), &package_dir)
+            .with_context(|| format!("cannot move the package to {}", package_dir.display()))
+            .and_then(|()| transaction.commit().context("cannot record the upgrade"));
+        if let Err(e) = swapped {
+            let _ = std::fs::remove_dir_all(&package_dir);
+            let _ = std::fs::rename(&retired, &package_dir);
+            return Err(e);
+        }
+        let _ = std::fs::remove_dir_all(&retired);
+        Ok((old, new))
+    }
+
+    /// Writes a package where nothing reads it, ready to be moved in place.
+    fn stage(&self, package: &Package) -> Result<tempfile::TempDir> {
+        let staging = tempfile::Builder::new()
+            .prefix(&format!("install-{}-", package.manifest.name))
+            .tempdir_in(self.root.tmp_dir())
+            .context("cannot create a staging folder")?;
+        std::fs::write(
+            staging.path().join("locker.toml"),
+            package.manifest.to_toml(),
+        )?;
+        let component_file = staging.path().join(&package.manifest.component);
+        std::fs::write(&component_file, &package.component)?;
+        std::fs::File::open(&component_file)?.sync_all()?;
+        Ok(staging)
+    }
+
+    fn retired_dir(&self, name: &str) -> PathBuf {
+        self.root.tmp_dir().join(format!("retired-{name}"))
     }
 
     /// Removes a service; its working directory and log stay when `keep_data`.
@@ -200,8 +253,25 @@ impl Catalog {
         self.require(name)
     }
 
-    /// Removes staging leftovers and package folders that no catalog row claims.
+    /// Undoes an upgrade cut short, then removes staging leftovers and
+    /// package folders that no catalog row claims.
     fn sweep(&self) -> Result<()> {
+        for entry in std::fs::read_dir(self.root.tmp_dir())?.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file_name.strip_prefix("retired-")
+                && let Some(service) = self.get(name)?
+            {
+                let component = entry.path().join(&service.manifest.component);
+                let still_current = std::fs::read(&component)
+                    .is_ok_and(|bytes| crate::package::digest_of(&bytes) == service.digest);
+                if still_current {
+                    tracing::warn!(service = %name, "an upgrade did not complete: putting the previous package back");
+                    let package_dir = self.root.package_dir(name);
+                    remove_dir_if_present(&package_dir)?;
+                    std::fs::rename(entry.path(), &package_dir)?;
+                }
+            }
+        }
         for entry in std::fs::read_dir(self.root.tmp_dir())?.flatten() {
             let _ = std::fs::remove_dir_all(entry.path())
                 .or_else(|_| std::fs::remove_file(entry.path()));

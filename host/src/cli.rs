@@ -62,6 +62,16 @@ enum Command {
         #[command(flatten)]
         root: RootArg,
     },
+    /// Upgrade an installed service to a new package, keeping its data.
+    Upgrade {
+        /// A folder holding locker.toml and the component it names, or a .wasm file.
+        path: PathBuf,
+        /// The manifest, when PATH is a .wasm file.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        #[command(flatten)]
+        root: RootArg,
+    },
     /// List installed services and their state.
     List {
         #[arg(long)]
@@ -204,6 +214,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 manifest,
                 root,
             } => install(&root.root, &path, manifest.as_deref()).await,
+            Command::Upgrade {
+                path,
+                manifest,
+                root,
+            } => upgrade(&root.root, &path, manifest.as_deref()).await,
             Command::List { json, root } => list(&root.root, json).await,
             Command::Status { name, json, root } => status(&root.root, &name, json).await,
             Command::Start { name, root } => lifecycle(&root.root, &name, Lifecycle::Start).await,
@@ -353,6 +368,20 @@ async fn install(root: &Path, path: &Path, manifest: Option<&Path>) -> Result<()
     println!(
         "installed {} {} ({}, {})",
         status.name, status.version, status.kind, status.digest
+    );
+    Ok(())
+}
+
+async fn upgrade(root: &Path, path: &Path, manifest: Option<&Path>) -> Result<()> {
+    let package = tokio::task::block_in_place(|| Package::read(path, manifest))?;
+    let status = match access(root)? {
+        Access::Host(client) => client.upgrade(&package).await?,
+        // The jobs of its new manifest are registered when a host next starts.
+        Access::Offline { catalog, .. } => offline_status(catalog.upgrade(&package)?.1),
+    };
+    println!(
+        "upgraded {} to {} ({})",
+        status.name, status.version, status.digest
     );
     Ok(())
 }

@@ -33,19 +33,15 @@ impl AdminClient {
     }
 
     pub async fn install(&self, package: &Package) -> Result<ServiceStatus> {
-        let form = reqwest::multipart::Form::new()
-            .text("manifest", package.manifest.to_toml())
-            .part(
-                "component",
-                reqwest::multipart::Part::bytes(package.component.clone())
-                    .file_name("component.wasm"),
-            );
-        self.send(
-            self.http
-                .post(format!("{}/services", self.base))
-                .multipart(form),
-        )
-        .await
+        let url = format!("{}/services", self.base);
+        self.send(self.http.post(url).multipart(package_form(package)))
+            .await
+    }
+
+    pub async fn upgrade(&self, package: &Package) -> Result<ServiceStatus> {
+        let url = format!("{}/services/{}", self.base, package.manifest.name);
+        self.send(self.http.put(url).multipart(package_form(package)))
+            .await
     }
 
     pub async fn uninstall(&self, name: &str, keep_data: bool) -> Result<ServiceStatus> {
@@ -160,4 +156,14 @@ impl AdminClient {
         }
         serde_json::from_slice(&body).context("the host's answer is not what this CLI expects")
     }
+}
+
+/// A package as the admin API takes it: `manifest` and `component` parts.
+fn package_form(package: &Package) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .text("manifest", package.manifest.to_toml())
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(package.component.clone()).file_name("component.wasm"),
+        )
 }

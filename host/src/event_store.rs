@@ -292,7 +292,10 @@ fn run_writer(mut db: Connection, queue: mpsc::Receiver<Request>) {
         }
         let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
         let outcome = (|| -> rusqlite::Result<()> {
-            let transaction = db.transaction()?;
+            // IMMEDIATE: a transaction that reads before it writes would
+            // otherwise fail at once, not wait, when another connection wrote.
+            let transaction =
+                db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for request in batch {
                 answers.push(apply(&transaction, request));
             }

@@ -88,7 +88,10 @@ fn run(mut db: Connection, queue: mpsc::Receiver<Work>) {
         }
         let mut answers = Vec::with_capacity(batch.len());
         let committed = (|| -> rusqlite::Result<()> {
-            let mut transaction = db.transaction()?;
+            // IMMEDIATE: a transaction that reads before it writes would
+            // otherwise fail at once, not wait, when another connection wrote.
+            let mut transaction =
+                db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for work in batch.drain(..) {
                 let savepoint = transaction.savepoint()?;
                 let (ok, answer) = work(&savepoint);

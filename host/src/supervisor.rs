@@ -202,6 +202,37 @@ impl Supervisor {
         Ok(service.status())
     }
 
+    /// Replaces a service's package, keeping its data; its manifest's jobs,
+    /// subscriptions and service types take effect at once.
+    pub async fn upgrade(self: &Arc<Self>, package: Package) -> Result<ServiceStatus> {
+        let _change = self.changes.lock().await;
+        let name = package.manifest.name.clone();
+        let previous = self
+            .service(&name)
+            .ok_or_else(|| CatalogError::NotInstalled(name.clone()))?;
+        let (old, new) = self
+            .blocking(move |catalog| catalog.upgrade(&package))
+            .await?;
+        previous.unload("upgraded");
+        let service = self.add(new);
+        self.scheduler
+            .sync_service(&service.installed().manifest)
+            .await
+            .context("upgraded, but its jobs could not be registered (the next start retries)")?;
+        let (from, to) = (
+            old.manifest.version.to_string(),
+            service.installed().manifest.version.to_string(),
+        );
+        service
+            .log()
+            .note(&format!("upgraded from version {from} to {to}"));
+        service.emit(
+            "locker/service.upgraded",
+            serde_json::json!({ "service": name, "from": from, "to": to }),
+        );
+        Ok(service.status())
+    }
+
     pub async fn uninstall(&self, name: &str, keep_data: bool) -> Result<ServiceStatus> {
         let _change = self.changes.lock().await;
         let service = self
