@@ -122,8 +122,11 @@ async fn jobs_created_at_run_time_fire_and_cancel_and_a_one_shot_fires_once() {
     install(&root, &guest("ticker"));
     let locker = Locker::start(&root, &[]);
 
-    let at = rfc3339(Utc::now() + chrono::Duration::milliseconds(800));
-    let once = json!({"name": "once", "at": at, "payload": {"kind": "one-shot"}});
+    // Given to the microsecond; the scheduler works in milliseconds.
+    let at_micros = Utc::now() + chrono::Duration::milliseconds(800);
+    let at = rfc3339(at_micros);
+    let at_micros = at_micros.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let once = json!({"name": "once", "at": at_micros, "payload": {"kind": "one-shot"}});
     assert_eq!(create(&locker, "ticker", once).await.0, 201);
     let every = json!({"name": "every", "cron": "* * * * * *", "payload": {"kind": "cron"}});
     assert_eq!(create(&locker, "ticker", every).await.0, 201);
@@ -146,6 +149,11 @@ async fn jobs_created_at_run_time_fire_and_cancel_and_a_one_shot_fires_once() {
     let names: Vec<&str> = listed.iter().map(|j| j["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["once", "tick"], "{listed:#?}");
     assert_eq!(listed[0]["next_run"], Value::Null, "a one-shot runs once");
+    let once = job(&jobs(&root), "ticker", "once").clone();
+    assert_eq!(
+        (once["runs"].clone(), once["skipped"].clone()),
+        (json!(1), json!(0))
+    );
 
     let (code, body) = locker.delete("/ticker/jobs/tick").await;
     assert_eq!(code, 404);

@@ -47,3 +47,90 @@ pub fn renamed_guest(
     std::fs::write(target.join("locker.toml"), edit(manifest)).unwrap();
     target
 }
+
+/// Running `locker serve` as a separate process, as an owner would.
+pub mod host {
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A `locker serve` process; killed when dropped.
+    pub struct Host {
+        pub child: Child,
+        pub url: String,
+    }
+
+    impl Drop for Host {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Starts `locker serve` and waits until it answers; returns how long that took.
+    pub fn start(locker: &Path, root: &Path, cache: &Path) -> anyhow::Result<(Host, Duration)> {
+        let _ = std::fs::remove_file(root.join("host.json"));
+        let started = Instant::now();
+        let child = Command::new(locker)
+            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg(root)
+            .arg("--cache-dir")
+            .arg(cache)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .env("LOCKER_LOG", "warn")
+            .spawn()?;
+        let pid = child.id();
+        let mut host = Host {
+            child,
+            url: String::new(),
+        };
+        loop {
+            if let Ok(text) = std::fs::read_to_string(root.join("host.json"))
+                && let Ok(record) = serde_json::from_str::<serde_json::Value>(&text)
+                && record["pid"].as_u64() == Some(pid as u64)
+            {
+                host.url = record["url"].as_str().unwrap().to_string();
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "the host did not start"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Ready means answering HTTP, not just listening.
+        while std::net::TcpStream::connect(host.url.trim_start_matches("http://")).is_err() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok((host, started.elapsed()))
+    }
+
+    /// Resident memory of a process, in KiB.
+    pub fn rss_kib(pid: u32) -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// CPU time (user + system) a process has used so far.
+    pub fn cpu_time(pid: u32) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) close with ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields
+            .get(11..13)
+            .map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+        // Linux reports CPU time in clock ticks of 1/100 s.
+        Duration::from_millis(ticks * 10)
+    }
+}

@@ -101,9 +101,10 @@ pub fn parse_cron(expression: &str) -> Result<cron::Schedule> {
     }
 }
 
+/// Parses an RFC 3339 time, to the millisecond (the scheduler's unit).
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>> {
     match DateTime::parse_from_rfc3339(text) {
-        Ok(time) => Ok(time.with_timezone(&Utc)),
+        Ok(time) => Ok(from_millis(time.timestamp_millis())),
         Err(e) => bail!("time {text:?} is not RFC 3339 (like 2026-11-22T09:30:00Z): {e}"),
     }
 }

@@ -562,7 +562,13 @@ impl Scheduler {
             }
             // Until the run finishes, the store keeps the time just fired.
             job.record.next_run = None;
-            let next = job.timing.next_after(now).map(|t| t.timestamp_millis());
+            let next = match &job.timing {
+                Timing::At(_) => None,
+                cron => cron
+                    .next_after(now.max(from_millis(due)))
+                    .map(|t| t.timestamp_millis())
+                    .filter(|next| *next > due),
+            };
             table.set_next_run(&key, next);
         }
         table.queue.first().map(|(due, _)| *due)

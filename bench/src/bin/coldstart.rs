@@ -7,10 +7,11 @@
 //! - first request → response for each service, with the compiled-code
 //!   cache cold (compiling) and warm (after a host restart), p50 and p99.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use locker_bench::host::{rss_kib, start};
 use locker_bench::{quantile_ms, renamed_guest};
 
 fn main() -> anyhow::Result<()> {
@@ -83,61 +84,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Host {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `locker serve` and waits until it answers; returns how long that took.
-fn start(locker: &Path, root: &Path, cache: &Path) -> anyhow::Result<(Host, Duration)> {
-    let _ = std::fs::remove_file(root.join("host.json"));
-    let started = Instant::now();
-    let child = Command::new(locker)
-        .args(["serve", "--listen", "127.0.0.1:0", "--root"])
-        .arg(root)
-        .arg("--cache-dir")
-        .arg(cache)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env("LOCKER_LOG", "warn")
-        .spawn()?;
-    let pid = child.id();
-    let mut host = Host {
-        child,
-        url: String::new(),
-    };
-    loop {
-        if let Ok(text) = std::fs::read_to_string(root.join("host.json"))
-            && let Ok(record) = serde_json::from_str::<serde_json::Value>(&text)
-            && record["pid"].as_u64() == Some(pid as u64)
-        {
-            host.url = record["url"].as_str().unwrap().to_string();
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(60),
-            "the host did not start"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    // Ready means answering HTTP, not just listening.
-    let client = http_get::Client;
-    while client
-        .get(format!("{}/_locker/api/health", host.url))
-        .is_err()
-    {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    Ok((host, started.elapsed()))
-}
-
 fn first_requests(url: &str, names: &[&String]) -> anyhow::Result<Vec<Duration>> {
     let client = http_get::Client;
     names
@@ -172,17 +118,6 @@ fn leb128(out: &mut Vec<u8>, mut value: u64) {
         }
         out.push(byte | 0x80);
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// A tiny blocking HTTP/1.1 GET over a kept-alive connection (std only), so
