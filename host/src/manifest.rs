@@ -20,6 +20,10 @@
 //! [network]
 //! allow_hosts = ["api.example.com"]   # outbound HTTP; nothing else is reachable
 //!
+//! [reuse]                        # opt in: one instance serves many requests in turn
+//! max_requests = 1000            # then it is replaced by a fresh one
+//! idle = "30s"                   # an unused instance is dropped after this long
+//!
 //! [[schedule]]                   # jobs, run by the component's `job-handler`
 //! name = "sync"                  # unique within the service
 //! cron = "0 */15 * * * *"        # with seconds, UTC
@@ -58,6 +62,10 @@ pub struct Manifest {
     pub limits: Limits,
     #[serde(default)]
     pub network: Network,
+    /// Opt-in reuse of an instance across HTTP requests (the default is a
+    /// fresh instance per request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<Reuse>,
     /// Jobs registered at install, updated on upgrade, removed on uninstall.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedule: Vec<ScheduleEntry>,
@@ -111,6 +119,25 @@ pub struct Limits {
     pub max_body: Option<ByteSize>,
     #[serde(default, with = "humantime_serde")]
     pub idle_unload: Option<Duration>,
+}
+
+/// How far a service lets the host reuse its HTTP instances. A reused
+/// instance serves one request at a time and only this service, but keeps
+/// its memory between requests: a service opts in when that is safe for it
+/// (no per-request state left in globals), and gains the start-up cost of
+/// its runtime (JavaScript and Python most of all).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reuse {
+    /// Requests one instance serves, one after another, before it is replaced.
+    pub max_requests: u32,
+    /// An instance unused this long is dropped (default 30 s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -178,6 +205,14 @@ impl Manifest {
         }
         if limits.max_instances == Some(0) {
             bail!("`limits.max_instances` must be at least 1");
+        }
+        if let Some(reuse) = &self.reuse {
+            if reuse.max_requests == 0 {
+                bail!("`reuse.max_requests` must be at least 1");
+            }
+            if reuse.idle.is_some_and(|idle| idle.is_zero()) {
+                bail!("`reuse.idle` must be more than zero");
+            }
         }
         let mut job_names = std::collections::HashSet::new();
         for entry in &self.schedule {

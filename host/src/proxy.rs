@@ -1,5 +1,6 @@
-//! One HTTP request to one service: a fresh instance, the guest's
-//! `wasi:http/incoming-handler`, and the limits around it.
+//! One HTTP request to one service: a fresh instance (or, for a service that
+//! opts into reuse, a warm one that served its earlier requests), the
+//! guest's `wasi:http/incoming-handler`, and the limits around it.
 //!
 //! The guest sees the path below its prefix (`/notes/a?b` arrives as `/a?b`)
 //! and the prefix itself in the `x-forwarded-prefix` header. Bodies stream
@@ -18,7 +19,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::errors::ServiceError;
 use crate::server::{BoxBody, full};
-use crate::service::Service;
+use crate::service::{Service, WarmProxy, arm_deadline};
 use crate::supervisor::Supervisor;
 
 pub const PREFIX_HEADER: &str = "x-forwarded-prefix";
@@ -82,10 +83,19 @@ async fn forward(
         service: name.clone(),
         reason: format!("{e:#}"),
     };
-    let instance = loaded
-        .prepare(&supervisor.runtime.engine, &service.settings, deadline)
-        .await?;
-    let (mut store, memory_hit, claim) = (instance.store, instance.memory_hit, instance.claim);
+    let claim = loaded.admit(settings, deadline).await?;
+    let reuse = settings.reuse > 1;
+    let warm = if reuse { loaded.take_warm() } else { None };
+    let (mut store, memory_hit, warm_proxy, served) = match warm {
+        Some(mut warm) => {
+            arm_deadline(&mut warm.store, settings.timeout);
+            (warm.store, warm.memory_hit, Some(warm.proxy), warm.served)
+        }
+        None => {
+            let (store, memory_hit) = loaded.new_store(&supervisor.runtime.engine, settings)?;
+            (store, memory_hit, None, 0)
+        }
+    };
 
     let max_body = settings.max_body;
     let request = request.map(move |body| {
@@ -103,20 +113,46 @@ async fn forward(
         .new_response_outparam(sender)
         .map_err(|e| host_error(e.into()))?;
 
-    let pre = loaded.pre.clone();
+    let task_loaded = loaded.clone();
+    let task_settings = settings.clone();
+    let task_memory_hit = memory_hit.clone();
     let task = tokio::spawn(async move {
         // The instance lives as long as this task: it may keep streaming the
         // body after the response head was sent.
         let _claim = claim;
         let run = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            let proxy = http_indices.load(&mut store, &instance)?;
+            let proxy = match warm_proxy {
+                Some(proxy) => proxy,
+                None => {
+                    let instance = task_loaded.pre.instantiate_async(&mut store).await?;
+                    http_indices.load(&mut store, &instance)?
+                }
+            };
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)
-                .await
+                .await?;
+            Ok(proxy)
         };
-        tokio::time::timeout_at(deadline, run).await
+        let outcome = tokio::time::timeout_at(deadline, run).await;
+        match outcome {
+            Ok(Ok(proxy)) => {
+                if reuse {
+                    let warm = WarmProxy {
+                        store,
+                        proxy,
+                        memory_hit: task_memory_hit,
+                        served: served + 1,
+                        idle_since: std::time::Instant::now(),
+                    };
+                    task_loaded.keep_warm(warm, &task_settings);
+                }
+                Ok(Ok(()))
+            }
+            // A trap or a deadline leaves the instance unusable: it is dropped.
+            Ok(Err(error)) => Ok(Err(error)),
+            Err(elapsed) => Err(elapsed),
+        }
     });
 
     let failure = |outcome: Result<

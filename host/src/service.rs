@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
-use wasmtime_wasi_http::p2::bindings::ProxyIndices;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
 
 use crate::catalog::InstalledService;
 use crate::code_cache::{CacheOutcome, CodeCache};
@@ -60,7 +60,20 @@ pub struct Settings {
     pub max_body: u64,
     #[serde(with = "humantime_serde")]
     pub idle_unload: Duration,
+    /// Requests one HTTP instance serves in turn (1: a fresh one for each).
+    #[serde(default = "one")]
+    pub reuse: u32,
+    /// A reused instance unused this long is dropped.
+    #[serde(default, with = "humantime_serde")]
+    pub reuse_idle: Duration,
 }
+
+fn one() -> u32 {
+    1
+}
+
+/// How long a reused instance may wait for its next request by default.
+const REUSE_IDLE: Duration = Duration::from_secs(30);
 
 impl Settings {
     pub fn resolve(installed: &InstalledService, defaults: &Defaults, max_memory: u64) -> Settings {
@@ -75,6 +88,17 @@ impl Settings {
             max_instances: limits.max_instances.unwrap_or(defaults.max_instances),
             max_body: limits.max_body.unwrap_or(defaults.max_body).as_u64(),
             idle_unload: limits.idle_unload.unwrap_or(defaults.idle_unload),
+            reuse: installed
+                .manifest
+                .reuse
+                .as_ref()
+                .map_or(1, |r| r.max_requests),
+            reuse_idle: installed
+                .manifest
+                .reuse
+                .as_ref()
+                .and_then(|r| r.idle)
+                .unwrap_or(REUSE_IDLE),
         }
     }
 }
@@ -106,9 +130,23 @@ pub struct LoadedService {
     /// Where its `locker:service/job-handler` is, if it runs jobs.
     pub jobs: Option<JobHandlerIndices>,
     pub sandbox: SandboxSpec,
+    /// One per request running at once, up to `max_instances`.
     pub permits: Arc<Semaphore>,
+    /// HTTP instances waiting for their next request (opt-in reuse), most
+    /// recently used last.
+    warm: Mutex<Vec<WarmProxy>>,
     in_flight: AtomicUsize,
     last_used: Mutex<Instant>,
+}
+
+/// An HTTP instance kept for the service's next request.
+pub struct WarmProxy {
+    pub store: Store<InstanceState>,
+    pub proxy: Proxy,
+    pub memory_hit: Arc<AtomicBool>,
+    /// Requests it has served so far.
+    pub served: u32,
+    pub idle_since: Instant,
 }
 
 /// A fresh store for one instance, and the claim on the service it holds.
@@ -129,31 +167,75 @@ impl LoadedService {
         settings: &Settings,
         deadline: tokio::time::Instant,
     ) -> Result<PreparedInstance, ServiceError> {
-        let name = &self.sandbox.links.name;
+        let claim = self.admit(settings, deadline).await?;
+        let (store, memory_hit) = self.new_store(engine, settings)?;
+        Ok(PreparedInstance {
+            store,
+            memory_hit,
+            claim,
+        })
+    }
+
+    /// Waits (until `deadline`) for a free instance slot; the claim counts
+    /// as in flight until dropped.
+    pub async fn admit(
+        self: &Arc<Self>,
+        settings: &Settings,
+        deadline: tokio::time::Instant,
+    ) -> Result<(OwnedSemaphorePermit, InFlight), ServiceError> {
         let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| ServiceError::Busy {
-                service: name.clone(),
+                service: self.sandbox.links.name.clone(),
                 max: settings.max_instances,
             })?
             .expect("the semaphore is never closed");
-        let in_flight = self.begin_request();
+        Ok((permit, self.begin_request()))
+    }
+
+    /// A fresh store with the service's sandbox, memory limit and deadline.
+    pub fn new_store(
+        &self,
+        engine: &wasmtime::Engine,
+        settings: &Settings,
+    ) -> Result<(Store<InstanceState>, Arc<AtomicBool>), ServiceError> {
         let state = self
             .sandbox
             .instance_state()
             .map_err(|e| ServiceError::Host {
-                service: name.clone(),
+                service: self.sandbox.links.name.clone(),
                 reason: format!("{e:#}"),
             })?;
         let memory_hit = state.limiter.hit_flag();
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         arm_deadline(&mut store, settings.timeout);
-        Ok(PreparedInstance {
-            store,
-            memory_hit,
-            claim: (permit, in_flight),
-        })
+        Ok((store, memory_hit))
+    }
+
+    /// The most recently used warm HTTP instance, if one is waiting.
+    pub fn take_warm(&self) -> Option<WarmProxy> {
+        self.warm.lock().unwrap().pop()
+    }
+
+    /// Keeps an instance that served a request well for the next one,
+    /// unless it has served its share or touched its memory limit.
+    pub fn keep_warm(&self, warm: WarmProxy, settings: &Settings) {
+        if warm.served >= settings.reuse || warm.memory_hit.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut pool = self.warm.lock().unwrap();
+        if pool.len() < settings.max_instances as usize {
+            pool.push(warm);
+        }
+    }
+
+    /// Drops warm instances unused for `idle`; returns how many.
+    pub fn drop_idle_instances(&self, idle: Duration) -> usize {
+        let mut pool = self.warm.lock().unwrap();
+        let before = pool.len();
+        pool.retain(|warm| warm.idle_since.elapsed() < idle);
+        before - pool.len()
     }
 
     /// Marks a request as in flight until the guard drops.
@@ -448,6 +530,7 @@ impl Service {
             jobs,
             sandbox,
             permits: Arc::new(Semaphore::new(self.settings.max_instances as usize)),
+            warm: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
             last_used: Mutex::new(Instant::now()),
         };
@@ -468,8 +551,12 @@ impl Service {
         unloaded
     }
 
-    /// Unloads the service if it has been idle longer than its idle time.
+    /// Unloads the service if it has been idle longer than its idle time,
+    /// and drops reused instances idle longer than theirs.
     pub fn unload_if_idle(&self) -> bool {
+        if let Some(loaded) = self.loaded.read().unwrap().as_ref() {
+            loaded.drop_idle_instances(self.settings.reuse_idle);
+        }
         let idle = self
             .loaded
             .read()

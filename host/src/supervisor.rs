@@ -315,7 +315,7 @@ impl Supervisor {
             .read()
             .unwrap()
             .values()
-            .map(|s| s.settings.idle_unload)
+            .flat_map(|s| [s.settings.idle_unload, s.settings.reuse_idle])
             .chain([self.options.defaults.idle_unload])
             .min()
             .unwrap_or(Duration::from_secs(1));

@@ -6,16 +6,22 @@
 //! - `/recurse`: recurses until the stack overflows;
 //! - `/sleep?ms=N`: blocks on the clock for N milliseconds;
 //! - `/shout`: prints 8 MiB to stdout, then answers;
+//! - `/count`: how many requests this instance has served, this one
+//!   included (always 1 unless the host reuses instances);
 //! - anything else: answers normally.
 
 use locker_guest::wasip2::exports::http::incoming_handler::Guest;
 use locker_guest::wasip2::http::types::{IncomingRequest, ResponseOutparam};
 use locker_guest::{Request, respond};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 struct Unruly;
 
+static SERVED: AtomicU32 = AtomicU32::new(0);
+
 impl Guest for Unruly {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
         let request = Request::new(request);
         match request.path.as_str() {
             "/loop" => spin_forever(),
@@ -48,6 +54,7 @@ impl Guest for Unruly {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 respond(out, 200, format!("slept {ms} ms\n"));
             }
+            "/count" => respond(out, 200, served.to_string()),
             _ => respond(out, 200, "unruly, but fine here\n"),
         }
     }
