@@ -104,7 +104,7 @@ async fn forward(
             Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
         })
     });
-    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let mut http = store.data_mut().http();
     let incoming = http
         .new_incoming_request(Scheme::Http, request)
@@ -116,9 +116,9 @@ async fn forward(
     let task_loaded = loaded.clone();
     let task_settings = settings.clone();
     let task_memory_hit = memory_hit.clone();
-    let task = tokio::spawn(async move {
-        // The instance lives as long as this task: it may keep streaming the
-        // body after the response head was sent.
+    // The guest's run: it holds the instance slot, and may keep streaming
+    // the body after the response head was sent.
+    let mut guest = Box::pin(async move {
         let _claim = claim;
         let run = async {
             let proxy = match warm_proxy {
@@ -155,51 +155,57 @@ async fn forward(
         }
     });
 
-    let failure = |outcome: Result<
-        Result<Result<(), wasmtime::Error>, tokio::time::error::Elapsed>,
-        tokio::task::JoinError,
-    >| { classify(service, outcome, memory_hit.load(Ordering::Relaxed)) };
-    match tokio::time::timeout_at(deadline, receiver).await {
-        Ok(Ok(Ok(response))) => Ok(response.map(|body| body.map_err(|e| e.into()).boxed_unsync())),
-        Ok(Ok(Err(code))) => Err(ServiceError::GuestError {
-            service: name,
-            reason: format!("{code:?}"),
-        }),
-        Ok(Err(_)) => Err(failure(task.await)),
-        Err(_) => {
-            task.abort();
-            Err(ServiceError::DeadlineExceeded {
-                service: name,
-                deadline: settings.timeout,
-            })
-        }
+    // Most guests answer and finish within one poll: then the run needs no
+    // task of its own. One that is still writing its body when the head
+    // arrives is moved to a task and streams from there.
+    let failure = |outcome| classify(service, outcome, memory_hit.load(Ordering::Relaxed));
+    let guest_error = |code| ServiceError::GuestError {
+        service: name.clone(),
+        reason: format!("{code:?}"),
+    };
+    let into_response = |response: Response<_>| {
+        response.map(|body: wasmtime_wasi_http::p2::body::HyperOutgoingBody| {
+            body.map_err(|e| e.into()).boxed_unsync()
+        })
+    };
+    tokio::select! {
+        biased;
+        outcome = &mut guest => match receiver.try_recv() {
+            Ok(Ok(response)) => Ok(into_response(response)),
+            Ok(Err(code)) => Err(guest_error(code)),
+            Err(_) => Err(failure(outcome)),
+        },
+        answer = &mut receiver => match answer {
+            Ok(Ok(response)) => {
+                tokio::spawn(guest);
+                Ok(into_response(response))
+            }
+            Ok(Err(code)) => {
+                tokio::spawn(guest);
+                Err(guest_error(code))
+            }
+            Err(_) => Err(failure(guest.await)),
+        },
     }
 }
 
 /// Turns how a guest's run ended, without a response, into an error.
 fn classify(
     service: &Service,
-    outcome: Result<
-        Result<Result<(), wasmtime::Error>, tokio::time::error::Elapsed>,
-        tokio::task::JoinError,
-    >,
+    outcome: Result<Result<(), wasmtime::Error>, tokio::time::error::Elapsed>,
     memory_hit: bool,
 ) -> ServiceError {
     let name = service.name.clone();
     let settings = &service.settings;
     match outcome {
-        Ok(Ok(Ok(()))) => ServiceError::NoResponse { service: name },
-        Ok(Err(_elapsed)) => ServiceError::DeadlineExceeded {
+        Ok(Ok(())) => ServiceError::NoResponse { service: name },
+        Err(_elapsed) => ServiceError::DeadlineExceeded {
             service: name,
             deadline: settings.timeout,
         },
-        Ok(Ok(Err(error))) => {
+        Ok(Err(error)) => {
             ServiceError::from_run(&name, settings.timeout, settings.memory, error, memory_hit)
         }
-        Err(join_error) => ServiceError::Host {
-            service: name,
-            reason: join_error.to_string(),
-        },
     }
 }
 
