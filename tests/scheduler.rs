@@ -387,6 +387,13 @@ async fn the_owner_runs_a_job_now_and_a_stopped_service_catches_up_when_started(
         201
     );
     assert!(cli(&root, &["stop", "ticker"]).success);
+    let out = cli(&root, &["jobs", "run", "ticker/tick"]);
+    assert!(!out.success);
+    assert!(
+        out.stderr.contains("service \"ticker\" is stopped"),
+        "{}",
+        out.stderr
+    );
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(runs_of(&root, "ticker", "soon").is_empty());
     let listed = jobs(&root);

@@ -205,7 +205,9 @@ async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> A
                 .map_err(|e| {
                     let status = match e {
                         RunNowError::NotFound { .. } => StatusCode::NOT_FOUND,
-                        RunNowError::AlreadyRunning { .. } => StatusCode::CONFLICT,
+                        RunNowError::AlreadyRunning { .. } | RunNowError::Stopped(_) => {
+                            StatusCode::CONFLICT
+                        }
                     };
                     ApiError::new(status, e.to_string())
                 })?;

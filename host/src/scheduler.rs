@@ -84,6 +84,8 @@ pub enum RunNowError {
     NotFound { service: String, name: String },
     #[error("job {name:?} of service {service:?} is running; one run at a time")]
     AlreadyRunning { service: String, name: String },
+    #[error("service {0:?} is stopped; start it with `locker start {0}` to run its jobs")]
+    Stopped(String),
 }
 
 /// A job as the admin API and `locker jobs` show it.
@@ -466,6 +468,9 @@ impl Scheduler {
         service: &str,
         name: &str,
     ) -> Result<RunView, RunNowError> {
+        if supervisor.service(service).is_some_and(|s| s.is_stopped()) {
+            return Err(RunNowError::Stopped(service.into()));
+        }
         let key = (service.to_string(), name.to_string());
         let id = {
             let mut table = self.table.lock().unwrap();
