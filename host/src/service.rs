@@ -183,13 +183,17 @@ impl LoadedService {
         settings: &Settings,
         deadline: tokio::time::Instant,
     ) -> Result<(OwnedSemaphorePermit, InFlight), ServiceError> {
-        let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| ServiceError::Busy {
-                service: self.sandbox.links.name.clone(),
-                max: settings.max_instances,
-            })?
-            .expect("the semaphore is never closed");
+        // A free slot is the usual case: take it without arming a timer.
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| ServiceError::Busy {
+                    service: self.sandbox.links.name.clone(),
+                    max: settings.max_instances,
+                })?
+                .expect("the semaphore is never closed"),
+        };
         Ok((permit, self.begin_request()))
     }
 
