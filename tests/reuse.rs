@@ -124,3 +124,36 @@ async fn javascript_and_python_services_answer_every_request_from_a_reused_insta
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reuse_is_turned_off_for_a_service_whose_instance_cannot_answer_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    // StarlingMonkey's `fetch` listener answers one request per instance
+    // (bytecodealliance/StarlingMonkey#247): it returns from the second
+    // without an answer.
+    let package = reusing(dir.path(), "hello-js", "js", "max_requests = 50");
+    let manifest = std::fs::read_to_string(package.join("locker.toml")).unwrap();
+    std::fs::write(
+        package.join("locker.toml"),
+        format!("{manifest}\n[limits]\ntimeout = \"2s\"\n"),
+    )
+    .unwrap();
+    install(&root, &package);
+    let locker = Locker::start(&root, &[]);
+
+    assert_eq!(locker.get("/js/").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (code, body) = locker.get("/js/").await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("did not send a response"), "{body}");
+    let log = std::fs::read_to_string(root.join("logs/js.log")).unwrap();
+    assert!(log.contains("reuse is off for this service"), "{log}");
+    for _ in 0..3 {
+        let (code, body) = locker.get("/js/again").await;
+        assert_eq!(
+            (code, body.as_str()),
+            (200, "hello from javascript at /js/again\n")
+        );
+    }
+}

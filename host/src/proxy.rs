@@ -84,7 +84,7 @@ async fn forward(
         reason: format!("{e:#}"),
     };
     let claim = loaded.admit(settings, deadline).await?;
-    let reuse = settings.reuse > 1;
+    let reuse = loaded.reuses(settings);
     let warm = if reuse { loaded.take_warm() } else { None };
     let (mut store, memory_hit, warm_proxy, served) = match warm {
         Some(mut warm) => {
@@ -158,7 +158,21 @@ async fn forward(
     // Most guests answer and finish within one poll: then the run needs no
     // task of its own. One that is still writing its body when the head
     // arrives is moved to a task and streams from there.
-    let failure = |outcome| classify(service, outcome, memory_hit.load(Ordering::Relaxed));
+    let failure = |outcome| {
+        // A reused instance that returns without answering (not a trap, not
+        // a deadline) cannot serve more than one request.
+        if served > 0 && matches!(outcome, Ok(Ok(()))) && loaded.turn_off_reuse() {
+            let message = format!(
+                "a reused instance did not answer its request number {}: reuse is off for this \
+                 service until it is loaded again (a JavaScript `fetch` listener, for one, \
+                 serves a single request per instance)",
+                served + 1
+            );
+            tracing::warn!(service = %name, "{message}");
+            service.log().note(&message);
+        }
+        classify(service, outcome, memory_hit.load(Ordering::Relaxed))
+    };
     let guest_error = |code| ServiceError::GuestError {
         service: name.clone(),
         reason: format!("{code:?}"),

@@ -135,6 +135,9 @@ pub struct LoadedService {
     /// HTTP instances waiting for their next request (opt-in reuse), most
     /// recently used last.
     warm: Mutex<Vec<WarmProxy>>,
+    /// Set when a reused instance failed to answer at all: some runtimes
+    /// (StarlingMonkey's `fetch` listener) serve one request per instance.
+    reuse_off: AtomicBool,
     in_flight: AtomicUsize,
     last_used: Mutex<Instant>,
 }
@@ -217,6 +220,19 @@ impl LoadedService {
         Ok((store, memory_hit))
     }
 
+    /// Whether its HTTP instances may be reused (the manifest opted in,
+    /// and no reused instance has failed to answer since it was loaded).
+    pub fn reuses(&self, settings: &Settings) -> bool {
+        settings.reuse > 1 && !self.reuse_off.load(Ordering::Relaxed)
+    }
+
+    /// Stops reusing instances until the service is loaded again; `true`
+    /// the first time.
+    pub fn turn_off_reuse(&self) -> bool {
+        self.warm.lock().unwrap().clear();
+        !self.reuse_off.swap(true, Ordering::Relaxed)
+    }
+
     /// The most recently used warm HTTP instance, if one is waiting.
     pub fn take_warm(&self) -> Option<WarmProxy> {
         self.warm.lock().unwrap().pop()
@@ -225,7 +241,10 @@ impl LoadedService {
     /// Keeps an instance that served a request well for the next one,
     /// unless it has served its share or touched its memory limit.
     pub fn keep_warm(&self, warm: WarmProxy, settings: &Settings) {
-        if warm.served >= settings.reuse || warm.memory_hit.load(Ordering::Relaxed) {
+        if warm.served >= settings.reuse
+            || warm.memory_hit.load(Ordering::Relaxed)
+            || self.reuse_off.load(Ordering::Relaxed)
+        {
             return;
         }
         let mut pool = self.warm.lock().unwrap();
@@ -535,6 +554,7 @@ impl Service {
             sandbox,
             permits: Arc::new(Semaphore::new(self.settings.max_instances as usize)),
             warm: Mutex::new(Vec::new()),
+            reuse_off: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             last_used: Mutex::new(Instant::now()),
         };
