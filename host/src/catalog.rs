@@ -235,6 +235,9 @@ impl Catalog {
         if !keep_data {
             remove_dir_if_present(&self.root.work_dir(name))?;
             let _ = std::fs::remove_file(self.root.log_path(name));
+            let _ = std::fs::remove_file(
+                crate::service_log::ServiceLog::new(self.root.log_path(name)).rotated_path(),
+            );
         }
         Ok(service)
     }

@@ -300,11 +300,15 @@ impl Supervisor {
         Ok(subscribers)
     }
 
-    /// Unloads every service that has been idle past its idle time.
+    /// Unloads every service that has been idle past its idle time, and
+    /// rotates logs that grew too large.
     pub fn reap_idle(&self) {
         let services: Vec<_> = self.services.read().unwrap().values().cloned().collect();
         for service in services {
             service.unload_if_idle();
+            service
+                .log()
+                .rotate_if_larger(crate::service_log::ROTATE_AT);
         }
     }
 
