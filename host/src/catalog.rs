@@ -38,6 +38,19 @@ pub struct InstalledService {
     pub stopped: bool,
 }
 
+impl InstalledService {
+    /// A package as the catalog records it, installed now.
+    fn of(package: &Package, stopped: bool) -> InstalledService {
+        InstalledService {
+            manifest: package.manifest.clone(),
+            digest: package.digest.clone(),
+            capabilities: package.capabilities.clone(),
+            installed_at: now_rfc3339(),
+            stopped,
+        }
+    }
+}
+
 pub struct Catalog {
     root: LockerRoot,
     db: Mutex<Connection>,
@@ -127,13 +140,7 @@ impl Catalog {
         }
 
         let staging = self.stage(package)?;
-        let installed = InstalledService {
-            manifest: package.manifest.clone(),
-            digest: package.digest.clone(),
-            capabilities: package.capabilities.clone(),
-            installed_at: now_rfc3339(),
-            stopped: false,
-        };
+        let installed = InstalledService::of(package, false);
         let transaction = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         transaction.execute(
             "INSERT INTO services (name, manifest, digest, capabilities, installed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -168,13 +175,7 @@ impl Catalog {
         let name = &package.manifest.name;
         let old = self.require(name)?;
         let staging = self.stage(package)?;
-        let new = InstalledService {
-            manifest: package.manifest.clone(),
-            digest: package.digest.clone(),
-            capabilities: package.capabilities.clone(),
-            installed_at: now_rfc3339(),
-            stopped: old.stopped,
-        };
+        let new = InstalledService::of(package, old.stopped);
         let mut db = self.db.lock().unwrap();
         let transaction = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         transaction.execute(

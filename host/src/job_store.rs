@@ -280,8 +280,10 @@ fn query(db: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Ve
 }
 
 fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRecord>> {
-    let kind: String = row.get(3)?;
-    let spec: String = row.get(4)?;
+    let when = match When::from_parts(&row.get::<_, String>(3)?, row.get(4)?) {
+        Ok(when) => when,
+        Err(e) => return Ok(Err(e)),
+    };
     let last_scheduled: Option<i64> = row.get(12)?;
     let last_run = match last_scheduled {
         Some(scheduled) => Some(RunRecord {
@@ -293,11 +295,11 @@ fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRecord>> {
         }),
         None => None,
     };
-    let record = JobRecord {
+    Ok(Ok(JobRecord {
         id: row.get(0)?,
         service: row.get(1)?,
         name: row.get(2)?,
-        when: When::Cron(String::new()),
+        when,
         payload: row.get(5)?,
         from_manifest: row.get(6)?,
         created_at: row.get(7)?,
@@ -306,6 +308,5 @@ fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRecord>> {
         failures: row.get::<_, i64>(10)? as u64,
         skipped: row.get::<_, i64>(11)? as u64,
         last_run,
-    };
-    Ok(When::from_parts(&kind, spec).map(|when| JobRecord { when, ..record }))
+    }))
 }

@@ -122,3 +122,17 @@ pub fn respond(out: ResponseOutparam, status: u16, body: impl AsRef<[u8]>) {
     writer.write(body.as_ref());
     writer.finish();
 }
+
+/// Appends one line to a file of the service's working directory. The line
+/// goes out in one write, so lines that several instances append at once
+/// never interleave.
+pub fn append_line(file: &str, line: &str) -> Result<(), String> {
+    let mut handle = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .map_err(|e| format!("cannot open {file}: {e}"))?;
+    handle
+        .write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("cannot write to {file}: {e}"))
+}

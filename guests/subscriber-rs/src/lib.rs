@@ -6,13 +6,11 @@
 //! `{"always_fail": true}` fails until `POST /fix` is called. Every attempt at
 //! such an event is appended to `attempts.jsonl` (`GET /attempts`).
 
-use std::io::Write;
-
 use locker_guest::event_handler;
 use locker_guest::events::Event;
 use locker_guest::wasip2::exports::http::incoming_handler::Guest as HttpGuest;
 use locker_guest::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
-use locker_guest::{Request, respond};
+use locker_guest::{Request, append_line, respond};
 
 struct Subscriber;
 
@@ -27,7 +25,7 @@ impl event_handler::Guest for Subscriber {
         let fail_times = payload["fail_times"].as_u64();
         let always_fail = payload["always_fail"].as_bool() == Some(true);
         if fail_times.is_some() || always_fail {
-            append("attempts.jsonl", &line)?;
+            append_line("attempts.jsonl", &line)?;
             let attempts = std::fs::read_to_string("attempts.jsonl")
                 .unwrap_or_default()
                 .lines()
@@ -44,17 +42,8 @@ impl event_handler::Guest for Subscriber {
                 return Err("failing until fixed".into());
             }
         }
-        append("events.jsonl", &line)
+        append_line("events.jsonl", &line)
     }
-}
-
-fn append(file: &str, line: &str) -> Result<(), String> {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)
-        .map_err(|e| format!("cannot open {file}: {e}"))?;
-    writeln!(file, "{line}").map_err(|e| format!("cannot write: {e}"))
 }
 
 impl HttpGuest for Subscriber {

@@ -12,14 +12,12 @@
 //!   or an array of those;
 //! - `DELETE /jobs/NAME` cancels one.
 
-use std::io::Write;
-
 use locker_guest::job_handler::{self, Job};
 use locker_guest::scheduler::{self, Schedule, ScheduleError};
 use locker_guest::wasip2::clocks::{monotonic_clock, wall_clock};
 use locker_guest::wasip2::exports::http::incoming_handler::Guest as HttpGuest;
 use locker_guest::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
-use locker_guest::{Request, respond};
+use locker_guest::{Request, append_line, respond};
 use serde_json::{Value, json};
 
 struct Ticker;
@@ -36,7 +34,7 @@ impl job_handler::Guest for Ticker {
             "attempt": job.attempt, "payload": payload,
             "started_ms": started_ms, "finished_ms": now_ms(),
         });
-        append("runs.jsonl", &line.to_string())?;
+        append_line("runs.jsonl", &line.to_string())?;
         match payload["fail_attempts"].as_u64() {
             Some(failures) if u64::from(job.attempt) <= failures => Err(format!(
                 "failing on purpose (attempt {} of {failures} failures)",
@@ -129,17 +127,6 @@ fn describe(error: &ScheduleError) -> String {
 fn now_ms() -> u64 {
     let now = wall_clock::now();
     now.seconds * 1000 + u64::from(now.nanoseconds) / 1_000_000
-}
-
-fn append(file: &str, line: &str) -> Result<(), String> {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)
-        .map_err(|e| format!("cannot open {file}: {e}"))?;
-    // One write per line: runs of several jobs append to the file at once.
-    file.write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| format!("cannot write: {e}"))
 }
 
 locker_guest::wasip2::http::proxy::export!(Ticker with_types_in locker_guest::wasip2);
