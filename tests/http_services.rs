@@ -38,6 +38,12 @@ async fn hello_services_in_three_languages_answer_their_first_request() {
         assert_eq!(status["loads"], 1);
         assert_eq!(status["state"], "idle");
     }
+    // The Rust guest kit answers a whole body with its length, not chunked.
+    let response = reqwest::get(locker.url("/hello-rs/")).await.unwrap();
+    let length = response.headers()[reqwest::header::CONTENT_LENGTH].clone();
+    assert!(response.headers().get("transfer-encoding").is_none());
+    let body = response.bytes().await.unwrap();
+    assert_eq!(length.to_str().unwrap(), body.len().to_string());
 }
 
 #[tokio::test(flavor = "multi_thread")]

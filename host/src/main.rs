@@ -1,5 +1,11 @@
 use clap::Parser;
 
+// A request allocates and frees a few dozen small objects (hyper, wasi-http
+// resources, host-call futures); mimalloc's thread-local free lists make
+// that markedly cheaper than glibc's malloc (BENCHMARKS.md, finding 9).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -11,7 +11,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use http::{HeaderValue, Request, Response, Uri};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use wasmtime_wasi_http::WasiHttpView;
@@ -57,7 +58,7 @@ async fn forward(
     service: &Arc<Service>,
     request: Request<Incoming>,
 ) -> Result<Response<BoxBody>, ServiceError> {
-    let name = service.name.clone();
+    let name = &service.name;
     let settings = &service.settings;
     let deadline = tokio::time::Instant::now() + settings.timeout;
 
@@ -68,7 +69,7 @@ async fn forward(
         && length > settings.max_body
     {
         return Err(ServiceError::BodyTooLarge {
-            service: name,
+            service: name.clone(),
             limit: settings.max_body,
         });
     }
@@ -77,7 +78,7 @@ async fn forward(
         .loaded(&supervisor.runtime, &supervisor.cache)
         .await?;
     let Some(http_indices) = loaded.http.clone() else {
-        return Err(ServiceError::NoHttp(name));
+        return Err(ServiceError::NoHttp(name.clone()));
     };
     let host_error = |e: anyhow::Error| ServiceError::Host {
         service: name.clone(),
@@ -224,21 +225,21 @@ fn classify(
 }
 
 /// Rewrites `/<service>/rest?q` to `/rest?q` and records the prefix.
-pub fn strip_prefix(request: &mut Request<Incoming>, service: &str) {
-    let prefix = format!("/{service}");
+pub fn strip_prefix(request: &mut Request<Incoming>, service: &Service) {
+    let prefix_len = service.name.len() + 1; // "/<service>"
     let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let rest = &path_and_query[prefix.len().min(path_and_query.len())..];
+    let rest = path_and_query.get(prefix_len..).unwrap_or_default();
     let rest = if rest.starts_with('/') {
-        rest.to_string()
+        PathAndQuery::try_from(rest)
     } else {
-        format!("/{rest}")
+        PathAndQuery::try_from(format!("/{rest}"))
     };
-    let mut parts = request.uri().clone().into_parts();
-    parts.path_and_query = rest.parse().ok();
+    let mut parts = std::mem::take(request.uri_mut()).into_parts();
+    parts.path_and_query = rest.ok();
     if let Ok(uri) = Uri::from_parts(parts) {
         *request.uri_mut() = uri;
     }
-    if let Ok(value) = HeaderValue::from_str(&prefix) {
-        request.headers_mut().insert(PREFIX_HEADER, value);
-    }
+    request
+        .headers_mut()
+        .insert(PREFIX_HEADER, service.prefix_header().clone());
 }

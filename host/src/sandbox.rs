@@ -129,6 +129,12 @@ impl OutboundPolicy {
 }
 
 impl WasiHttpHooks for OutboundPolicy {
+    /// The default check, without the `Arc` filter the default builds on
+    /// every call (one allocation per header a guest sets or receives).
+    fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
+        wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,

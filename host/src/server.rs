@@ -93,16 +93,18 @@ async fn route(supervisor: &Arc<Supervisor>, mut request: Request<Incoming>) -> 
     if let Err(denied) = authorize(&request) {
         return denied;
     }
-    let path = request.uri().path().to_string();
-    if path == ADMIN_PREFIX || path.starts_with(&format!("{ADMIN_PREFIX}/")) {
+    let path = request.uri().path();
+    if path
+        .strip_prefix(ADMIN_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    {
         return crate::admin::handle(supervisor, request).await;
     }
     let name = path
         .trim_start_matches('/')
         .split('/')
         .next()
-        .unwrap_or_default()
-        .to_string();
+        .unwrap_or_default();
     if name.is_empty() {
         return json_response(
             StatusCode::OK,
@@ -112,10 +114,10 @@ async fn route(supervisor: &Arc<Supervisor>, mut request: Request<Incoming>) -> 
             }),
         );
     }
-    let Some(service) = supervisor.service(&name) else {
-        return error_response(&ServiceError::NotFound(name));
+    let Some(service) = supervisor.service(name) else {
+        return error_response(&ServiceError::NotFound(name.to_string()));
     };
-    if path == format!("/{name}") {
+    if path.len() == name.len() + 1 {
         // Apps serve relative links from `/`: send the browser to `/<name>/`.
         let query = request
             .uri()
@@ -128,7 +130,7 @@ async fn route(supervisor: &Arc<Supervisor>, mut request: Request<Incoming>) -> 
             .body(full(""))
             .expect("a valid redirect");
     }
-    strip_prefix(&mut request, &name);
+    strip_prefix(&mut request, &service);
     proxy(supervisor, service, request).await
 }
 

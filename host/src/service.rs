@@ -297,6 +297,9 @@ const LAST_RETRY: Duration = Duration::from_secs(60);
 
 pub struct Service {
     pub name: String,
+    /// `/<name>`, sent to the guest as `x-forwarded-prefix` with every
+    /// request (built once: a clone shares the bytes).
+    prefix_header: http::HeaderValue,
     installed: InstalledService,
     pub settings: Settings,
     component_path: std::path::PathBuf,
@@ -383,6 +386,11 @@ impl Service {
     ) -> Service {
         Service {
             name: installed.manifest.name.clone(),
+            prefix_header: http::HeaderValue::from_maybe_shared(bytes::Bytes::from(format!(
+                "/{}",
+                installed.manifest.name
+            )))
+            .expect("service names are valid header values"),
             stopped: AtomicBool::new(installed.stopped),
             installed,
             settings,
@@ -403,6 +411,10 @@ impl Service {
 
     pub fn installed(&self) -> &InstalledService {
         &self.installed
+    }
+
+    pub fn prefix_header(&self) -> &http::HeaderValue {
+        &self.prefix_header
     }
 
     pub fn log(&self) -> &ServiceLog {

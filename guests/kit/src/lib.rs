@@ -92,7 +92,9 @@ impl ResponseWriter {
             .set("content-type", &[content_type.as_bytes().to_vec()])
             .expect("content-type is a valid header");
         let response = OutgoingResponse::new(headers);
-        response.set_status_code(status).expect("valid status code");
+        if status != 200 {
+            response.set_status_code(status).expect("valid status code");
+        }
         let body = response.body().expect("response body taken once");
         ResponseOutparam::set(out, Ok(response));
         let stream = body.write().expect("body stream taken once");
@@ -116,11 +118,38 @@ impl ResponseWriter {
     }
 }
 
-/// Answers with a complete body.
+/// Answers with a complete body. Its length is known, so it is sent with a
+/// `content-length` header in as few host calls as the API allows.
 pub fn respond(out: ResponseOutparam, status: u16, body: impl AsRef<[u8]>) {
-    let mut writer = ResponseWriter::start(out, status, "text/plain; charset=utf-8");
-    writer.write(body.as_ref());
-    writer.finish();
+    let body = body.as_ref();
+    let mut headers = vec![(
+        "content-type".to_string(),
+        b"text/plain; charset=utf-8".to_vec(),
+    )];
+    // A 204 or 304 has no body, and HTTP forbids it a length.
+    if !matches!(status, 204 | 304) {
+        headers.push((
+            "content-length".to_string(),
+            body.len().to_string().into_bytes(),
+        ));
+    }
+    let headers = Fields::from_list(&headers).expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    if status != 200 {
+        // 200 is what a new response has already.
+        response.set_status_code(status).expect("valid status code");
+    }
+    let outgoing = response.body().expect("response body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let stream = outgoing.write().expect("body stream taken once");
+    // `blocking-write-and-flush` takes at most 4096 bytes at a time.
+    for chunk in body.chunks(4096) {
+        if stream.blocking_write_and_flush(chunk).is_err() {
+            break; // the client went away
+        }
+    }
+    drop(stream);
+    let _ = OutgoingBody::finish(outgoing, None);
 }
 
 /// Appends one line to a file of the service's working directory. The line
