@@ -87,17 +87,8 @@ pub struct ResponseWriter {
 impl ResponseWriter {
     /// Sends the status line and headers; the body follows with [`Self::write`].
     pub fn start(out: ResponseOutparam, status: u16, content_type: &str) -> Self {
-        let headers = Fields::new();
-        headers
-            .set("content-type", &[content_type.as_bytes().to_vec()])
-            .expect("content-type is a valid header");
-        let response = OutgoingResponse::new(headers);
-        if status != 200 {
-            response.set_status_code(status).expect("valid status code");
-        }
-        let body = response.body().expect("response body taken once");
-        ResponseOutparam::set(out, Ok(response));
-        let stream = body.write().expect("body stream taken once");
+        let headers = [("content-type".to_string(), content_type.as_bytes().to_vec())];
+        let (body, stream) = send_head(out, status, &headers);
         ResponseWriter {
             body: Some(body),
             stream: Some(stream),
@@ -118,6 +109,24 @@ impl ResponseWriter {
     }
 }
 
+/// Sends a response head; returns its body and the body's stream.
+fn send_head(
+    out: ResponseOutparam,
+    status: u16,
+    headers: &[(String, Vec<u8>)],
+) -> (OutgoingBody, wasip2::io::streams::OutputStream) {
+    let headers = Fields::from_list(headers).expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    if status != 200 {
+        // 200 is what a new response has already.
+        response.set_status_code(status).expect("valid status code");
+    }
+    let body = response.body().expect("response body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let stream = body.write().expect("body stream taken once");
+    (body, stream)
+}
+
 /// Answers with a complete body. Its length is known, so it is sent with a
 /// `content-length` header in as few host calls as the API allows.
 pub fn respond(out: ResponseOutparam, status: u16, body: impl AsRef<[u8]>) {
@@ -133,15 +142,7 @@ pub fn respond(out: ResponseOutparam, status: u16, body: impl AsRef<[u8]>) {
             body.len().to_string().into_bytes(),
         ));
     }
-    let headers = Fields::from_list(&headers).expect("valid headers");
-    let response = OutgoingResponse::new(headers);
-    if status != 200 {
-        // 200 is what a new response has already.
-        response.set_status_code(status).expect("valid status code");
-    }
-    let outgoing = response.body().expect("response body taken once");
-    ResponseOutparam::set(out, Ok(response));
-    let stream = outgoing.write().expect("body stream taken once");
+    let (outgoing, stream) = send_head(out, status, &headers);
     // `blocking-write-and-flush` takes at most 4096 bytes at a time.
     for chunk in body.chunks(4096) {
         if stream.blocking_write_and_flush(chunk).is_err() {
