@@ -45,23 +45,34 @@ async fn a_corrupt_cache_entry_is_rebuilt_never_trusted() {
     );
     locker.stop();
 
-    let entries: Vec<_> = std::fs::read_dir(&cache)
+    // An entry is the compiled code and its checksum beside it.
+    let mut entries: Vec<_> = std::fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    let entry = &entries[0];
+    entries.sort();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let (entry, checksum) = (&entries[0], &entries[1]);
+    assert!(entry.to_str().unwrap().ends_with(".cwasm"), "{entry:?}");
+    assert!(
+        checksum.to_str().unwrap().ends_with(".cwasm.sum"),
+        "{checksum:?}"
+    );
     let good = std::fs::read(entry).unwrap();
     let mut flipped = good.clone();
     let middle = flipped.len() / 2;
     flipped[middle] ^= 0xff;
     let corruptions = [
-        ("one flipped byte in the code", flipped),
-        ("truncated", good[..good.len() / 3].to_vec()),
-        ("garbage", b"not compiled code".to_vec()),
+        ("one flipped byte in the code", Some(flipped)),
+        ("truncated", Some(good[..good.len() / 3].to_vec())),
+        ("garbage", Some(b"not compiled code".to_vec())),
+        ("its checksum file removed", None),
     ];
     for (what, bytes) in corruptions {
-        std::fs::write(entry, &bytes).unwrap();
+        match bytes {
+            Some(bytes) => std::fs::write(entry, &bytes).unwrap(),
+            None => std::fs::remove_file(checksum).unwrap(),
+        }
         let locker = Locker::start_with(&root, &cache_arg);
         let (code, body) = locker.get("/hello-rs/again").await;
         assert_eq!(

@@ -1,9 +1,16 @@
 //! The on-disk cache of compiled components.
 //!
 //! An entry is keyed by the component's digest and the engine's compatibility
-//! key, and holds a checksum of its own contents. Loading compiled code skips
-//! all validation, so an entry is only used after its checksum matches; one
-//! that is corrupt, truncated or from another engine is deleted and rebuilt.
+//! key: a file of compiled code (`.cwasm`, exactly what wasmtime produced) and
+//! beside it a file holding that code's checksum (`.cwasm.sum`). Loading
+//! compiled code skips all validation, so an entry is only used after its
+//! checksum matches; one that is corrupt, truncated, from another engine or
+//! without its checksum is deleted and rebuilt.
+//!
+//! The code is mapped from its file, not read and copied: a 37 MB Python
+//! interpreter costs no copy to load, and its pages are shared with the page
+//! cache. The checksum is written before the code, so a crash between the two
+//! leaves no code (an entry to build), never code without its checksum.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +18,8 @@ use anyhow::{Context, Result};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-const MAGIC: &[u8; 8] = b"LOCKERC1";
-const HEADER_LEN: usize = MAGIC.len() + blake3::OUT_LEN;
+/// Starts a checksum file: a file of another format is never mistaken for one.
+const MAGIC: &[u8; 8] = b"LOCKERC2";
 
 /// How a component was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,6 +50,12 @@ impl CodeCache {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
 
+    fn checksum_path(entry: &Path) -> PathBuf {
+        let mut path = entry.as_os_str().to_owned();
+        path.push(".sum");
+        PathBuf::from(path)
+    }
+
     /// Loads the compiled component, compiling (and caching) it when needed.
     /// Blocking: call it off the async runtime.
     pub fn load(
@@ -53,18 +66,13 @@ impl CodeCache {
     ) -> Result<(Component, CacheOutcome)> {
         let entry = self.entry_path(digest);
         let mut outcome = CacheOutcome::Compiled;
-        match std::fs::read(&entry) {
-            Ok(bytes) => match self.deserialize(engine, &bytes) {
-                Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(reason) => {
-                    tracing::warn!(entry = %entry.display(), "ignoring a bad code cache entry: {reason:#}");
-                    let _ = std::fs::remove_file(&entry);
-                    outcome = CacheOutcome::Rebuilt;
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(entry = %entry.display(), "cannot read a code cache entry: {e}")
+        match self.load_entry(engine, &entry) {
+            Ok(Some(component)) => return Ok((component, CacheOutcome::Hit)),
+            Ok(None) => {}
+            Err(reason) => {
+                tracing::warn!(entry = %entry.display(), "ignoring a bad code cache entry: {reason:#}");
+                let _ = std::fs::remove_file(&entry);
+                outcome = CacheOutcome::Rebuilt;
             }
         }
 
@@ -92,28 +100,29 @@ impl CodeCache {
         Ok((component, outcome))
     }
 
-    fn deserialize(&self, engine: &Engine, bytes: &[u8]) -> Result<Component> {
-        anyhow::ensure!(
-            bytes.len() > HEADER_LEN && &bytes[..MAGIC.len()] == MAGIC,
-            "not a cache entry"
-        );
-        let (header, code) = bytes.split_at(HEADER_LEN);
-        let checksum = blake3::hash(code);
-        anyhow::ensure!(
-            header[MAGIC.len()..] == *checksum.as_bytes(),
-            "checksum mismatch"
-        );
-        // SAFETY: the checksum proves these bytes are exactly what this host
-        // wrote after compiling; wasmtime itself rejects code from another
-        // engine version or configuration.
-        unsafe { Component::deserialize(engine, code) }.map_err(anyhow::Error::from)
+    /// The entry's component; `None` when there is no entry.
+    fn load_entry(&self, engine: &Engine, entry: &Path) -> Result<Option<Component>> {
+        let mut hasher = blake3::Hasher::new();
+        match hasher.update_mmap(entry) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context("cannot read it"),
+        }
+        let expected = std::fs::read(Self::checksum_path(entry)).context("no checksum")?;
+        let actual = [MAGIC.as_slice(), hasher.finalize().as_bytes()].concat();
+        anyhow::ensure!(expected == actual, "checksum mismatch");
+        // SAFETY: the checksum proves the file holds exactly what this host
+        // wrote after compiling (wasmtime itself rejects code from another
+        // engine version or configuration), and entries are only ever
+        // replaced whole by a rename, never written in place while mapped.
+        let component =
+            unsafe { Component::deserialize_file(engine, entry) }.map_err(anyhow::Error::from)?;
+        Ok(Some(component))
     }
 
     fn store(&self, entry: &Path, code: &[u8]) -> Result<()> {
-        let mut bytes = Vec::with_capacity(HEADER_LEN + code.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(blake3::hash(code).as_bytes());
-        bytes.extend_from_slice(code);
-        crate::root::write_atomically(entry, &bytes, &self.dir)
+        let checksum = [MAGIC.as_slice(), blake3::hash(code).as_bytes()].concat();
+        crate::root::write_atomically(&Self::checksum_path(entry), &checksum, &self.dir)?;
+        crate::root::write_atomically(entry, code, &self.dir)
     }
 }
