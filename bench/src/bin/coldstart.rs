@@ -1,7 +1,8 @@
 //! Cold start and idle cost, measured on a real `locker serve` process.
 //!
-//! `coldstart LOCKER_BIN SERVICES` installs SERVICES copies of the Rust hello
-//! service into a fresh root, then reports (as JSON lines):
+//! `coldstart LOCKER_BIN SERVICES [GUEST]` installs SERVICES copies of a hello
+//! service (`hello-rs` by default; `hello-js`, `hello-py`) into a fresh root,
+//! then reports (as JSON lines):
 //! - the host's start time and resident memory with all of them installed
 //!   and none loaded;
 //! - first request → response for each service, with the compiled-code
@@ -21,16 +22,28 @@ fn main() -> anyhow::Result<()> {
         .expect("usage: coldstart LOCKER_BIN SERVICES")
         .into();
     let services: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let hello = args.next().unwrap_or_else(|| "hello-rs".into());
+    let greeting = match hello.as_str() {
+        "hello-rs" => "hello from rust",
+        "hello-js" => "hello from javascript",
+        "hello-py" => "hello from python",
+        other => anyhow::bail!("no hello service named {other}"),
+    };
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("root");
     let packages = dir.path().join("packages");
-    let names: Vec<String> = (0..services).map(|n| format!("hello-{n}")).collect();
+    let names: Vec<String> = (0..services).map(|n| format!("{hello}-{n}")).collect();
     let install_started = Instant::now();
     for name in &names {
         // Each copy is a distinct component (its own digest), so each
         // compiles on its own, as different services would.
-        let package = renamed_guest(&packages, "hello-rs", name, |m| m);
-        let wasm = package.join("hello_rs.wasm");
+        let package = renamed_guest(&packages, &hello, name, |m| m);
+        let wasm = std::fs::read_dir(&package)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .find(|path| path.extension().is_some_and(|e| e == "wasm"))
+            .ok_or_else(|| anyhow::anyhow!("{hello} has no component"))?;
         let mut bytes = std::fs::read(&wasm)?;
         append_custom_section(&mut bytes, name);
         std::fs::write(&wasm, bytes)?;
@@ -49,17 +62,17 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "scenario": format!("{services} installed services, none loaded"),
+            "scenario": format!("{services} installed {hello} services, none loaded"),
             "host_start_ms": startup.as_secs_f64() * 1000.0,
             "host_rss_mib": rss as f64 / 1024.0,
             "install_seconds_total": install_seconds,
         })
     );
     let sample: Vec<&String> = names.iter().take(200).collect();
-    let cold = first_requests(&host.url, &sample)?;
+    let cold = first_requests(&host.url, &sample, greeting)?;
     drop(host);
     let (host, _) = start(&locker, &root, &cache)?;
-    let warm = first_requests(&host.url, &sample)?;
+    let warm = first_requests(&host.url, &sample, greeting)?;
     let rss_after = rss_kib(host.child.id());
     for (label, mut samples) in [
         ("compiled-code cache cold (compile)", cold),
@@ -68,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "scenario": format!("cold start, {label}, {} services", samples.len()),
+                "scenario": format!("{hello} cold start, {label}, {} services", samples.len()),
                 "p50_ms": quantile_ms(&mut samples, 0.5),
                 "p99_ms": quantile_ms(&mut samples, 0.99),
             })
@@ -84,14 +97,14 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn first_requests(url: &str, names: &[&String]) -> anyhow::Result<Vec<Duration>> {
+fn first_requests(url: &str, names: &[&String], greeting: &str) -> anyhow::Result<Vec<Duration>> {
     let client = http_get::Client;
     names
         .iter()
         .map(|name| {
             let started = Instant::now();
             let body = client.get(format!("{url}/{name}/"))?;
-            anyhow::ensure!(body.contains("hello from rust"), "{name}: {body}");
+            anyhow::ensure!(body.contains(greeting), "{name}: {body}");
             Ok(started.elapsed())
         })
         .collect()
