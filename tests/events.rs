@@ -451,3 +451,68 @@ async fn a_reinstalled_subscriber_gets_each_new_event_once() {
         "out of order or repeated: {ids:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_is_pruned_after_its_retention_but_never_an_event_still_owed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    install(&root, &guest("subscriber"));
+    let flags = [
+        "--event-retention",
+        "2s",
+        "--event-attempts",
+        "2",
+        "--event-backoff",
+        "20ms",
+    ];
+    let locker = Locker::start(&root, &flags);
+    let owed = publish(&locker, "note/changed", r#"{"always_fail":true}"#).await;
+    let delivered = publish(&locker, "note/changed", r#"{"n":1}"#).await;
+    let unhandled = publish(&locker, "bench/tick", "{}").await;
+    wait_for_events(&locker, "subscriber", 1).await;
+    let ids = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let history = |locker: &Locker| {
+        let url = locker.url("/_locker/api/events?limit=100");
+        async move {
+            let events: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
+            events
+        }
+    };
+    let before = ids(&history(&locker).await);
+    for id in [&owed, &delivered, &unhandled] {
+        assert!(before.contains(id), "{id} missing from {before:?}");
+    }
+
+    // Past the retention, delivered and unhandled events go; the dead letter stays.
+    let started = std::time::Instant::now();
+    let after = loop {
+        let after = ids(&history(&locker).await);
+        if !after.contains(&delivered) && !after.contains(&unhandled) {
+            break after;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never pruned: {after:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        after.contains(&owed),
+        "a dead letter's event was pruned: {after:?}"
+    );
+    let letters = tokio::task::block_in_place(|| cli(&root, &["dead-letters", "--json"]));
+    let letters: Vec<Value> = serde_json::from_str(&letters.stdout).unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["event"]["id"], owed.as_str());
+    assert!(locker.host_log().contains("pruned the event history"));
+
+    // Ids are never reused, even after the newest events were pruned.
+    let fresh = publish(&locker, "bench/tick", "{}").await;
+    assert!(fresh > unhandled, "{fresh} after {unhandled}");
+}

@@ -194,6 +194,10 @@ struct ServeArgs {
     /// Wait after a failed delivery; doubles with each further failure.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     event_backoff: Duration,
+    /// How long delivered events stay in the history (one still owed to a
+    /// subscriber, pending or dead, is kept however old).
+    #[arg(long, default_value = "7days", value_parser = humantime::parse_duration)]
+    event_retention: Duration,
     /// Wait after a failed job run before retrying; doubles with each further failure.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     job_retry: Duration,
@@ -286,6 +290,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             first_retry: args.job_retry,
             ..JobPolicy::default()
         },
+        event_retention: args.event_retention,
         ..HostOptions::default()
     };
     let supervisor = tokio::task::block_in_place(|| Supervisor::new(root.clone(), options))?;
@@ -314,8 +319,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
             }
         })
     };
+    let pruner = {
+        let supervisor = supervisor.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = supervisor.prune_events().await {
+                    tracing::warn!("cannot prune the event history: {e:#}");
+                }
+                tokio::time::sleep(supervisor.prune_interval()).await;
+            }
+        })
+    };
     let served = crate::server::serve(supervisor, listener, shutdown_signal()).await;
     reaper.abort();
+    pruner.abort();
     root.remove_host_record();
     served
 }

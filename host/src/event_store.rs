@@ -12,6 +12,10 @@
 //! deliveries(subscriber, seq, state, attempts, last_error)  pending or dead deliveries;
 //!                                                          a delivered one is deleted
 //! ```
+//!
+//! History is kept for a retention time (a week by default), then pruned in
+//! short steps between other work; an event that still has a pending or dead
+//! delivery is kept however old it is.
 
 use std::sync::mpsc;
 
@@ -129,7 +133,26 @@ enum Request {
     Forget {
         subscriber: String,
     },
+    Prune {
+        before: time::OffsetDateTime,
+        after: i64,
+        limit: usize,
+        reply: Reply<PruneStep>,
+    },
 }
+
+/// One step of pruning the history.
+#[derive(Debug, Clone, Copy)]
+struct PruneStep {
+    deleted: usize,
+    /// The last event looked at: the next step starts after it.
+    last: i64,
+    /// No older event is left to look at.
+    done: bool,
+}
+
+/// Events looked at in one pruning step (one short transaction).
+const PRUNE_STEP: usize = 2000;
 
 /// A handle to the event store's writer thread; cheap to clone.
 #[derive(Clone)]
@@ -268,6 +291,28 @@ impl EventStore {
 
     pub async fn stats(&self) -> Result<EventStats> {
         self.ask(|reply| Request::Stats { reply }).await
+    }
+
+    /// Deletes the events published before `before` that are owed to no
+    /// one (every delivery done); returns how many. Runs in short steps, so
+    /// publishes wait for at most one step.
+    pub async fn prune(&self, before: time::OffsetDateTime) -> Result<usize> {
+        let (mut after, mut deleted) = (0, 0);
+        loop {
+            let step = self
+                .ask(|reply| Request::Prune {
+                    before,
+                    after,
+                    limit: PRUNE_STEP,
+                    reply,
+                })
+                .await?;
+            deleted += step.deleted;
+            after = step.last;
+            if step.done {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// Drops everything still owed to a service that was uninstalled.
@@ -486,6 +531,12 @@ fn apply(db: &rusqlite::Transaction<'_>, request: Request) -> Answer {
             })();
             answer(reply, result)
         }
+        Request::Prune {
+            before,
+            after,
+            limit,
+            reply,
+        } => answer(reply, prune_step(db, before, after, limit)),
         Request::Forget { subscriber } => {
             if let Err(e) = db.execute("DELETE FROM deliveries WHERE subscriber = ?1", [subscriber])
             {
@@ -494,6 +545,48 @@ fn apply(db: &rusqlite::Transaction<'_>, request: Request) -> Answer {
             none
         }
     }
+}
+
+/// Looks at up to `limit` events after `after`, in publish order, and
+/// deletes those published before `before` that no delivery still needs.
+fn prune_step(
+    db: &Connection,
+    before: time::OffsetDateTime,
+    after: i64,
+    limit: usize,
+) -> Result<PruneStep> {
+    let rows = query_all(
+        db,
+        "SELECT seq, time FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        params![after, limit as i64],
+        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+    )?;
+    // Events are stored in publish order, so the old ones come first.
+    let old = rows
+        .iter()
+        .take_while(|(_, time)| {
+            time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|published| published < before)
+        })
+        .count();
+    let Some(&(last, _)) = rows[..old].last() else {
+        return Ok(PruneStep {
+            deleted: 0,
+            last: after,
+            done: true,
+        });
+    };
+    let deleted = db
+        .prepare_cached(
+            "DELETE FROM events WHERE seq > ?1 AND seq <= ?2
+             AND seq NOT IN (SELECT seq FROM deliveries)",
+        )?
+        .execute(params![after, last])?;
+    Ok(PruneStep {
+        deleted,
+        last,
+        done: old < rows.len() || rows.len() < limit,
+    })
 }
 
 /// Runs a query and collects every row it maps.

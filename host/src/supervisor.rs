@@ -34,6 +34,8 @@ pub struct HostOptions {
     /// The largest event payload, in bytes.
     pub max_event_payload: usize,
     pub jobs: JobPolicy,
+    /// How long delivered events stay in the history.
+    pub event_retention: Duration,
 }
 
 impl Default for HostOptions {
@@ -45,6 +47,7 @@ impl Default for HostOptions {
             delivery: DeliveryPolicy::default(),
             max_event_payload: 64 * 1024,
             jobs: JobPolicy::default(),
+            event_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -324,6 +327,27 @@ impl Supervisor {
             .min()
             .unwrap_or(Duration::from_secs(1));
         (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
+    }
+
+    /// Deletes events older than the retention time that are owed to no
+    /// one; returns how many.
+    pub async fn prune_events(&self) -> Result<usize> {
+        let before = time::OffsetDateTime::now_utc() - self.options.event_retention;
+        let pruned = self.bus.store().prune(before).await?;
+        if pruned > 0 {
+            tracing::info!(
+                pruned,
+                retention = %humantime::format_duration(self.options.event_retention),
+                "pruned the event history"
+            );
+        }
+        Ok(pruned)
+    }
+
+    /// How often the history is pruned: hourly, or more often for a short retention.
+    pub fn prune_interval(&self) -> Duration {
+        (self.options.event_retention / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(3600))
     }
 
     /// Runs a catalog call (SQLite and file I/O) without stalling other tasks.
