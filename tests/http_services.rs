@@ -114,6 +114,9 @@ async fn routing_redirects_the_bare_prefix_and_names_unknown_services() {
     let (code, body) = locker.get("/nobody/here").await;
     assert_eq!(code, 404);
     assert!(body.contains("no service named \\\"nobody\\\""), "{body}");
+    // A doubled slash names no service; it is not read as `/hello-rs/x`.
+    let (code, body) = locker.get("//hello-rs/x").await;
+    assert_eq!(code, 404, "{body}");
 
     let (code, body) = locker.get("/").await;
     assert_eq!(code, 200);

@@ -100,12 +100,12 @@ async fn route(supervisor: &Arc<Supervisor>, mut request: Request<Incoming>) -> 
     {
         return crate::admin::handle(supervisor, request).await;
     }
+    // The first segment names the service; `//x` names none (it is not `/x`).
     let name = path
-        .trim_start_matches('/')
-        .split('/')
-        .next()
+        .strip_prefix('/')
+        .and_then(|rest| rest.split('/').next())
         .unwrap_or_default();
-    if name.is_empty() {
+    if path == "/" {
         return json_response(
             StatusCode::OK,
             &serde_json::json!({
