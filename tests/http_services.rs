@@ -12,7 +12,7 @@ use support::{Locker, guest, guest_variant, install};
 async fn hello_services_in_three_languages_answer_their_first_request() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    for name in ["hello-rs", "hello-js", "hello-py"] {
+    for name in ["hello-rs", "hello-js", "hello-py", "hello-fixed"] {
         install(&root, &guest(name));
     }
     let locker = Locker::start(&root, &[]);
@@ -44,6 +44,11 @@ async fn hello_services_in_three_languages_answer_their_first_request() {
     assert!(response.headers().get("transfer-encoding").is_none());
     let body = response.bytes().await.unwrap();
     assert_eq!(length.to_str().unwrap(), body.len().to_string());
+    // The benchmarks' match for native hyper's hello reads nothing of the request.
+    assert_eq!(
+        locker.get("/hello-fixed/any/path").await,
+        (200, "hello from rust\n".to_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
