@@ -157,3 +157,25 @@ async fn reuse_is_turned_off_for_a_service_whose_instance_cannot_answer_twice() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_request_to_a_reused_instance_has_its_own_log_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(
+        &root,
+        &reusing(dir.path(), "unruly", "reused", "max_requests = 100"),
+    );
+    let locker = Locker::start(&root, &[]);
+    for _ in 0..2 {
+        let (code, body) = locker.get("/reused/shout").await;
+        assert_eq!(code, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // Both were served by one instance...
+    assert_eq!(counts(&locker, "reused", 1).await, ["3"]);
+    // ...and each wrote its own 1 MiB before being cut off.
+    let log = std::fs::read_to_string(root.join("logs/reused.log")).unwrap();
+    assert_eq!(log.matches("output truncated").count(), 2, "{}", log.len());
+    assert!(log.len() >= 2 << 20, "the log holds {} bytes", log.len());
+}

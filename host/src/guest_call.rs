@@ -50,9 +50,11 @@ pub async fn instantiate<T>(
 }
 
 impl<T> Instantiated<T> {
-    /// Gives the next call the service's whole deadline of guest time.
+    /// Gives the next call the service's whole deadline of guest time, and
+    /// its whole log budget.
     pub fn arm(&mut self, service: &Service) {
         arm_deadline(&mut self.store, service.settings.timeout);
+        self.store.data().refill_log_budget();
     }
 
     /// Turns how a call ended into its result or a named error, noting

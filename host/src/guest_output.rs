@@ -1,6 +1,7 @@
 //! A guest's stdout and stderr: appended to its service log, up to a budget
-//! per instance. Past the budget the output is dropped (once noted in the
-//! log), so a guest that prints in a loop cannot fill the disk.
+//! per request (a reused instance gets its budget back with each request).
+//! Past the budget the output is dropped (once noted in the log), so a guest
+//! that prints in a loop cannot fill the disk.
 
 use std::fs::File;
 use std::io::Write;
@@ -28,6 +29,11 @@ impl CappedOutput {
         }
     }
 
+    /// Restores the full budget, for the next request of a reused instance.
+    pub fn refill(&self, budget: u64) {
+        self.remaining.store(budget, Ordering::SeqCst);
+    }
+
     /// Writes what the budget allows; the rest is dropped, silently to the guest.
     fn write_capped(&self, bytes: &[u8]) -> std::io::Result<()> {
         let allowed = self
@@ -42,7 +48,7 @@ impl CappedOutput {
         }
         if take < bytes.len() && allowed > 0 {
             let note = format!(
-                "\n[locker {}] output truncated: this instance used up its log budget\n",
+                "\n[locker {}] output truncated: this request used up its log budget\n",
                 crate::catalog::now_rfc3339()
             );
             (&*self.file).write_all(note.as_bytes())?;

@@ -90,6 +90,7 @@ async fn forward(
     let (mut store, memory_hit, warm_proxy, served) = match warm {
         Some(mut warm) => {
             arm_deadline(&mut warm.store, settings.timeout);
+            warm.store.data().refill_log_budget();
             (warm.store, warm.memory_hit, Some(warm.proxy), warm.served)
         }
         None => {

@@ -26,8 +26,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 use crate::guest_api::ServiceLinks;
 use crate::guest_output::CappedOutput;
 
-/// How much one instance may write to stdout and stderr together.
-pub const LOG_BUDGET_PER_INSTANCE: u64 = 1024 * 1024;
+/// How much one request may have its instance write to stdout and stderr
+/// together.
+pub const LOG_BUDGET_PER_REQUEST: u64 = 1024 * 1024;
 use crate::service_log::ServiceLog;
 
 /// The host state inside one instance's `Store`.
@@ -40,12 +41,19 @@ pub struct InstanceState {
     /// Who this instance is, for Locker's own interfaces (`guest_api`).
     pub links: ServiceLinks,
     log: ServiceLog,
+    /// Its stdout and stderr, to refill their budget between requests.
+    output: CappedOutput,
 }
 
 impl InstanceState {
     /// Appends a note from the host to the service's log.
     pub fn note(&self, message: &str) {
         self.log.note(message);
+    }
+
+    /// Gives a reused instance its full log budget for its next request.
+    pub fn refill_log_budget(&self) {
+        self.output.refill(LOG_BUDGET_PER_REQUEST);
     }
 }
 
@@ -63,13 +71,13 @@ pub struct SandboxSpec {
 impl SandboxSpec {
     /// Builds the state for a fresh instance.
     pub fn instance_state(&self) -> Result<InstanceState> {
-        let log = CappedOutput::new(self.log_file.clone(), LOG_BUDGET_PER_INSTANCE);
+        let log = CappedOutput::new(self.log_file.clone(), LOG_BUDGET_PER_REQUEST);
         let mut wasi = WasiCtx::builder();
         // The working directory is on local disk: doing its (short) file
         // calls on the current thread beats a hop to the blocking pool each.
         wasi.allow_blocking_current_thread(true);
         wasi.stdout(log.clone())
-            .stderr(log)
+            .stderr(log.clone())
             .preopened_dir(&self.work_dir, "/", FsPerms::ReadWrite)
             .map_err(anyhow::Error::from)
             .with_context(|| {
@@ -89,6 +97,7 @@ impl SandboxSpec {
             limiter: MemoryLimiter::new(self.memory_limit),
             links: self.links.clone(),
             log: self.log.clone(),
+            output: log,
         })
     }
 }
