@@ -109,7 +109,7 @@ impl CodeCache {
             Err(e) => return Err(e).context("cannot read it"),
         }
         let expected = std::fs::read(Self::checksum_path(entry)).context("no checksum")?;
-        let actual = [MAGIC.as_slice(), hasher.finalize().as_bytes()].concat();
+        let actual = checksum_record(&hasher.finalize());
         anyhow::ensure!(expected == actual, "checksum mismatch");
         // SAFETY: the checksum proves the file holds exactly what this host
         // wrote after compiling (wasmtime itself rejects code from another
@@ -121,8 +121,13 @@ impl CodeCache {
     }
 
     fn store(&self, entry: &Path, code: &[u8]) -> Result<()> {
-        let checksum = [MAGIC.as_slice(), blake3::hash(code).as_bytes()].concat();
+        let checksum = checksum_record(&blake3::hash(code));
         crate::root::write_atomically(&Self::checksum_path(entry), &checksum, &self.dir)?;
         crate::root::write_atomically(entry, code, &self.dir)
     }
+}
+
+/// What a checksum file holds: the magic, then the code's blake3 hash.
+fn checksum_record(hash: &blake3::Hash) -> Vec<u8> {
+    [MAGIC.as_slice(), hash.as_bytes()].concat()
 }

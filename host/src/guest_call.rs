@@ -12,7 +12,7 @@ use wasmtime::component::Instance;
 
 use crate::errors::ServiceError;
 use crate::sandbox::InstanceState;
-use crate::service::{InFlight, LoadedService, Service, arm_deadline};
+use crate::service::{InFlight, LoadedService, Service, rearm};
 
 /// An instance of a service with one of its exports found, ready to call;
 /// it holds an instance slot and counts as in flight until dropped.
@@ -53,8 +53,7 @@ impl<T> Instantiated<T> {
     /// Gives the next call the service's whole deadline of guest time, and
     /// its whole log budget.
     pub fn arm(&mut self, service: &Service) {
-        arm_deadline(&mut self.store, service.settings.timeout);
-        self.store.data().refill_log_budget();
+        rearm(&mut self.store, service.settings.timeout);
     }
 
     /// Turns how a call ended into its result or a named error, noting

@@ -20,7 +20,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::errors::ServiceError;
 use crate::server::{BoxBody, full};
-use crate::service::{Service, WarmProxy, arm_deadline};
+use crate::service::{Service, WarmProxy, rearm};
 use crate::supervisor::Supervisor;
 
 pub const PREFIX_HEADER: &str = "x-forwarded-prefix";
@@ -89,8 +89,7 @@ async fn forward(
     let warm = if reuse { loaded.take_warm() } else { None };
     let (mut store, memory_hit, warm_proxy, served) = match warm {
         Some(mut warm) => {
-            arm_deadline(&mut warm.store, settings.timeout);
-            warm.store.data().refill_log_budget();
+            rearm(&mut warm.store, settings.timeout);
             (warm.store, warm.memory_hit, Some(warm.proxy), warm.served)
         }
         None => {

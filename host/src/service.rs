@@ -680,6 +680,13 @@ impl Service {
     }
 }
 
+/// Readies a kept instance for its next call: the whole deadline of guest
+/// time again, and the whole log budget.
+pub fn rearm(store: &mut Store<InstanceState>, timeout: Duration) {
+    arm_deadline(store, timeout);
+    store.data().refill_log_budget();
+}
+
 /// Makes the store's next run trap once `timeout` has passed.
 pub fn arm_deadline(store: &mut Store<InstanceState>, timeout: Duration) {
     store.set_epoch_deadline((timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1);
