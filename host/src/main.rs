@@ -1,12 +1,11 @@
 use clap::Parser;
 
-// A request allocates and frees a few dozen small objects (hyper, wasi-http
-// resources, host-call futures); mimalloc's thread-local free lists make
-// that markedly cheaper than glibc's malloc (BENCHMARKS.md, finding 9).
-// Built with `no_thp`: huge pages for its arenas added 15 MiB to an idle
-// host's memory.
+mod allocator;
+
+// mimalloc, built with `no_thp`: huge pages for its arenas added 15 MiB to
+// an idle host's memory.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
