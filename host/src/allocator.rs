@@ -73,3 +73,38 @@ unsafe impl GlobalAlloc for MiMalloc {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every layout gets a block aligned as asked, whichever mimalloc call
+    /// serves it, and growing or shrinking a block keeps its bytes.
+    #[test]
+    fn blocks_are_aligned_and_realloc_keeps_their_bytes() {
+        let allocator = MiMalloc;
+        for align in [1, 2, 4, 8, 16, 32, 64, 4096] {
+            for size in [1, 3, 8, 24, 100, 1000, 1100, 5000, 70_000] {
+                let size = size.max(align);
+                let layout = Layout::from_size_align(size, align).unwrap();
+                unsafe {
+                    let block = allocator.alloc(layout);
+                    assert!(!block.is_null());
+                    assert_eq!(block as usize % align, 0, "size {size}, align {align}");
+                    std::ptr::write_bytes(block, 0xA5, size);
+
+                    let grown = allocator.realloc(block, layout, size * 3);
+                    assert_eq!(grown as usize % align, 0, "grown, align {align}");
+                    assert!((0..size).all(|i| *grown.add(i) == 0xA5));
+                    let grown_layout = Layout::from_size_align(size * 3, align).unwrap();
+                    allocator.dealloc(grown, grown_layout);
+
+                    let zeroed = allocator.alloc_zeroed(layout);
+                    assert_eq!(zeroed as usize % align, 0, "zeroed, align {align}");
+                    assert!((0..size).all(|i| *zeroed.add(i) == 0));
+                    allocator.dealloc(zeroed, layout);
+                }
+            }
+        }
+    }
+}
