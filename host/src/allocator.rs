@@ -97,7 +97,10 @@ mod tests {
                     assert_eq!(grown as usize % align, 0, "grown, align {align}");
                     assert!((0..size).all(|i| *grown.add(i) == 0xA5));
                     let grown_layout = Layout::from_size_align(size * 3, align).unwrap();
-                    allocator.dealloc(grown, grown_layout);
+                    let shrunk = allocator.realloc(grown, grown_layout, size);
+                    assert_eq!(shrunk as usize % align, 0, "shrunk, align {align}");
+                    assert!((0..size).all(|i| *shrunk.add(i) == 0xA5));
+                    allocator.dealloc(shrunk, layout);
 
                     let zeroed = allocator.alloc_zeroed(layout);
                     assert_eq!(zeroed as usize % align, 0, "zeroed, align {align}");
