@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use locker::package::Package;
-use locker::root::LockerRoot;
+use locker::store::LockerRoot;
 use locker::supervisor::{HostOptions, Supervisor};
 use locker_bench::guest;
 
@@ -33,22 +33,15 @@ fn fresh_instance(c: &mut Criterion) {
     let mut group = c.benchmark_group("fresh instance");
     for name in ["hello-rs", "hello-js", "hello-py"] {
         let service = supervisor.service(name).unwrap();
-        let loaded = runtime
-            .block_on(service.loaded(&supervisor.runtime, &supervisor.cache))
-            .unwrap();
-        let engine = &supervisor.runtime.engine;
+        let loaded = runtime.block_on(service.loaded()).unwrap();
         group.bench_function(name, |b| {
             b.to_async(&runtime).iter(|| async {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-                let mut prepared = loaded
-                    .prepare(engine, &service.settings, deadline)
-                    .await
+                let _claim = loaded.admit(&service.settings, deadline).await.unwrap();
+                let (mut store, _) = loaded
+                    .new_store(service.engine(), &service.settings)
                     .unwrap();
-                let instance = loaded
-                    .pre
-                    .instantiate_async(&mut prepared.store)
-                    .await
-                    .unwrap();
+                let instance = loaded.pre.instantiate_async(&mut store).await.unwrap();
                 black_box(instance);
             })
         });

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use locker::package::Package;
-use locker::root::LockerRoot;
+use locker::store::LockerRoot;
 use locker::supervisor::{HostOptions, Supervisor};
 use locker_bench::{guest, renamed_guest};
 
@@ -36,6 +36,7 @@ async fn run(count: usize, concurrency: usize, subscribers: usize) -> anyhow::Re
         ..HostOptions::default()
     };
     let supervisor = tokio::task::block_in_place(|| Supervisor::new(root, options))?;
+    let _background = supervisor.start_background();
     supervisor
         .install(Package::read(&guest("publisher"), None)?)
         .await?;
@@ -49,9 +50,7 @@ async fn run(count: usize, concurrency: usize, subscribers: usize) -> anyhow::Re
     // Load every subscriber before the clock starts: this measures the bus.
     for n in 0..subscribers {
         let service = supervisor.service(&format!("sub-{n}")).unwrap();
-        service
-            .loaded(&supervisor.runtime, &supervisor.cache)
-            .await?;
+        service.loaded().await?;
     }
     let declared = vec!["bench/*".to_string()];
 
@@ -87,7 +86,7 @@ async fn run(count: usize, concurrency: usize, subscribers: usize) -> anyhow::Re
     }
     let published = started.elapsed();
     loop {
-        let stats = supervisor.bus.store().stats().await?;
+        let stats = supervisor.bus.log().stats().await?;
         if stats.pending == 0 {
             break;
         }

@@ -1,0 +1,169 @@
+//! What the admin API sends and receives: every wire type in one home, as
+//! plain serializable data. The host fills them in (`runtime`, `jobs`,
+//! `store`); `http::admin` serves them and `cli::client` reads them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the admin API lives on the host's listener.
+pub const ADMIN_PREFIX: &str = "/_locker/api";
+
+/// A service's state, as the admin API reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+    pub description: String,
+    pub provides: Vec<String>,
+    pub publishes: Vec<String>,
+    pub subscribes: Vec<String>,
+    pub digest: String,
+    pub installed_at: String,
+    pub state: State,
+    pub loads: u64,
+    pub requests: u64,
+    pub in_flight: usize,
+    pub last_error: Option<String>,
+    pub last_load: Option<LoadReport>,
+    pub settings: Settings,
+}
+
+/// What the admin API shows of a service's run-time state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Installed, not in memory.
+    Installed,
+    Loading,
+    /// Loaded and serving at least one request.
+    Running,
+    /// Loaded, no request in flight; unloaded after its idle time.
+    Idle,
+    /// The last load failed; retried on a request after `retry_at`.
+    Failed,
+    /// Stopped by the owner.
+    Stopped,
+}
+
+/// How the last load went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadReport {
+    pub outcome: CacheOutcome,
+    pub millis: f64,
+    pub at: String,
+}
+
+/// How a load obtained the service's compiled code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheOutcome {
+    /// Loaded from a valid cache entry.
+    Hit,
+    /// Compiled: there was no entry.
+    Compiled,
+    /// Compiled: the entry was corrupt or stale, and has been replaced.
+    Rebuilt,
+}
+
+/// A service's limits with the host's defaults filled in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub memory: u64,
+    pub max_instances: u32,
+    pub max_body: u64,
+    #[serde(with = "humantime_serde")]
+    pub idle_unload: Duration,
+    /// Requests one HTTP instance serves in turn (1: a fresh one for each).
+    #[serde(default = "one")]
+    pub reuse: u32,
+    /// A reused instance unused this long is dropped.
+    #[serde(default, with = "humantime_serde")]
+    pub reuse_idle: Duration,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A job as the admin API and `locker jobs` show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    pub service: String,
+    pub name: String,
+    /// `cron` or `at`.
+    pub kind: String,
+    /// The cron expression or the time.
+    pub schedule: String,
+    pub payload: String,
+    pub from_manifest: bool,
+    pub next_run: Option<String>,
+    pub running: bool,
+    /// Due while its service is stopped; runs once when it is started.
+    pub waiting_for_start: bool,
+    pub runs: u64,
+    pub failures: u64,
+    pub skipped: u64,
+    pub last_run: Option<RunView>,
+}
+
+/// One run (all attempts at one scheduled time) as shown to the owner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunView {
+    pub scheduled: String,
+    pub started: String,
+    pub finished: String,
+    /// How long after its time the run started.
+    pub late_ms: i64,
+    pub took_ms: i64,
+    pub attempts: u32,
+    /// `ok` or `error`.
+    pub result: String,
+    pub error: Option<String>,
+}
+
+/// An event as stored, delivered and streamed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventRecord {
+    pub id: String,
+    /// Its place in publish order (the id says the same to people).
+    #[serde(skip)]
+    pub seq: i64,
+    pub topic: String,
+    pub source: String,
+    pub time: String,
+    /// JSON text.
+    pub payload: String,
+}
+
+/// An event as `locker events` shows it, with where its deliveries stand.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventSummary {
+    #[serde(flatten)]
+    pub event: EventRecord,
+    /// How many subscribers it was addressed to (0: unhandled).
+    pub subscribers: u32,
+    pub pending: u32,
+    pub dead: u32,
+}
+
+/// A delivery that used up its attempts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub subscriber: String,
+    pub event: EventRecord,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventStats {
+    pub published: u64,
+    /// Events that no service subscribed to.
+    pub unhandled: u64,
+    pub pending: u64,
+    pub dead: u64,
+}

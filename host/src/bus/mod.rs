@@ -1,0 +1,12 @@
+//! The event bus: who subscribes to what, publishing (checked, stored
+//! durably, then announced), and how deliveries are retried. Delivering is a
+//! trigger (`triggers::delivery`); what a guest may publish is a capability
+//! (`capabilities::events`).
+
+mod policy;
+mod publish;
+mod subscriptions;
+
+pub use policy::DeliveryPolicy;
+pub use publish::{Bus, HOST_SOURCE, PublishError};
+pub use subscriptions::Subscriptions;

@@ -1,0 +1,144 @@
+//! Publishing: `publish` checks the event (declared topic, JSON payload,
+//! size), stores it with one pending delivery per subscriber, and returns
+//! once that is durable; then it rings the subscribers' bells and copies
+//! the event to the live stream.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use super::policy::DeliveryPolicy;
+use super::subscriptions::Subscriptions;
+use crate::api::EventRecord;
+use crate::clock::now_rfc3339;
+use crate::package::topics;
+use crate::store::EventLog;
+use crate::store::events::NewEvent;
+
+/// The source of the host's own events.
+pub const HOST_SOURCE: &str = "locker";
+
+/// Why a publish was refused; mirrors `locker:service/events.publish-error`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PublishError {
+    #[error(
+        "service {service:?} may not publish {topic:?}: its manifest does not list it in `publishes`"
+    )]
+    UndeclaredTopic { service: String, topic: String },
+    #[error("the payload is {size} bytes; events are limited to {limit} bytes")]
+    PayloadTooLarge { size: usize, limit: usize },
+    #[error("the payload is not JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("the event could not be stored: {0}")]
+    Storage(String),
+}
+
+pub struct Bus {
+    log: Arc<dyn EventLog>,
+    max_payload: usize,
+    pub policy: DeliveryPolicy,
+    pub subscriptions: Subscriptions,
+    live: broadcast::Sender<EventRecord>,
+}
+
+impl Bus {
+    pub fn new(log: Arc<dyn EventLog>, max_payload: usize, policy: DeliveryPolicy) -> Bus {
+        Bus {
+            log,
+            max_payload,
+            policy,
+            subscriptions: Subscriptions::default(),
+            live: broadcast::channel(4096).0,
+        }
+    }
+
+    /// Where events and deliveries are kept.
+    pub fn log(&self) -> &dyn EventLog {
+        &*self.log
+    }
+
+    /// Forgets a service that was uninstalled, and what was still owed to it.
+    pub fn remove_subscriber(&self, service: &str) {
+        self.subscriptions.remove(service);
+        self.log.forget(service);
+    }
+
+    pub fn ring(&self, service: &str) {
+        self.subscriptions.ring(service);
+    }
+
+    pub fn live(&self) -> broadcast::Receiver<EventRecord> {
+        self.live.subscribe()
+    }
+
+    /// Publishes for a service, enforcing its manifest's `publishes`.
+    pub async fn publish_as(
+        &self,
+        service: &str,
+        declared: &[String],
+        topic: &str,
+        payload: String,
+    ) -> Result<EventRecord, PublishError> {
+        topics::validate_topic(topic).map_err(|e| PublishError::InvalidTopic(format!("{e:#}")))?;
+        if !declared
+            .iter()
+            .any(|pattern| topics::matches(pattern, topic))
+        {
+            return Err(PublishError::UndeclaredTopic {
+                service: service.into(),
+                topic: topic.into(),
+            });
+        }
+        self.publish(service, topic, payload, None).await
+    }
+
+    /// Publishes an event of the host's own (`locker/...`) about a service.
+    /// The service itself is not told about itself: a subscriber to
+    /// `locker/*` would otherwise be woken by its own unload, forever.
+    pub async fn publish_host(
+        &self,
+        topic: &str,
+        about: &str,
+        payload: serde_json::Value,
+    ) -> Result<EventRecord, PublishError> {
+        self.publish(HOST_SOURCE, topic, payload.to_string(), Some(about))
+            .await
+    }
+
+    async fn publish(
+        &self,
+        source: &str,
+        topic: &str,
+        payload: String,
+        excluded: Option<&str>,
+    ) -> Result<EventRecord, PublishError> {
+        if payload.len() > self.max_payload {
+            return Err(PublishError::PayloadTooLarge {
+                size: payload.len(),
+                limit: self.max_payload,
+            });
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(&payload)
+            .map_err(|e| PublishError::InvalidJson(e.to_string()))?;
+        let mut subscribers = self.subscriptions.subscribers_of(topic);
+        subscribers.retain(|s| Some(s.as_str()) != excluded);
+        let event = NewEvent {
+            topic: topic.into(),
+            source: source.into(),
+            time: now_rfc3339(),
+            payload,
+        };
+        let record = self
+            .log
+            .publish(event, subscribers.clone())
+            .await
+            .map_err(|e| PublishError::Storage(format!("{e:#}")))?;
+        for subscriber in &subscribers {
+            self.ring(subscriber);
+        }
+        let _ = self.live.send(record.clone());
+        Ok(record)
+    }
+}

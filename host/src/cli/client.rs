@@ -1,0 +1,168 @@
+//! The CLI's side of the admin API.
+
+use anyhow::{Context, Result, bail};
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    ADMIN_PREFIX, DeadLetter, EventRecord, EventSummary, JobView, RunView, ServiceStatus,
+};
+use crate::package::Package;
+
+pub struct AdminClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    pub fn new(host_url: &str) -> AdminClient {
+        AdminClient {
+            base: format!("{}{ADMIN_PREFIX}", host_url.trim_end_matches('/')),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn services(&self) -> Result<Vec<ServiceStatus>> {
+        self.send(self.http.get(format!("{}/services", self.base)))
+            .await
+    }
+
+    pub async fn service(&self, name: &str) -> Result<ServiceStatus> {
+        self.send(self.http.get(format!("{}/services/{name}", self.base)))
+            .await
+    }
+
+    pub async fn install(&self, package: &Package) -> Result<ServiceStatus> {
+        let url = format!("{}/services", self.base);
+        self.send(self.http.post(url).multipart(package_form(package)))
+            .await
+    }
+
+    pub async fn upgrade(&self, package: &Package) -> Result<ServiceStatus> {
+        let url = format!("{}/services/{}", self.base, package.manifest.name);
+        self.send(self.http.put(url).multipart(package_form(package)))
+            .await
+    }
+
+    pub async fn uninstall(&self, name: &str, keep_data: bool) -> Result<ServiceStatus> {
+        let url = format!("{}/services/{name}?keep_data={keep_data}", self.base);
+        self.send(self.http.delete(url)).await
+    }
+
+    pub async fn start(&self, name: &str) -> Result<ServiceStatus> {
+        self.send(
+            self.http
+                .post(format!("{}/services/{name}/start", self.base)),
+        )
+        .await
+    }
+
+    pub async fn stop(&self, name: &str) -> Result<ServiceStatus> {
+        self.send(
+            self.http
+                .post(format!("{}/services/{name}/stop", self.base)),
+        )
+        .await
+    }
+
+    pub async fn events(&self, topic: Option<&str>, limit: usize) -> Result<Vec<EventSummary>> {
+        let mut url = format!("{}/events?limit={limit}", self.base);
+        if let Some(topic) = topic {
+            url.push_str(&format!("&topic={topic}"));
+        }
+        self.send(self.http.get(url)).await
+    }
+
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.send(self.http.get(format!("{}/dead-letters", self.base)))
+            .await
+    }
+
+    pub async fn replay(&self, service: Option<&str>, event: Option<&str>) -> Result<Vec<String>> {
+        let body = serde_json::json!({ "service": service, "event": event });
+        self.send(
+            self.http
+                .post(format!("{}/dead-letters/replay", self.base))
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn jobs(&self, service: Option<&str>) -> Result<Vec<JobView>> {
+        let mut url = format!("{}/jobs", self.base);
+        if let Some(service) = service {
+            url.push_str(&format!("?service={service}"));
+        }
+        self.send(self.http.get(url)).await
+    }
+
+    pub async fn run_job(&self, service: &str, job: &str) -> Result<RunView> {
+        let url = format!("{}/jobs/{service}/{job}/run", self.base);
+        self.send(self.http.post(url)).await
+    }
+
+    /// Calls `on_event` for each event published from now on (Server-Sent Events).
+    pub async fn follow_events(
+        &self,
+        topic: Option<&str>,
+        mut on_event: impl FnMut(&EventRecord),
+    ) -> Result<()> {
+        let mut url = format!("{}/events/stream", self.base);
+        if let Some(topic) = topic {
+            url.push_str(&format!("?topic={topic}"));
+        }
+        let mut response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .context("cannot reach the locker host")?;
+        if !response.status().is_success() {
+            bail!("the host refused the event stream: {}", response.status());
+        }
+        let mut buffer = String::new();
+        while let Some(chunk) = response.chunk().await? {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let message: String = buffer.drain(..end + 2).collect();
+                for line in message.lines() {
+                    if let Some(data) = line.strip_prefix("data: ")
+                        && let Ok(event) = serde_json::from_str::<EventRecord>(data)
+                    {
+                        on_event(&event);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the locker host at {}", self.base))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .context("the host's answer was cut off")?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            bail!("{message}");
+        }
+        serde_json::from_slice(&body).context("the host's answer is not what this CLI expects")
+    }
+}
+
+/// A package as the admin API takes it: `manifest` and `component` parts.
+fn package_form(package: &Package) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .text("manifest", package.manifest.to_toml())
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(package.component.clone()).file_name("component.wasm"),
+        )
+}

@@ -1,0 +1,43 @@
+//! `locker logs`: a service's log, and `--follow` to keep printing it.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::store::LockerRoot;
+
+pub(super) async fn logs(root_dir: &Path, name: &str, follow: bool) -> Result<()> {
+    crate::package::manifest::validate_service_name(name)?;
+    let root = LockerRoot::open(root_dir)?;
+    let path = root.log_path(name);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !follow => {
+            bail!(
+                "service {name:?} has no log yet ({} does not exist)",
+                path.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    let mut stdout = std::io::stdout();
+    std::io::copy(&mut file, &mut stdout)?;
+    stdout.flush()?;
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let position = file.stream_position()?;
+        if file.metadata()?.len() < position {
+            // Truncated or replaced: start again from the top.
+            file.seek(SeekFrom::Start(0))?;
+        }
+        let mut chunk = Vec::new();
+        file.read_to_end(&mut chunk)?;
+        stdout.write_all(&chunk)?;
+        stdout.flush()?;
+    }
+}

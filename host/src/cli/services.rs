@@ -1,0 +1,117 @@
+//! The owner's service commands: install, upgrade, list, status, start,
+//! stop, uninstall.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::access::{Access, access, offline_status};
+use crate::package::Package;
+use crate::store::Catalog;
+
+pub(super) async fn install(root: &Path, path: &Path, manifest: Option<&Path>) -> Result<()> {
+    let package = tokio::task::block_in_place(|| Package::read(path, manifest))?;
+    let status = match access(root)? {
+        Access::Host(client) => client.install(&package).await?,
+        Access::Offline { catalog, .. } => offline_status(catalog.install(&package)?),
+    };
+    println!(
+        "installed {} {} ({}, {})",
+        status.name, status.version, status.kind, status.digest
+    );
+    Ok(())
+}
+
+pub(super) async fn upgrade(root: &Path, path: &Path, manifest: Option<&Path>) -> Result<()> {
+    let package = tokio::task::block_in_place(|| Package::read(path, manifest))?;
+    let status = match access(root)? {
+        Access::Host(client) => client.upgrade(&package).await?,
+        // The jobs of its new manifest are registered when a host next starts.
+        Access::Offline { catalog, .. } => offline_status(catalog.upgrade(&package)?.1),
+    };
+    println!(
+        "upgraded {} to {} ({})",
+        status.name, status.version, status.digest
+    );
+    Ok(())
+}
+
+pub(super) async fn list(root: &Path, json: bool) -> Result<()> {
+    let statuses = match access(root)? {
+        Access::Host(client) => client.services().await?,
+        Access::Offline { catalog, .. } => {
+            catalog.list()?.into_iter().map(offline_status).collect()
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<10} {:<11} {:<10} {:>6} {:>9}  LAST ERROR",
+        "NAME", "VERSION", "KIND", "STATE", "LOADS", "REQUESTS"
+    );
+    for s in statuses {
+        let state = serde_json::to_value(s.state)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        println!(
+            "{:<20} {:<10} {:<11} {:<10} {:>6} {:>9}  {}",
+            s.name,
+            s.version,
+            s.kind,
+            state,
+            s.loads,
+            s.requests,
+            s.last_error.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn status(root: &Path, name: &str, json: bool) -> Result<()> {
+    let status = match access(root)? {
+        Access::Host(client) => client.service(name).await?,
+        Access::Offline { catalog, .. } => offline_status(catalog.require(name)?),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", toml::to_string(&status)?);
+    }
+    Ok(())
+}
+
+pub(super) enum Lifecycle {
+    Start,
+    Stop,
+    Uninstall { keep_data: bool },
+}
+
+pub(super) async fn lifecycle(root: &Path, name: &str, action: Lifecycle) -> Result<()> {
+    let status = match (access(root)?, &action) {
+        (Access::Host(client), Lifecycle::Start) => client.start(name).await?,
+        (Access::Host(client), Lifecycle::Stop) => client.stop(name).await?,
+        (Access::Host(client), Lifecycle::Uninstall { keep_data }) => {
+            client.uninstall(name, *keep_data).await?
+        }
+        (Access::Offline { catalog, .. }, Lifecycle::Start) => {
+            offline_status(catalog.set_stopped(name, false)?)
+        }
+        (Access::Offline { catalog, .. }, Lifecycle::Stop) => {
+            offline_status(catalog.set_stopped(name, true)?)
+        }
+        (Access::Offline { catalog, .. }, Lifecycle::Uninstall { keep_data }) => {
+            offline_status(catalog.uninstall(name, *keep_data)?)
+        }
+    };
+    let done = match action {
+        Lifecycle::Start => "started",
+        Lifecycle::Stop => "stopped",
+        Lifecycle::Uninstall { keep_data: true } => "uninstalled (data kept)",
+        Lifecycle::Uninstall { keep_data: false } => "uninstalled",
+    };
+    println!("{done} {}", status.name);
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! The scheduler's state: every job in memory in a [`Table`], persisted
+//! through a [`JobStore`]; the checks on jobs a service creates at run time;
+//! and the bookkeeping of firing and finishing runs. It calls no guest and
+//! knows no service beyond its name: the job trigger does that.
+//!
+//! `next_run` is stored only when a run finishes. So after downtime (or a
+//! crash mid-run) a job whose time passed is due at once and runs once,
+//! however many ticks it missed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use super::table::{Job, JobKey, Table};
+use crate::api::JobView;
+use crate::package::Manifest;
+use crate::package::job_spec::{self, Timing, When};
+use crate::store::JobStore;
+use crate::store::jobs::{JobRecord, NewJob, RunRecord};
+
+/// How jobs are retried and bounded; every field has a default.
+#[derive(Debug, Clone)]
+pub struct JobPolicy {
+    /// Wait after a failed attempt; doubles with each further failure.
+    pub first_retry: Duration,
+    /// Attempts at one run of a one-shot job (a cron job retries until its next tick).
+    pub one_shot_attempts: u32,
+    /// The most jobs one service may have.
+    pub max_jobs_per_service: usize,
+}
+
+impl Default for JobPolicy {
+    fn default() -> Self {
+        JobPolicy {
+            first_retry: Duration::from_secs(1),
+            one_shot_attempts: 5,
+            max_jobs_per_service: 10_000,
+        }
+    }
+}
+
+/// Why a service's request to create or cancel a job was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    InvalidCron(String),
+    #[error("{0}")]
+    InvalidTime(String),
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("the service already has a job named {0:?}")]
+    NameTaken(String),
+    #[error("the service has no job named {0:?}")]
+    NotFound(String),
+    #[error("job {0:?} is declared in the manifest; upgrade the service to change it")]
+    DeclaredInManifest(String),
+    #[error("the service already has {0} jobs, as many as the host allows")]
+    TooManyJobs(u32),
+    #[error("cannot store the job: {0}")]
+    Storage(String),
+}
+
+/// Why the owner's "run it now" was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RunNowError {
+    #[error("service {service:?} has no job named {name:?}")]
+    NotFound { service: String, name: String },
+    #[error("job {name:?} of service {service:?} is running; one run at a time")]
+    AlreadyRunning { service: String, name: String },
+    #[error("service {0:?} is stopped; start it with `locker start {0}` to run its jobs")]
+    Stopped(String),
+}
+
+/// What the timer knows of a job's service when the job comes due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceNow {
+    /// Not installed (being uninstalled): its jobs are about to go.
+    Gone,
+    /// Stopped by the owner: the job waits for a start.
+    Stopped,
+    Ready,
+}
+
+/// What became of one due tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fired {
+    /// Start this run: the job is marked running.
+    Run { key: JobKey, id: i64, due: i64 },
+    /// The last run is still going: this tick is skipped (and counted).
+    Skipped { key: JobKey, due: i64 },
+    /// Its service is stopped: it runs once when the service is started.
+    Parked { key: JobKey },
+}
+
+pub struct Scheduler {
+    store: Arc<dyn JobStore>,
+    table: Mutex<Table>,
+    wake: Notify,
+    pub policy: JobPolicy,
+}
+
+impl Scheduler {
+    /// A scheduler over the stored jobs; nothing fires until a timer asks.
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        records: Vec<JobRecord>,
+        policy: JobPolicy,
+    ) -> Arc<Scheduler> {
+        let mut table = Table::default();
+        for record in records {
+            match record.when.timing() {
+                Ok(timing) => table.insert(Job::new(record, timing)),
+                Err(e) => tracing::error!(
+                    service = %record.service,
+                    "ignoring stored job {:?}: {e:#}",
+                    record.name
+                ),
+            }
+        }
+        Arc::new(Scheduler {
+            store,
+            table: Mutex::new(table),
+            wake: Notify::new(),
+            policy,
+        })
+    }
+
+    /// Makes a service's jobs match its manifest's `[[schedule]]` (at
+    /// install, upgrade and start-up); its run-time jobs stay.
+    pub async fn sync_service(&self, manifest: &Manifest) -> Result<()> {
+        let service = manifest.name.clone();
+        let now = Utc::now();
+        let declared = manifest
+            .schedule
+            .iter()
+            .map(|entry| {
+                let when = When::Cron(entry.cron.clone());
+                let next_run = first_run(&when, now);
+                NewJob {
+                    service: service.clone(),
+                    name: entry.name.clone(),
+                    when,
+                    payload: entry.payload_json(),
+                    from_manifest: true,
+                    next_run,
+                }
+            })
+            .collect();
+        let records = self.store.sync_manifest(&service, declared).await?;
+        let mut table = self.table.lock().unwrap();
+        let mut previous: HashMap<i64, Job> = HashMap::new();
+        for key in table.keys_of(&service) {
+            if let Some(job) = table.remove(&key) {
+                previous.insert(job.record.id, job);
+            }
+        }
+        for record in records {
+            // A job the store kept (same id) keeps its run-time state: it
+            // may be running, with its next tick already moved on.
+            let job = match previous.remove(&record.id) {
+                Some(old) => Job {
+                    record: JobRecord {
+                        payload: record.payload,
+                        ..old.record
+                    },
+                    ..old
+                },
+                None => match record.when.timing() {
+                    Ok(timing) => Job::new(record, timing),
+                    Err(_) => continue,
+                },
+            };
+            table.insert(job);
+        }
+        drop(table);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Removes every job of a service (it was uninstalled).
+    pub async fn remove_service(&self, service: &str) -> Result<()> {
+        self.store.delete_service(service).await?;
+        let mut table = self.table.lock().unwrap();
+        for key in table.keys_of(service) {
+            table.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// The services that have jobs.
+    pub fn services(&self) -> Vec<String> {
+        self.table.lock().unwrap().services()
+    }
+
+    /// Creates a job for `service` at run time.
+    pub async fn create(
+        &self,
+        service: &str,
+        name: &str,
+        when: When,
+        payload: &str,
+    ) -> Result<(), ScheduleError> {
+        job_spec::validate_name(name).map_err(|e| ScheduleError::InvalidName(format!("{e:#}")))?;
+        let timing = when.timing().map_err(|e| match when {
+            When::Cron(_) => ScheduleError::InvalidCron(format!("{e:#}")),
+            When::At(_) => ScheduleError::InvalidTime(format!("{e:#}")),
+        })?;
+        let payload = job_spec::validate_payload(payload)
+            .map_err(|e| ScheduleError::InvalidJson(format!("{e:#}")))?;
+        let key = (service.to_string(), name.to_string());
+        {
+            let table = self.table.lock().unwrap();
+            if let Some(existing) = table.jobs.get(&key)
+                && !is_finished_one_shot(&existing.record)
+            {
+                return Err(ScheduleError::NameTaken(name.into()));
+            }
+            if table.count_of(service) >= self.policy.max_jobs_per_service
+                && !table.jobs.contains_key(&key)
+            {
+                return Err(ScheduleError::TooManyJobs(
+                    self.policy.max_jobs_per_service as u32,
+                ));
+            }
+        }
+        let next_run = timing.first(Utc::now()).map(|t| t.timestamp_millis());
+        let record = self
+            .store
+            .insert(NewJob {
+                service: service.into(),
+                name: name.into(),
+                when,
+                payload,
+                from_manifest: false,
+                next_run,
+            })
+            .await
+            .map_err(|e| ScheduleError::Storage(format!("{e:#}")))?
+            .ok_or_else(|| ScheduleError::NameTaken(name.into()))?;
+        self.table.lock().unwrap().insert(Job::new(record, timing));
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Cancels a job `service` created at run time.
+    pub async fn cancel(&self, service: &str, name: &str) -> Result<(), ScheduleError> {
+        let key = (service.to_string(), name.to_string());
+        let id = {
+            let table = self.table.lock().unwrap();
+            let job = table
+                .jobs
+                .get(&key)
+                .ok_or_else(|| ScheduleError::NotFound(name.into()))?;
+            if job.record.from_manifest {
+                return Err(ScheduleError::DeclaredInManifest(name.into()));
+            }
+            job.record.id
+        };
+        self.store
+            .delete(id)
+            .await
+            .map_err(|e| ScheduleError::Storage(format!("{e:#}")))?;
+        let mut table = self.table.lock().unwrap();
+        if table.jobs.get(&key).is_some_and(|job| job.record.id == id) {
+            table.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// One service's jobs, by name.
+    pub fn jobs_of(&self, service: &str) -> Vec<JobView> {
+        let table = self.table.lock().unwrap();
+        table
+            .of_service(service)
+            .map(|(_, job)| job.view())
+            .collect()
+    }
+
+    /// Every job, by service and name.
+    pub fn all(&self) -> Vec<JobView> {
+        let table = self.table.lock().unwrap();
+        table.jobs.values().map(Job::view).collect()
+    }
+
+    /// Jobs of a service that came due while it was stopped run now.
+    pub fn resume(&self, service: &str) {
+        let mut table = self.table.lock().unwrap();
+        let parked: Vec<JobKey> = table
+            .of_service(service)
+            .filter(|(_, job)| job.parked)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in parked {
+            let job = table.jobs.get_mut(&key).expect("just found");
+            job.parked = false;
+            let next = job.record.next_run;
+            table.set_next_run(&key, next);
+        }
+        drop(table);
+        self.wake.notify_one();
+    }
+
+    /// Resolves when the table changed in a way that may move the next due
+    /// time. Enable it before looking at the table so no change is missed.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+
+    /// Takes every tick due by `now`: each becomes a run to start, a skip or
+    /// a park, and the job's following tick is queued. That tick is computed
+    /// after `now`, so ticks missed while the host was down collapse into
+    /// one run. Returns what fired and when the next job is due.
+    pub fn fire_due(
+        &self,
+        now: DateTime<Utc>,
+        service_now: impl Fn(&str) -> ServiceNow,
+    ) -> (Vec<Fired>, Option<i64>) {
+        let now_ms = now.timestamp_millis();
+        let mut fired = Vec::new();
+        let mut table = self.table.lock().unwrap();
+        while let Some((due, key)) = table.pop_due(now_ms) {
+            let job = table
+                .jobs
+                .get_mut(&key)
+                .expect("a queued job is in the table");
+            match service_now(&key.0) {
+                ServiceNow::Gone => {
+                    job.record.next_run = None;
+                    continue;
+                }
+                ServiceNow::Stopped => {
+                    job.parked = true;
+                    fired.push(Fired::Parked { key });
+                    continue;
+                }
+                ServiceNow::Ready => {}
+            }
+            if job.running {
+                job.record.skipped += 1;
+                self.store.skipped(job.record.id);
+                fired.push(Fired::Skipped {
+                    key: key.clone(),
+                    due,
+                });
+            } else {
+                job.running = true;
+                fired.push(Fired::Run {
+                    key: key.clone(),
+                    id: job.record.id,
+                    due,
+                });
+            }
+            // Until the run finishes, the store keeps the time just fired.
+            job.record.next_run = None;
+            let next = match &job.timing {
+                Timing::At(_) => None,
+                cron => cron
+                    .next_after(now.max(crate::clock::from_millis(due)))
+                    .map(|t| t.timestamp_millis())
+                    .filter(|next| *next > due),
+            };
+            table.set_next_run(&key, next);
+        }
+        (fired, table.next_due())
+    }
+
+    /// Marks a job running for the owner's "run it now"; returns its id.
+    pub fn claim(&self, key: &JobKey) -> Result<i64, RunNowError> {
+        let mut table = self.table.lock().unwrap();
+        let job = table
+            .jobs
+            .get_mut(key)
+            .ok_or_else(|| RunNowError::NotFound {
+                service: key.0.clone(),
+                name: key.1.clone(),
+            })?;
+        if job.running {
+            return Err(RunNowError::AlreadyRunning {
+                service: key.0.clone(),
+                name: key.1.clone(),
+            });
+        }
+        job.running = true;
+        Ok(job.record.id)
+    }
+
+    /// The payload of a job, if it still exists.
+    pub fn payload_of(&self, key: &JobKey) -> Option<String> {
+        let table = self.table.lock().unwrap();
+        table.jobs.get(key).map(|job| job.record.payload.clone())
+    }
+
+    /// Whether a failed run (`attempts` so far) may try again at `retry_at`:
+    /// a cron job while that is before its next tick, a one-shot job a few
+    /// times; never a job that was replaced or removed meanwhile.
+    pub fn may_retry(&self, key: &JobKey, id: i64, attempts: u32, retry_at: i64) -> bool {
+        let table = self.table.lock().unwrap();
+        match table.jobs.get(key) {
+            Some(job) if job.record.id == id => match job.timing {
+                Timing::Cron(_) => job.record.next_run.is_none_or(|next| retry_at < next),
+                Timing::At(_) => attempts < self.policy.one_shot_attempts,
+            },
+            _ => false,
+        }
+    }
+
+    /// Records a finished run: the job may run again, and its counters,
+    /// last run and next time go to the store (not awaited: many runs share
+    /// a commit).
+    pub fn finish(&self, key: &JobKey, id: i64, run: &RunRecord) {
+        let mut table = self.table.lock().unwrap();
+        if let Some(job) = table.jobs.get_mut(key)
+            && job.record.id == id
+        {
+            job.running = false;
+            job.record.runs += 1;
+            job.record.failures += u64::from(run.error.is_some());
+            job.record.last_run = Some(run.clone());
+            self.store.finished(id, run.clone(), job.record.next_run);
+        }
+    }
+}
+
+fn first_run(when: &When, now: DateTime<Utc>) -> Option<i64> {
+    let timing = when.timing().ok()?;
+    Some(timing.first(now)?.timestamp_millis())
+}
+
+fn is_finished_one_shot(record: &JobRecord) -> bool {
+    !record.from_manifest && matches!(record.when, When::At(_)) && record.next_run.is_none()
+}

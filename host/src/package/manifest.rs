@@ -1,0 +1,330 @@
+//! The service manifest, `locker.toml`: what a package is and what it may do.
+//!
+//! ```toml
+//! name = "notes"                 # lowercase letters, digits and dashes
+//! version = "0.1.0"              # semver
+//! kind = "connector"             # connector | collection | app
+//! description = "Keeps notes"
+//! component = "notes.wasm"       # the component, next to the manifest
+//! provides = ["note/files"]      # service types, `area/name`
+//! publishes = ["note/changed"]   # topics it may publish (patterns allowed)
+//! subscribes = ["contact/*"]     # topic patterns delivered to its event handler
+//!
+//! [limits]                       # all optional; the host's defaults apply otherwise
+//! memory = "64 MiB"              # linear memory of one instance
+//! timeout = "10s"                # wall-clock deadline of one request
+//! max_instances = 16             # instances running at once
+//! max_body = "8 MiB"             # largest request body
+//! idle_unload = "5m"             # unload after this long without requests
+//!
+//! [network]
+//! allow_hosts = ["api.example.com"]   # outbound HTTP; nothing else is reachable
+//!
+//! [reuse]                        # opt in: one instance serves many requests in turn
+//! max_requests = 1000            # then it is replaced by a fresh one
+//! idle = "30s"                   # an unused instance is dropped after this long
+//!
+//! [[schedule]]                   # jobs, run by the component's `job-handler`
+//! name = "sync"                  # unique within the service
+//! cron = "0 */15 * * * *"        # with seconds, UTC
+//! payload = { full = false }     # optional; handed to every run as JSON
+//! ```
+//!
+//! Unknown fields are errors, so a typo never silently drops a limit.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+/// Names that would collide with the host's own routes.
+const RESERVED_NAMES: &[&str] = &["_locker", "locker", "api", "admin"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: semver::Version,
+    pub kind: Kind,
+    pub description: String,
+    /// File name of the component, relative to the manifest.
+    pub component: String,
+    #[serde(default)]
+    pub provides: Vec<String>,
+    #[serde(default)]
+    pub publishes: Vec<String>,
+    #[serde(default)]
+    pub subscribes: Vec<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub network: Network,
+    /// Opt-in reuse of an instance across HTTP requests (the default is a
+    /// fresh instance per request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<Reuse>,
+    /// Jobs registered at install, updated on upgrade, removed on uninstall.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<ScheduleEntry>,
+}
+
+/// A `[[schedule]]` entry: a cron job declared by the package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleEntry {
+    pub name: String,
+    pub cron: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+impl ScheduleEntry {
+    /// The payload as JSON text (`{}` when the manifest gives none).
+    pub fn payload_json(&self) -> String {
+        self.payload
+            .as_ref()
+            .map_or_else(|| "{}".to_string(), |p| p.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Connector,
+    Collection,
+    App,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Connector => "connector",
+            Kind::Collection => "collection",
+            Kind::App => "app",
+        })
+    }
+}
+
+/// Per-service limits; `None` means the host's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub memory: Option<ByteSize>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub max_instances: Option<u32>,
+    pub max_body: Option<ByteSize>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_unload: Option<Duration>,
+}
+
+/// How far a service lets the host reuse its HTTP instances. A reused
+/// instance serves one request at a time and only this service, but keeps
+/// its memory between requests: a service opts in when that is safe for it
+/// (no per-request state left in globals), and gains the start-up cost of
+/// its runtime (JavaScript and Python most of all).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reuse {
+    /// Requests one instance serves, one after another, before it is replaced.
+    pub max_requests: u32,
+    /// An instance unused this long is dropped (default 30 s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Hosts (optionally `host:port`) the service may send HTTP requests to.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+}
+
+impl Manifest {
+    /// Parses and checks a manifest; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Manifest> {
+        let manifest: Manifest =
+            toml::from_str(text).with_context(|| format!("invalid manifest {origin}"))?;
+        manifest
+            .validate()
+            .with_context(|| format!("invalid manifest {origin}"))?;
+        Ok(manifest)
+    }
+
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read manifest {}", path.display()))?;
+        Manifest::parse(&text, &path.display().to_string())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a manifest always serializes")
+    }
+
+    fn validate(&self) -> Result<()> {
+        validate_service_name(&self.name)?;
+        if self.description.trim().is_empty() {
+            bail!("`description` must not be empty");
+        }
+        let component = Path::new(&self.component);
+        if self.component.is_empty()
+            || component.components().count() != 1
+            || !self.component.ends_with(".wasm")
+        {
+            bail!(
+                "`component` must be the file name of a `.wasm` next to the manifest, not {:?}",
+                self.component
+            );
+        }
+        for service_type in &self.provides {
+            validate_service_type(service_type)?;
+        }
+        for topic in &self.publishes {
+            super::topics::validate_pattern(topic).context("in `publishes`")?;
+            if topic.starts_with(super::topics::HOST_PREFIX) || topic == "*" {
+                bail!("`publishes` entry {topic:?}: topics under `locker/` are the host's own");
+            }
+        }
+        for pattern in &self.subscribes {
+            super::topics::validate_pattern(pattern).context("in `subscribes`")?;
+        }
+        let limits = &self.limits;
+        if limits.memory.is_some_and(|m| m.as_u64() < 64 * 1024) {
+            bail!("`limits.memory` must be at least 64 KiB (one wasm page)");
+        }
+        if limits.timeout.is_some_and(|t| t.is_zero()) {
+            bail!("`limits.timeout` must be more than zero");
+        }
+        if limits.max_instances == Some(0) {
+            bail!("`limits.max_instances` must be at least 1");
+        }
+        if let Some(reuse) = &self.reuse {
+            if reuse.max_requests == 0 {
+                bail!("`reuse.max_requests` must be at least 1");
+            }
+            if reuse.idle.is_some_and(|idle| idle.is_zero()) {
+                bail!("`reuse.idle` must be more than zero");
+            }
+        }
+        let mut job_names = std::collections::HashSet::new();
+        for entry in &self.schedule {
+            super::job_spec::validate_name(&entry.name).context("in `[[schedule]]`")?;
+            if !job_names.insert(&entry.name) {
+                bail!("`[[schedule]]` names job {:?} twice", entry.name);
+            }
+            super::job_spec::parse_cron(&entry.cron)
+                .with_context(|| format!("in `[[schedule]]` job {:?}", entry.name))?;
+        }
+        for host in &self.network.allow_hosts {
+            if host.is_empty() || host.contains(['/', ' ', '@']) {
+                bail!("`network.allow_hosts` entry {host:?} is not a host name");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A service name is also its URL prefix and folder name, so it is kept plain.
+pub fn validate_service_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        bail!(
+            "service name {name:?} must be 1-63 lowercase letters, digits or dashes, starting with a letter"
+        );
+    }
+    if RESERVED_NAMES.contains(&name) {
+        bail!("service name {name:?} is reserved by the host");
+    }
+    Ok(())
+}
+
+fn validate_service_type(service_type: &str) -> Result<()> {
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    match service_type.split_once('/') {
+        Some((area, name)) if part_ok(area) && part_ok(name) => Ok(()),
+        _ => bail!("service type {service_type:?} must look like `contact/feed`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        name = "notes"
+        version = "0.1.0"
+        kind = "connector"
+        description = "Keeps notes"
+        component = "notes.wasm"
+        provides = ["note/files"]
+        [limits]
+        memory = "32 MiB"
+        timeout = "2s"
+        [[schedule]]
+        name = "sync"
+        cron = "0 */15 * * * *"
+        payload = { full = false, pages = [1, 2] }
+    "#;
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let manifest = Manifest::parse(GOOD, "test").unwrap();
+        assert_eq!(manifest.name, "notes");
+        assert_eq!(manifest.kind, Kind::Connector);
+        assert_eq!(manifest.limits.memory, Some(ByteSize::mib(32)));
+        assert_eq!(manifest.limits.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(
+            manifest.schedule[0].payload_json(),
+            r#"{"full":false,"pages":[1,2]}"#
+        );
+        let again = Manifest::parse(&manifest.to_toml(), "round trip").unwrap();
+        assert_eq!(again, manifest);
+    }
+
+    fn error_of(text: &str) -> String {
+        format!("{:#}", Manifest::parse(text, "test").unwrap_err())
+    }
+
+    #[test]
+    fn names_the_problem() {
+        assert!(error_of(&GOOD.replace("name = \"notes\"", "")).contains("missing field `name`"));
+        assert!(
+            error_of(&GOOD.replace("connector", "daemon")).contains("unknown variant `daemon`")
+        );
+        assert!(error_of(&GOOD.replace("0.1.0", "one")).contains("version"));
+        assert!(error_of(&GOOD.replace("\"notes\"", "\"Notes!\"")).contains("service name"));
+        assert!(error_of(&GOOD.replace("notes.wasm", "../x.wasm")).contains("`component`"));
+        assert!(error_of(&GOOD.replace("note/files", "notes")).contains("service type"));
+        assert!(error_of(&format!("{GOOD}\nmemroy = 1")).contains("unknown field `memroy`"));
+        assert!(error_of(&GOOD.replace("\"2s\"", "\"soon\"")).contains("timeout"));
+        assert!(error_of(&GOOD.replace("\"notes\"", "\"_locker\"")).contains("service name"));
+        let publishes =
+            |topics: &str| GOOD.replace("provides", &format!("publishes = {topics}\nprovides"));
+        assert!(error_of(&publishes("[\"locker/service.started\"]")).contains("the host's own"));
+        assert!(error_of(&publishes("[\"Notes\"]")).contains("in `publishes`"));
+        let subscribes = GOOD.replace("provides", "subscribes = [\"a/*/b\"]\nprovides");
+        assert!(error_of(&subscribes).contains("in `subscribes`"));
+        let bad_cron = error_of(&GOOD.replace("0 */15 * * * *", "0 */15 * * * * * *"));
+        assert!(bad_cron.contains("job \"sync\"") && bad_cron.contains("\"0 */15 * * * * * *\""));
+        let twice = format!("{GOOD}\n[[schedule]]\nname = \"sync\"\ncron = \"* * * * * *\"");
+        assert!(error_of(&twice).contains("names job \"sync\" twice"));
+    }
+}

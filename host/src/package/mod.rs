@@ -1,0 +1,12 @@
+//! What a service is before it runs: its manifest (`locker.toml`), the
+//! component it names (checked and inspected before anything is written),
+//! and the small languages a manifest speaks: topic patterns and job
+//! schedules.
+
+pub mod component;
+pub mod job_spec;
+pub mod manifest;
+pub mod topics;
+
+pub use component::{Exports, Package};
+pub use manifest::Manifest;

@@ -1,0 +1,156 @@
+//! A loaded service: its component compiled and linked, where its exports
+//! are, its sandbox, and admission: at most `max_instances` instances at
+//! once, each counted in flight until it is done.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+use wasmtime_wasi_http::p2::bindings::ProxyIndices;
+
+use super::engine::EPOCH_TICK;
+use super::errors::ServiceError;
+use super::sandbox::{InstanceState, SandboxSpec};
+use super::settings::Settings;
+use super::warm_pool::WarmPool;
+use crate::bindings::{EventHandlerIndices, JobHandlerIndices};
+
+/// A loaded service: compiled, linked, ready to instantiate per request.
+pub struct LoadedService {
+    pub name: String,
+    pub pre: InstancePre<InstanceState>,
+    /// Where its `wasi:http/incoming-handler` is, if it serves HTTP.
+    pub http: Option<ProxyIndices>,
+    /// Where its `locker:service/event-handler` is, if it handles events.
+    pub events: Option<EventHandlerIndices>,
+    /// Where its `locker:service/job-handler` is, if it runs jobs.
+    pub jobs: Option<JobHandlerIndices>,
+    pub sandbox: SandboxSpec,
+    /// One per instance running at once, up to `max_instances`.
+    pub permits: Arc<Semaphore>,
+    /// HTTP instances kept between requests (opt-in reuse).
+    pub warm: WarmPool,
+    in_flight: AtomicUsize,
+    last_used: Mutex<Instant>,
+}
+
+/// An instance slot, counted in flight until dropped.
+pub struct Claim {
+    _permit: OwnedSemaphorePermit,
+    _in_flight: InFlight,
+}
+
+impl LoadedService {
+    pub fn new(
+        name: String,
+        pre: InstancePre<InstanceState>,
+        exports: (
+            Option<ProxyIndices>,
+            Option<EventHandlerIndices>,
+            Option<JobHandlerIndices>,
+        ),
+        sandbox: SandboxSpec,
+        max_instances: u32,
+    ) -> LoadedService {
+        let (http, events, jobs) = exports;
+        LoadedService {
+            name,
+            pre,
+            http,
+            events,
+            jobs,
+            sandbox,
+            permits: Arc::new(Semaphore::new(max_instances as usize)),
+            warm: WarmPool::default(),
+            in_flight: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits (until `deadline`) for a free instance slot.
+    pub async fn admit(
+        self: &Arc<Self>,
+        settings: &Settings,
+        deadline: tokio::time::Instant,
+    ) -> Result<Claim, ServiceError> {
+        // A free slot is the usual case: take it without arming a timer.
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| ServiceError::Busy {
+                    service: self.name.clone(),
+                    max: settings.max_instances,
+                })?
+                .expect("the semaphore is never closed"),
+        };
+        Ok(Claim {
+            _permit: permit,
+            _in_flight: self.begin_request(),
+        })
+    }
+
+    /// A fresh store with the service's sandbox, memory limit and deadline.
+    pub fn new_store(
+        &self,
+        engine: &wasmtime::Engine,
+        settings: &Settings,
+    ) -> Result<(Store<InstanceState>, Arc<AtomicBool>), ServiceError> {
+        let state = self
+            .sandbox
+            .instance_state()
+            .map_err(|e| ServiceError::Host {
+                service: self.name.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let memory_hit = state.limiter.hit_flag();
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        arm_deadline(&mut store, settings.timeout);
+        Ok((store, memory_hit))
+    }
+
+    /// Marks a request as in flight until the guard drops.
+    pub fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight {
+            loaded: self.clone(),
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// How long it has had nothing in flight; `None` while it has.
+    pub fn idle_for(&self) -> Option<Duration> {
+        (self.in_flight() == 0).then(|| self.last_used.lock().unwrap().elapsed())
+    }
+}
+
+pub struct InFlight {
+    loaded: Arc<LoadedService>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.loaded.last_used.lock().unwrap() = Instant::now();
+        self.loaded.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Readies a kept instance for its next call: the whole deadline of guest
+/// time again, and the whole log budget.
+pub fn rearm(store: &mut Store<InstanceState>, timeout: Duration) {
+    arm_deadline(store, timeout);
+    store.data().refill_log_budget();
+}
+
+/// Makes the store's next run trap once `timeout` has passed.
+pub fn arm_deadline(store: &mut Store<InstanceState>, timeout: Duration) {
+    store.set_epoch_deadline((timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1);
+    store.epoch_deadline_trap();
+}

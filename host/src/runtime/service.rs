@@ -1,0 +1,410 @@
+//! One installed service at run time: its settings, whether it is loaded,
+//! and the single-flight cold start that loads it.
+//!
+//! Nothing of a service is in memory until its first request, event or job.
+//! The first takes the load lock and loads (from the code cache or by
+//! compiling); whatever arrives meanwhile waits on the same lock and then
+//! finds it loaded, so there is exactly one load however many race. A failed
+//! load is remembered and answered at once until its retry time, with
+//! backoff, so a broken component is never reloaded in a tight loop.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+use wasmtime_wasi_http::p2::bindings::ProxyIndices;
+
+use super::code_cache::CacheOutcome;
+use super::engine::Runtime;
+use super::errors::ServiceError;
+use super::loaded::LoadedService;
+use super::sandbox::SandboxSpec;
+use super::settings::Settings;
+use crate::api::{LoadReport, ServiceStatus, State};
+use crate::bindings::{EventHandlerIndices, JobHandlerIndices};
+use crate::bus::Bus;
+use crate::capabilities::ServiceCapabilities;
+use crate::clock::now_rfc3339;
+use crate::store::{InstalledService, ServiceLog};
+
+struct LoadFailure {
+    reason: String,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+
+/// Where a service's files are, and what it runs with.
+pub struct ServiceParts {
+    pub component_path: PathBuf,
+    pub work_dir: PathBuf,
+    pub log: ServiceLog,
+    pub settings: Settings,
+    pub capabilities: ServiceCapabilities,
+    pub runtime: Arc<Runtime>,
+    /// Where the host's events about it (`locker/service.*`) go.
+    pub bus: Arc<Bus>,
+}
+
+pub struct Service {
+    pub name: String,
+    /// `/<name>`, sent to the guest as `x-forwarded-prefix` with every
+    /// request (built once: a clone shares the bytes).
+    prefix_header: http::HeaderValue,
+    installed: InstalledService,
+    pub settings: Settings,
+    component_path: PathBuf,
+    work_dir: PathBuf,
+    log: ServiceLog,
+    capabilities: ServiceCapabilities,
+    runtime: Arc<Runtime>,
+    bus: Arc<Bus>,
+    loaded: RwLock<Option<Arc<LoadedService>>>,
+    load_lock: tokio::sync::Mutex<()>,
+    loading: AtomicBool,
+    stopped: AtomicBool,
+    failure: Mutex<Option<LoadFailure>>,
+    loads: AtomicU64,
+    requests: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    last_load: Mutex<Option<LoadReport>>,
+    /// Cancelled when the service is replaced or removed: work tied to it
+    /// (its event dispatcher) ends.
+    retired: CancellationToken,
+}
+
+/// The status of a service that is not loaded (or not served at all).
+pub fn unloaded_status(installed: &InstalledService, settings: Settings) -> ServiceStatus {
+    let manifest = &installed.manifest;
+    ServiceStatus {
+        name: manifest.name.clone(),
+        version: manifest.version.to_string(),
+        kind: manifest.kind.to_string(),
+        description: manifest.description.clone(),
+        provides: manifest.provides.clone(),
+        publishes: manifest.publishes.clone(),
+        subscribes: manifest.subscribes.clone(),
+        digest: installed.digest.clone(),
+        installed_at: installed.installed_at.clone(),
+        state: if installed.stopped {
+            State::Stopped
+        } else {
+            State::Installed
+        },
+        loads: 0,
+        requests: 0,
+        in_flight: 0,
+        last_error: None,
+        last_load: None,
+        settings,
+    }
+}
+
+impl Service {
+    pub fn new(installed: InstalledService, parts: ServiceParts) -> Service {
+        Service {
+            name: installed.manifest.name.clone(),
+            prefix_header: http::HeaderValue::from_maybe_shared(bytes::Bytes::from(format!(
+                "/{}",
+                installed.manifest.name
+            )))
+            .expect("service names are valid header values"),
+            stopped: AtomicBool::new(installed.stopped),
+            installed,
+            settings: parts.settings,
+            component_path: parts.component_path,
+            work_dir: parts.work_dir,
+            log: parts.log,
+            capabilities: parts.capabilities,
+            runtime: parts.runtime,
+            bus: parts.bus,
+            loaded: RwLock::new(None),
+            load_lock: tokio::sync::Mutex::new(()),
+            loading: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            loads: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            last_load: Mutex::new(None),
+            retired: CancellationToken::new(),
+        }
+    }
+
+    pub fn installed(&self) -> &InstalledService {
+        &self.installed
+    }
+
+    pub fn prefix_header(&self) -> &http::HeaderValue {
+        &self.prefix_header
+    }
+
+    pub fn log(&self) -> &ServiceLog {
+        &self.log
+    }
+
+    /// The engine its instances run in.
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.runtime.engine
+    }
+
+    /// Ends the work tied to this service; it was replaced or removed.
+    pub fn retire(&self) {
+        self.retired.cancel();
+    }
+
+    /// Resolves once the service is replaced or removed.
+    pub async fn retired(&self) {
+        self.retired.cancelled().await
+    }
+
+    /// The loaded service, cold-starting it if needed.
+    pub async fn loaded(&self) -> Result<Arc<LoadedService>, ServiceError> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(ServiceError::Stopped(self.name.clone()));
+        }
+        if let Some(loaded) = self.loaded.read().unwrap().clone() {
+            return Ok(loaded);
+        }
+        let _guard = self.load_lock.lock().await;
+        // Whoever held the lock before us may have loaded it.
+        if let Some(loaded) = self.loaded.read().unwrap().clone() {
+            return Ok(loaded);
+        }
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(ServiceError::Stopped(self.name.clone()));
+        }
+        if let Some(failure) = self.failure.lock().unwrap().as_ref()
+            && Instant::now() < failure.retry_at
+        {
+            return Err(ServiceError::LoadFailed {
+                service: self.name.clone(),
+                reason: failure.reason.clone(),
+                retry_in: failure.retry_at - Instant::now(),
+            });
+        }
+
+        self.loading.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        let result = self.load().await;
+        self.loading.store(false, Ordering::SeqCst);
+        match result {
+            Ok((loaded, outcome)) => {
+                let millis = started.elapsed().as_secs_f64() * 1000.0;
+                self.loads.fetch_add(1, Ordering::SeqCst);
+                *self.failure.lock().unwrap() = None;
+                *self.last_load.lock().unwrap() = Some(LoadReport {
+                    outcome,
+                    millis,
+                    at: now_rfc3339(),
+                });
+                *self.loaded.write().unwrap() = Some(loaded.clone());
+                tracing::info!(service = %self.name, ?outcome, millis, "loaded");
+                self.log
+                    .note(&format!("loaded ({outcome:?}, {millis:.1} ms)"));
+                self.emit(
+                    "locker/service.started",
+                    serde_json::json!({ "service": self.name, "cache": outcome, "millis": millis }),
+                );
+                Ok(loaded)
+            }
+            Err(error) => {
+                let reason = format!("{error:#}");
+                let mut failure = self.failure.lock().unwrap();
+                let backoff = failure
+                    .as_ref()
+                    .map_or(FIRST_RETRY, |f| (f.backoff * 2).min(LAST_RETRY));
+                *failure = Some(LoadFailure {
+                    reason: reason.clone(),
+                    retry_at: Instant::now() + backoff,
+                    backoff,
+                });
+                *self.last_error.lock().unwrap() = Some(format!("load failed: {reason}"));
+                tracing::warn!(service = %self.name, "load failed: {reason}");
+                self.log.note(&format!("load failed: {reason}"));
+                self.emit(
+                    "locker/service.failed",
+                    serde_json::json!({ "service": self.name, "error": format!("load failed: {reason}") }),
+                );
+                Err(ServiceError::LoadFailed {
+                    service: self.name.clone(),
+                    reason,
+                    retry_in: backoff,
+                })
+            }
+        }
+    }
+
+    async fn load(&self) -> Result<(Arc<LoadedService>, CacheOutcome)> {
+        let runtime = self.runtime.clone();
+        let digest = self.installed.digest.clone();
+        let component_path = self.component_path.clone();
+        // Compiling is CPU-bound: keep it off the threads that serve requests.
+        let (pre, outcome) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let (component, outcome) =
+                runtime
+                    .cache
+                    .load(&runtime.engine, &digest, &component_path)?;
+            let instance_pre = runtime
+                .linker
+                .instantiate_pre(&component)
+                .map_err(anyhow::Error::from)
+                .context("cannot link the component (does it import something the host lacks?)")?;
+            Ok((instance_pre, outcome))
+        })
+        .await
+        .context("the load task panicked")??;
+        std::fs::create_dir_all(&self.work_dir)
+            .with_context(|| format!("cannot create {}", self.work_dir.display()))?;
+        let exports = &self.installed.exports;
+        let http = match exports.http_handler {
+            Some(_) => Some(
+                ProxyIndices::new(&pre)
+                    .map_err(anyhow::Error::from)
+                    .context("cannot find the component's wasi:http/incoming-handler")?,
+            ),
+            None => None,
+        };
+        let events = match exports.event_handler {
+            Some(_) => Some(
+                EventHandlerIndices::new(&pre)
+                    .map_err(anyhow::Error::from)
+                    .context("cannot find the component's locker:service/event-handler")?,
+            ),
+            None => None,
+        };
+        let jobs = match exports.job_handler {
+            Some(_) => Some(
+                JobHandlerIndices::new(&pre)
+                    .map_err(anyhow::Error::from)
+                    .context("cannot find the component's locker:service/job-handler")?,
+            ),
+            None => None,
+        };
+        let sandbox = SandboxSpec {
+            work_dir: self.work_dir.clone(),
+            log_file: self.log.file()?,
+            memory_limit: self.settings.memory as usize,
+            allow_hosts: Arc::new(self.installed.manifest.network.allow_hosts.clone()),
+            capabilities: self.capabilities.clone(),
+        };
+        let loaded = LoadedService::new(
+            self.name.clone(),
+            pre,
+            (http, events, jobs),
+            sandbox,
+            self.settings.max_instances,
+        );
+        Ok((Arc::new(loaded), outcome))
+    }
+
+    /// Drops the loaded code. Requests in flight finish on their own copy.
+    pub fn unload(&self, why: &str) -> bool {
+        let unloaded = self.loaded.write().unwrap().take().is_some();
+        if unloaded {
+            tracing::info!(service = %self.name, "unloaded ({why})");
+            self.log.note(&format!("unloaded ({why})"));
+            self.emit(
+                "locker/service.stopped",
+                serde_json::json!({ "service": self.name, "reason": why }),
+            );
+        }
+        unloaded
+    }
+
+    /// Unloads the service if it has been idle longer than its idle time,
+    /// and drops reused instances idle longer than theirs.
+    pub fn unload_if_idle(&self) -> bool {
+        if let Some(loaded) = self.loaded.read().unwrap().as_ref() {
+            loaded.warm.drop_idle(self.settings.reuse_idle);
+        }
+        let idle = self
+            .loaded
+            .read()
+            .unwrap()
+            .as_ref()
+            .and_then(|loaded| loaded.idle_for())
+            .is_some_and(|idle| idle >= self.settings.idle_unload);
+        idle && self.unload("idle")
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    pub fn set_stopped(&self, stopped: bool) {
+        self.stopped.store(stopped, Ordering::SeqCst);
+        if stopped {
+            self.unload("stopped by the owner");
+        } else {
+            // A start clears a remembered failure: the owner asked to try again.
+            *self.failure.lock().unwrap() = None;
+        }
+    }
+
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_error(&self, error: &ServiceError) {
+        let text = error.to_string();
+        self.log.note(&text);
+        self.emit(
+            "locker/service.failed",
+            serde_json::json!({ "service": self.name, "error": text }),
+        );
+        *self.last_error.lock().unwrap() = Some(text);
+    }
+
+    /// Publishes a host event about this service, without waiting for it.
+    pub fn emit(&self, topic: &'static str, payload: serde_json::Value) {
+        let bus = self.bus.clone();
+        let about = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = bus.publish_host(topic, &about, payload).await {
+                tracing::warn!("cannot publish {topic}: {e}");
+            }
+        });
+    }
+
+    pub fn state(&self) -> State {
+        if self.stopped.load(Ordering::SeqCst) {
+            return State::Stopped;
+        }
+        if self.loading.load(Ordering::SeqCst) {
+            return State::Loading;
+        }
+        if let Some(loaded) = self.loaded.read().unwrap().as_ref() {
+            return if loaded.in_flight() > 0 {
+                State::Running
+            } else {
+                State::Idle
+            };
+        }
+        if self.failure.lock().unwrap().is_some() {
+            return State::Failed;
+        }
+        State::Installed
+    }
+
+    pub fn status(&self) -> ServiceStatus {
+        ServiceStatus {
+            state: self.state(),
+            loads: self.loads.load(Ordering::SeqCst),
+            requests: self.requests.load(Ordering::Relaxed),
+            in_flight: self
+                .loaded
+                .read()
+                .unwrap()
+                .as_ref()
+                .map_or(0, |l| l.in_flight()),
+            last_error: self.last_error.lock().unwrap().clone(),
+            last_load: self.last_load.lock().unwrap().clone(),
+            ..unloaded_status(&self.installed, self.settings.clone())
+        }
+    }
+}

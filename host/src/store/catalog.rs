@@ -1,0 +1,326 @@
+//! The service catalog: which services are installed, kept in the root's
+//! SQLite store, with their packages and working directories on disk.
+//!
+//! Every change is staged first and made visible by one rename plus one
+//! transaction, so a crash or a bad package never leaves half an install.
+//! An upgrade swaps package folders: the old one is set aside in `tmp/` as
+//! `retired-<name>` until the new row commits, and put back at start-up if
+//! the row still names its component (the upgrade never committed).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::root::LockerRoot;
+use super::service_log::ServiceLog;
+use crate::clock::now_rfc3339;
+use crate::package::{Exports, Manifest, Package};
+
+/// Errors a caller may want to tell apart (the admin API maps them to statuses).
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("service {name:?} is already installed (version {version}); uninstall it first")]
+    AlreadyInstalled { name: String, version: String },
+    #[error("no service named {0:?} is installed")]
+    NotInstalled(String),
+}
+
+/// One installed service as the catalog records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstalledService {
+    pub manifest: Manifest,
+    pub digest: String,
+    pub exports: Exports,
+    pub installed_at: String,
+    /// Stopped by the owner: requests are refused until it is started again.
+    pub stopped: bool,
+}
+
+impl InstalledService {
+    /// A package as the catalog records it, installed now.
+    fn of(package: &Package, stopped: bool) -> InstalledService {
+        InstalledService {
+            manifest: package.manifest.clone(),
+            digest: package.digest.clone(),
+            exports: package.exports.clone(),
+            installed_at: now_rfc3339(),
+            stopped,
+        }
+    }
+}
+
+/// The installed services: what the supervisor and the offline CLI change
+/// and read. Every method blocks (file and database I/O).
+pub trait Catalog: Send + Sync {
+    fn list(&self) -> Result<Vec<InstalledService>>;
+    fn get(&self, name: &str) -> Result<Option<InstalledService>>;
+    /// The installed component file of a service.
+    fn component_path(&self, service: &InstalledService) -> PathBuf;
+    /// Installs a checked package. On any error the root is left as it was.
+    fn install(&self, package: &Package) -> Result<InstalledService>;
+    /// Replaces an installed service's package with a newer one; its working
+    /// directory, log and stopped flag stay. Returns the old and the new.
+    fn upgrade(&self, package: &Package) -> Result<(InstalledService, InstalledService)>;
+    /// Removes a service; its working directory and log stay when `keep_data`.
+    fn uninstall(&self, name: &str, keep_data: bool) -> Result<InstalledService>;
+    /// Records whether the owner stopped the service.
+    fn set_stopped(&self, name: &str, stopped: bool) -> Result<InstalledService>;
+
+    fn require(&self, name: &str) -> Result<InstalledService> {
+        self.get(name)?
+            .ok_or_else(|| CatalogError::NotInstalled(name.to_string()).into())
+    }
+}
+
+/// The catalog in the root's SQLite database, packages in `packages/`.
+pub struct SqliteCatalog {
+    root: LockerRoot,
+    db: Mutex<Connection>,
+}
+
+impl SqliteCatalog {
+    /// Opens the catalog of a root, and clears what an interrupted install left.
+    pub fn open(root: &LockerRoot) -> Result<SqliteCatalog> {
+        let catalog = SqliteCatalog {
+            root: root.clone(),
+            db: Mutex::new(root.open_database()?),
+        };
+        catalog.sweep()?;
+        Ok(catalog)
+    }
+
+    pub fn root(&self) -> &LockerRoot {
+        &self.root
+    }
+
+    /// Writes a package where nothing reads it, ready to be moved in place.
+    fn stage(&self, package: &Package) -> Result<tempfile::TempDir> {
+        let staging = tempfile::Builder::new()
+            .prefix(&format!("install-{}-", package.manifest.name))
+            .tempdir_in(self.root.tmp_dir())
+            .context("cannot create a staging folder")?;
+        std::fs::write(
+            staging.path().join("locker.toml"),
+            package.manifest.to_toml(),
+        )?;
+        let component_file = staging.path().join(&package.manifest.component);
+        std::fs::write(&component_file, &package.component)?;
+        std::fs::File::open(&component_file)?.sync_all()?;
+        Ok(staging)
+    }
+
+    fn retired_dir(&self, name: &str) -> PathBuf {
+        self.root.tmp_dir().join(format!("retired-{name}"))
+    }
+
+    /// Undoes an upgrade cut short, then removes staging leftovers and
+    /// package folders that no catalog row claims.
+    fn sweep(&self) -> Result<()> {
+        for entry in std::fs::read_dir(self.root.tmp_dir())?.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file_name.strip_prefix("retired-")
+                && let Some(service) = self.get(name)?
+            {
+                let component = entry.path().join(&service.manifest.component);
+                let still_current = std::fs::read(&component).is_ok_and(|bytes| {
+                    crate::package::component::digest_of(&bytes) == service.digest
+                });
+                if still_current {
+                    tracing::warn!(service = %name, "an upgrade did not complete: putting the previous package back");
+                    let package_dir = self.root.package_dir(name);
+                    remove_dir_if_present(&package_dir)?;
+                    std::fs::rename(entry.path(), &package_dir)?;
+                }
+            }
+        }
+        for entry in std::fs::read_dir(self.root.tmp_dir())?.flatten() {
+            let _ = std::fs::remove_dir_all(entry.path())
+                .or_else(|_| std::fs::remove_file(entry.path()));
+        }
+        for entry in std::fs::read_dir(self.root.packages_dir())?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if self.get(&name)?.is_none() {
+                tracing::warn!(service = %name, "removing a package folder left by an interrupted install");
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Catalog for SqliteCatalog {
+    fn list(&self) -> Result<Vec<InstalledService>> {
+        let db = self.db.lock().unwrap();
+        let mut statement = db.prepare(
+            "SELECT name, manifest, digest, capabilities, installed_at, stopped FROM services ORDER BY name",
+        )?;
+        let rows = statement.query_map([], row_to_service)?;
+        rows.map(|row| row?).collect()
+    }
+
+    fn get(&self, name: &str) -> Result<Option<InstalledService>> {
+        let db = self.db.lock().unwrap();
+        let row = db
+            .query_row(
+                "SELECT name, manifest, digest, capabilities, installed_at, stopped FROM services WHERE name = ?1",
+                [name],
+                row_to_service,
+            )
+            .optional()?;
+        row.transpose()
+    }
+
+    fn component_path(&self, service: &InstalledService) -> PathBuf {
+        self.root
+            .package_dir(&service.manifest.name)
+            .join(&service.manifest.component)
+    }
+
+    fn install(&self, package: &Package) -> Result<InstalledService> {
+        let name = &package.manifest.name;
+        let mut db = self.db.lock().unwrap();
+        if let Some(existing) = db
+            .query_row(
+                "SELECT manifest FROM services WHERE name = ?1",
+                [name],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+        {
+            let version = Manifest::parse(&existing, "catalog")
+                .map(|m| m.version.to_string())
+                .unwrap_or_else(|_| "unknown".into());
+            return Err(CatalogError::AlreadyInstalled {
+                name: name.clone(),
+                version,
+            }
+            .into());
+        }
+
+        let staging = self.stage(package)?;
+        let installed = InstalledService::of(package, false);
+        let transaction = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        transaction.execute(
+            "INSERT INTO services (name, manifest, digest, capabilities, installed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                name,
+                installed.manifest.to_toml(),
+                installed.digest,
+                serde_json::to_string(&installed.exports)?,
+                installed.installed_at,
+            ],
+        )?;
+        let package_dir = self.root.package_dir(name);
+        // A folder left by a crash between rename and commit is stale: replace it.
+        if package_dir.exists() {
+            std::fs::remove_dir_all(&package_dir)?;
+        }
+        std::fs::rename(staging.keep(), &package_dir)
+            .with_context(|| format!("cannot move the package to {}", package_dir.display()))?;
+        let work_dir = self.root.work_dir(name);
+        std::fs::create_dir_all(&work_dir)
+            .with_context(|| format!("cannot create {}", work_dir.display()))?;
+        if let Err(e) = transaction.commit() {
+            let _ = std::fs::remove_dir_all(&package_dir);
+            return Err(e).context("cannot record the install");
+        }
+        Ok(installed)
+    }
+
+    fn upgrade(&self, package: &Package) -> Result<(InstalledService, InstalledService)> {
+        let name = &package.manifest.name;
+        let old = self.require(name)?;
+        let staging = self.stage(package)?;
+        let new = InstalledService::of(package, old.stopped);
+        let mut db = self.db.lock().unwrap();
+        let transaction = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        transaction.execute(
+            "UPDATE services SET manifest = ?2, digest = ?3, capabilities = ?4, installed_at = ?5 WHERE name = ?1",
+            params![
+                name,
+                new.manifest.to_toml(),
+                new.digest,
+                serde_json::to_string(&new.exports)?,
+                new.installed_at,
+            ],
+        )?;
+        let package_dir = self.root.package_dir(name);
+        let retired = self.retired_dir(name);
+        remove_dir_if_present(&retired)?;
+        std::fs::rename(&package_dir, &retired)
+            .with_context(|| format!("cannot set aside {}", package_dir.display()))?;
+        let swapped = std::fs::rename(staging.keep(), &package_dir)
+            .with_context(|| format!("cannot move the package to {}", package_dir.display()))
+            .and_then(|()| transaction.commit().context("cannot record the upgrade"));
+        if let Err(e) = swapped {
+            let _ = std::fs::remove_dir_all(&package_dir);
+            let _ = std::fs::rename(&retired, &package_dir);
+            return Err(e);
+        }
+        let _ = std::fs::remove_dir_all(&retired);
+        Ok((old, new))
+    }
+
+    fn uninstall(&self, name: &str, keep_data: bool) -> Result<InstalledService> {
+        let service = self.require(name)?;
+        let db = self.db.lock().unwrap();
+        db.execute("DELETE FROM services WHERE name = ?1", [name])?;
+        drop(db);
+        // The row is gone, so a leftover folder is only garbage for `sweep`.
+        remove_dir_if_present(&self.root.package_dir(name))?;
+        if !keep_data {
+            remove_dir_if_present(&self.root.work_dir(name))?;
+            let _ = std::fs::remove_file(self.root.log_path(name));
+            let _ = std::fs::remove_file(ServiceLog::new(self.root.log_path(name)).rotated_path());
+        }
+        Ok(service)
+    }
+
+    fn set_stopped(&self, name: &str, stopped: bool) -> Result<InstalledService> {
+        let db = self.db.lock().unwrap();
+        let changed = db.execute(
+            "UPDATE services SET stopped = ?2 WHERE name = ?1",
+            params![name, stopped],
+        )?;
+        drop(db);
+        if changed == 0 {
+            return Err(CatalogError::NotInstalled(name.to_string()).into());
+        }
+        self.require(name)
+    }
+}
+
+type RowResult = Result<InstalledService>;
+
+fn row_to_service(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
+    let name: String = row.get(0)?;
+    let manifest_text: String = row.get(1)?;
+    let digest: String = row.get(2)?;
+    let exports_json: String = row.get(3)?;
+    let installed_at: String = row.get(4)?;
+    let stopped: bool = row.get(5)?;
+    Ok((|| {
+        let manifest = Manifest::parse(&manifest_text, &format!("of installed service {name}"))?;
+        let exports = serde_json::from_str(&exports_json)
+            .with_context(|| format!("corrupt exports of installed service {name}"))?;
+        Ok(InstalledService {
+            manifest,
+            digest,
+            exports,
+            installed_at,
+            stopped,
+        })
+    })())
+}
+
+fn remove_dir_if_present(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,20 @@
+//! Durable state: the locker root (its folders, lock and versioned SQLite
+//! schema), the catalog of installed services, the event log, the job
+//! store, the group-commit writer they share, and the services' logs.
+//!
+//! The catalog, the event log and the job store are traits, each with a
+//! SQLite implementation: a second backend is a new implementation.
+
+pub mod catalog;
+pub mod events;
+pub mod group_commit;
+pub mod jobs;
+pub mod root;
+pub mod schema;
+pub mod service_log;
+
+pub use catalog::{Catalog, CatalogError, InstalledService, SqliteCatalog};
+pub use events::{EventLog, SqliteEventLog};
+pub use jobs::{JobStore, SqliteJobStore};
+pub use root::LockerRoot;
+pub use service_log::ServiceLog;

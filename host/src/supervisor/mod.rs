@@ -1,0 +1,254 @@
+//! The supervisor: the services of a serving host, kept in step with the
+//! catalog; the lifecycle operations the admin API offers (install,
+//! upgrade, uninstall, start, stop, replay); and the host's background work
+//! (`background`). Adding a service configures every capability for it,
+//! registers it, and tells the triggers (its subscriptions, its jobs).
+
+mod background;
+mod options;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+
+pub use background::BackgroundTasks;
+pub use options::HostOptions;
+
+use crate::api::ServiceStatus;
+use crate::bus::Bus;
+use crate::capabilities::{HostCapabilities, ServiceContext};
+use crate::capabilities::{discovery::Discovery, events::Events, scheduler::Scheduling};
+use crate::jobs::Scheduler;
+use crate::package::Package;
+use crate::runtime::service::ServiceParts;
+use crate::runtime::settings::Settings;
+use crate::runtime::{Runtime, Service, Services};
+use crate::store::{
+    Catalog, CatalogError, InstalledService, LockerRoot, ServiceLog, SqliteCatalog, SqliteEventLog,
+    SqliteJobStore,
+};
+use crate::triggers::jobs::JobRunner;
+
+pub struct Supervisor {
+    pub root: LockerRoot,
+    pub catalog: Arc<dyn Catalog>,
+    pub runtime: Arc<Runtime>,
+    pub bus: Arc<Bus>,
+    pub scheduler: Arc<Scheduler>,
+    pub jobs: JobRunner,
+    pub services: Arc<Services>,
+    capabilities: HostCapabilities,
+    options: HostOptions,
+    /// Set once the background work runs; dispatchers start from then on.
+    started: AtomicBool,
+    /// Serializes catalog changes made through this host.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl Supervisor {
+    /// Opens the root's catalog, event log and jobs, the engine and its
+    /// code cache, and adds every installed service (nothing is loaded, and
+    /// nothing runs until [`Supervisor::start_background`]).
+    pub fn new(root: LockerRoot, options: HostOptions) -> Result<Arc<Supervisor>> {
+        let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&root)?);
+        let (job_store, jobs) = SqliteJobStore::open(&root)?;
+        let scheduler = Scheduler::new(Arc::new(job_store), jobs, options.jobs.clone());
+        let cache_dir = options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| root.default_cache_dir());
+        let runtime = Arc::new(Runtime::new(&options.pool, cache_dir)?);
+        let bus = Arc::new(Bus::new(
+            Arc::new(SqliteEventLog::open(&root)?),
+            options.max_event_payload,
+            options.delivery.clone(),
+        ));
+        let services = Arc::new(Services::default());
+        let capabilities = HostCapabilities {
+            events: Events::new(bus.clone()),
+            discovery: Discovery::default(),
+            scheduler: Scheduling::new(scheduler.clone()),
+        };
+        let supervisor = Arc::new(Supervisor {
+            jobs: JobRunner::new(scheduler.clone(), services.clone()),
+            root,
+            catalog,
+            runtime,
+            bus,
+            scheduler,
+            services,
+            capabilities,
+            options,
+            started: AtomicBool::new(false),
+            changes: tokio::sync::Mutex::new(()),
+        });
+        for service in supervisor.catalog.list()? {
+            supervisor.add(service);
+        }
+        Ok(supervisor)
+    }
+
+    /// Makes a service of an installed one: its settings, its capabilities
+    /// configured, registered (retiring one it replaces), its subscriptions
+    /// known to the bus and its dispatcher started.
+    fn add(&self, installed: InstalledService) -> Arc<Service> {
+        let manifest = &installed.manifest;
+        let name = manifest.name.clone();
+        let log = ServiceLog::new(self.root.log_path(&name));
+        let capabilities = self.capabilities.configure(&ServiceContext {
+            manifest,
+            log: &log,
+        });
+        let parts = ServiceParts {
+            component_path: self.catalog.component_path(&installed),
+            work_dir: self.root.work_dir(&name),
+            log,
+            settings: Settings::resolve(
+                manifest,
+                &self.options.defaults,
+                self.options.pool.max_memory,
+            ),
+            capabilities,
+            runtime: self.runtime.clone(),
+            bus: self.bus.clone(),
+        };
+        self.bus
+            .subscriptions
+            .set(&name, manifest.subscribes.clone());
+        let service = Arc::new(Service::new(installed, parts));
+        self.services.insert(service.clone());
+        self.spawn_dispatcher(&service);
+        service
+    }
+
+    pub fn service(&self, name: &str) -> Option<Arc<Service>> {
+        self.services.get(name)
+    }
+
+    pub fn statuses(&self) -> Vec<ServiceStatus> {
+        self.services.all().iter().map(|s| s.status()).collect()
+    }
+
+    pub async fn install(&self, package: Package) -> Result<ServiceStatus> {
+        let _change = self.changes.lock().await;
+        let installed = self
+            .blocking(move |catalog| catalog.install(&package))
+            .await?;
+        let service = self.add(installed);
+        self.scheduler
+            .sync_service(&service.installed().manifest)
+            .await
+            .context("installed, but its jobs could not be registered (the next start retries)")?;
+        let version = service.installed().manifest.version.to_string();
+        service.log().note(&format!("installed version {version}"));
+        service.emit(
+            "locker/service.installed",
+            serde_json::json!({ "service": service.name, "version": version }),
+        );
+        Ok(service.status())
+    }
+
+    /// Replaces a service's package, keeping its data; its manifest's jobs,
+    /// subscriptions and service types take effect at once.
+    pub async fn upgrade(&self, package: Package) -> Result<ServiceStatus> {
+        let _change = self.changes.lock().await;
+        let name = package.manifest.name.clone();
+        let previous = self
+            .service(&name)
+            .ok_or_else(|| CatalogError::NotInstalled(name.clone()))?;
+        let (old, new) = self
+            .blocking(move |catalog| catalog.upgrade(&package))
+            .await?;
+        previous.unload("upgraded");
+        let service = self.add(new);
+        self.scheduler
+            .sync_service(&service.installed().manifest)
+            .await
+            .context("upgraded, but its jobs could not be registered (the next start retries)")?;
+        let (from, to) = (
+            old.manifest.version.to_string(),
+            service.installed().manifest.version.to_string(),
+        );
+        service
+            .log()
+            .note(&format!("upgraded from version {from} to {to}"));
+        service.emit(
+            "locker/service.upgraded",
+            serde_json::json!({ "service": name, "from": from, "to": to }),
+        );
+        Ok(service.status())
+    }
+
+    pub async fn uninstall(&self, name: &str, keep_data: bool) -> Result<ServiceStatus> {
+        let _change = self.changes.lock().await;
+        let service = self
+            .service(name)
+            .ok_or_else(|| CatalogError::NotInstalled(name.to_string()))?;
+        service.unload("uninstalled");
+        let status = service.status();
+        let owned = name.to_string();
+        self.blocking(move |catalog| catalog.uninstall(&owned, keep_data))
+            .await?;
+        self.services.remove(name);
+        self.capabilities.forget(name);
+        self.bus.remove_subscriber(name);
+        self.scheduler
+            .remove_service(name)
+            .await
+            .context("uninstalled, but its jobs could not be removed (the next start retries)")?;
+        service.emit(
+            "locker/service.uninstalled",
+            serde_json::json!({ "service": name, "kept_data": keep_data }),
+        );
+        Ok(status)
+    }
+
+    /// Starts a service: clears `stopped` and loads it now.
+    pub async fn start(&self, name: &str) -> Result<ServiceStatus> {
+        let service = self.set_stopped(name, false).await?;
+        // Deliveries and jobs held while it was stopped can go now.
+        self.bus.ring(name);
+        self.scheduler.resume(name);
+        service
+            .loaded()
+            .await
+            .with_context(|| format!("service {name:?} did not start"))?;
+        Ok(service.status())
+    }
+
+    /// Stops a service: unloads it and refuses requests until it is started.
+    pub async fn stop(&self, name: &str) -> Result<ServiceStatus> {
+        Ok(self.set_stopped(name, true).await?.status())
+    }
+
+    async fn set_stopped(&self, name: &str, stopped: bool) -> Result<Arc<Service>> {
+        let _change = self.changes.lock().await;
+        let owned = name.to_string();
+        self.blocking(move |catalog| catalog.set_stopped(&owned, stopped))
+            .await?;
+        let service = self
+            .service(name)
+            .ok_or_else(|| CatalogError::NotInstalled(name.to_string()))?;
+        service.set_stopped(stopped);
+        Ok(service)
+    }
+
+    /// Makes dead letters pending again and wakes their subscribers.
+    pub async fn replay(
+        &self,
+        service: Option<String>,
+        event: Option<String>,
+    ) -> Result<Vec<String>> {
+        let subscribers = self.bus.log().replay(service, event).await?;
+        for subscriber in &subscribers {
+            self.bus.ring(subscriber);
+        }
+        Ok(subscribers)
+    }
+
+    /// Runs a catalog call (SQLite and file I/O) without stalling other tasks.
+    async fn blocking<T>(&self, f: impl FnOnce(&dyn Catalog) -> Result<T>) -> Result<T> {
+        tokio::task::block_in_place(|| f(&*self.catalog))
+    }
+}

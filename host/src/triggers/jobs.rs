@@ -1,0 +1,202 @@
+//! The job trigger: one timer for the whole host and the runs it starts.
+//!
+//! The timer sleeps until the earliest time in the job table's queue (or
+//! until a change wakes it), fires what is due, and sleeps again: it never
+//! scans the jobs. A run cold-starts its service if needed, hands the job
+//! to a fresh instance's `job-handler`, and retries a failed attempt with
+//! backoff while there is time before the job's next tick (a one-shot job:
+//! a few attempts). One run of a job at a time: a tick that comes while the
+//! last run is still going is skipped, counted and noted in the service's
+//! log. A job whose service is stopped waits, and runs once when the
+//! service is started.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::api::RunView;
+use crate::bindings::{Job as GuestJob, JobHandler};
+use crate::clock::{from_millis, rfc3339};
+use crate::jobs::{Fired, JobKey, RunNowError, Scheduler, ServiceNow};
+use crate::runtime::Services;
+use crate::runtime::call::{self, Instantiated};
+use crate::store::jobs::RunRecord;
+
+/// Fires and runs jobs; cheap to clone.
+#[derive(Clone)]
+pub struct JobRunner {
+    scheduler: Arc<Scheduler>,
+    services: Arc<Services>,
+}
+
+impl JobRunner {
+    pub fn new(scheduler: Arc<Scheduler>, services: Arc<Services>) -> JobRunner {
+        JobRunner {
+            scheduler,
+            services,
+        }
+    }
+
+    /// The timer: fires what is due, then sleeps until the next due job or
+    /// a change. Runs until the host stops (its task is aborted).
+    pub async fn run_timer(self) {
+        loop {
+            let woken = self.scheduler.changed();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            match self.fire_due() {
+                Some(next) => {
+                    let wait = next * 1000 - Utc::now().timestamp_micros();
+                    // Waking once a minute at least keeps a wall-clock jump from
+                    // delaying jobs for long.
+                    let wait =
+                        Duration::from_micros(wait.max(0) as u64).min(Duration::from_secs(60));
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = woken => {}
+                    }
+                }
+                None => woken.await,
+            }
+        }
+    }
+
+    /// Fires every due job; returns when the next one is due.
+    fn fire_due(&self) -> Option<i64> {
+        let (fired, next) =
+            self.scheduler
+                .fire_due(Utc::now(), |name| match self.services.get(name) {
+                    None => ServiceNow::Gone,
+                    Some(service) if service.is_stopped() => ServiceNow::Stopped,
+                    Some(_) => ServiceNow::Ready,
+                });
+        for fired in fired {
+            match fired {
+                Fired::Run { key, id, due } => {
+                    tokio::spawn(self.clone().run(key, id, due));
+                }
+                Fired::Skipped { key, due } => {
+                    let message = format!(
+                        "job {:?}: skipped its tick at {}, the last run is still going",
+                        key.1,
+                        rfc3339(from_millis(due))
+                    );
+                    tracing::info!(service = %key.0, "{message}");
+                    self.note(&key.0, &message);
+                }
+                Fired::Parked { key } => self.note(
+                    &key.0,
+                    &format!(
+                        "job {:?} is due but the service is stopped; it runs once when started",
+                        key.1
+                    ),
+                ),
+            }
+        }
+        next
+    }
+
+    /// Runs a job now, outside its schedule, and waits for the result.
+    pub async fn run_now(&self, service: &str, name: &str) -> Result<RunView, RunNowError> {
+        if self.services.get(service).is_some_and(|s| s.is_stopped()) {
+            return Err(RunNowError::Stopped(service.into()));
+        }
+        let key = (service.to_string(), name.to_string());
+        let id = self.scheduler.claim(&key)?;
+        let scheduled = Utc::now().timestamp_millis();
+        let run = self.clone().run(key, id, scheduled).await;
+        Ok(RunView::from(&run))
+    }
+
+    /// One run of a job: attempts until one succeeds or there is no time
+    /// left to retry; then records the run.
+    async fn run(self, key: JobKey, id: i64, scheduled: i64) -> RunRecord {
+        let started = Utc::now().timestamp_millis();
+        let policy = &self.scheduler.policy;
+        let mut attempts = 0;
+        let error = loop {
+            attempts += 1;
+            let Err(error) = self.attempt(&key, scheduled, attempts).await else {
+                break None;
+            };
+            let backoff = policy
+                .first_retry
+                .saturating_mul(1 << (attempts - 1).min(16))
+                .min(Duration::from_secs(3600));
+            let retry_at = Utc::now().timestamp_millis() + backoff.as_millis() as i64;
+            let may_retry = self.scheduler.may_retry(&key, id, attempts, retry_at);
+            let what = if may_retry {
+                format!("retrying in {}", humantime::format_duration(backoff))
+            } else {
+                "giving up on this run".to_string()
+            };
+            let message = format!(
+                "job {:?}: attempt {attempts} failed ({what}): {error}",
+                key.1
+            );
+            tracing::warn!(service = %key.0, "{message}");
+            self.note(&key.0, &message);
+            if !may_retry {
+                break Some(error);
+            }
+            tokio::time::sleep(backoff).await;
+        };
+        let run = RunRecord {
+            scheduled,
+            started,
+            finished: Utc::now().timestamp_millis(),
+            attempts,
+            error,
+        };
+        self.scheduler.finish(&key, id, &run);
+        run
+    }
+
+    /// One attempt: load the service if needed, and call its job handler
+    /// in a fresh instance.
+    async fn attempt(&self, key: &JobKey, scheduled: i64, attempt: u32) -> Result<(), String> {
+        let actual = Utc::now();
+        let service = self
+            .services
+            .get(&key.0)
+            .ok_or_else(|| format!("service {:?} is not installed", key.0))?;
+        let payload = self
+            .scheduler
+            .payload_of(key)
+            .ok_or("the job was cancelled")?;
+        let deadline = tokio::time::Instant::now() + service.settings.timeout;
+        let loaded = service.loaded().await.map_err(|e| e.to_string())?;
+        let Some(indices) = loaded.jobs.clone() else {
+            return Err(format!("service {:?} does not export a job handler", key.0));
+        };
+        let mut instance: Instantiated<JobHandler> =
+            call::instantiate(&service, loaded, deadline, |store, instance| {
+                indices.load(store, instance)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        instance.arm(&service);
+        let job = GuestJob {
+            name: key.1.clone(),
+            scheduled: rfc3339(from_millis(scheduled)),
+            actual: rfc3339(actual),
+            attempt,
+            payload,
+        };
+        let call = instance.export.call_run(&mut instance.store, &job);
+        let outcome = tokio::time::timeout_at(deadline, call).await;
+        match instance.settle(&service, outcome) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(format!("the job handler returned an error: {message}")),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Notes a line in a service's log, if it is still installed.
+    fn note(&self, service: &str, message: &str) {
+        if let Some(service) = self.services.get(service) {
+            service.log().note(message);
+        }
+    }
+}
