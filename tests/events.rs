@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Locker, cli, guest, guest_variant, install};
+use support::{Locker, cli, eventually, guest, guest_variant, install};
 
 /// A subscriber installed under `name` with these `subscribes` patterns.
 fn subscriber(dir: &Path, root: &Path, name: &str, patterns: &[&str]) {
@@ -33,19 +33,15 @@ async fn received(locker: &Locker, name: &str) -> Vec<Value> {
 
 /// Waits until a subscriber has recorded at least `count` events.
 async fn wait_for_events(locker: &Locker, name: &str, count: usize) -> Vec<Value> {
-    let started = std::time::Instant::now();
-    loop {
+    let what = format!("{name} to receive {count} events");
+    eventually(&what, Duration::from_secs(60), async || {
         let events = received(locker, name).await;
-        if events.len() >= count {
-            return events;
+        match events.len() {
+            received if received >= count => Ok(events),
+            received => Err(format!("{received} events")),
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{name} received {} of {count} events",
-            events.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 async fn publish(locker: &Locker, topic: &str, payload: &str) -> String {
@@ -297,31 +293,34 @@ async fn host_events_announce_install_load_unload_and_failure() {
         ("locker/service.stopped", "hello-rs"),
         ("locker/service.failed", "unruly"),
     ];
-    let started = std::time::Instant::now();
-    loop {
-        let events = received(&locker, "watcher").await;
-        let seen = |topic: &str, service: &str| {
-            events.iter().any(|e| {
-                e["topic"] == topic
-                    && e["source"] == "locker"
-                    && serde_json::from_str::<Value>(e["payload"].as_str().unwrap()).unwrap()["service"] == service
-            })
-        };
-        if wanted.iter().all(|(topic, service)| seen(topic, service)) {
-            // The watcher is never told about its own loading and unloading.
-            assert!(
-                !events
-                    .iter()
-                    .any(|e| e["payload"].as_str().unwrap().contains("\"watcher\""))
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "missing host events in {events:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let events = eventually(
+        "the host events about hello-rs and unruly",
+        Duration::from_secs(30),
+        async || {
+            let events = received(&locker, "watcher").await;
+            let seen = |topic: &str, service: &str| {
+                events.iter().any(|e| {
+                        e["topic"] == topic
+                            && e["source"] == "locker"
+                            && serde_json::from_str::<Value>(e["payload"].as_str().unwrap())
+                                .unwrap()["service"]
+                                == service
+                    })
+            };
+            if wanted.iter().all(|(topic, service)| seen(topic, service)) {
+                Ok(events)
+            } else {
+                Err(Value::from(events))
+            }
+        },
+    )
+    .await;
+    // The watcher is never told about its own loading and unloading.
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["payload"].as_str().unwrap().contains("\"watcher\""))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -490,18 +489,19 @@ async fn history_is_pruned_after_its_retention_but_never_an_event_still_owed() {
     }
 
     // Past the retention, delivered and unhandled events go; the dead letter stays.
-    let started = std::time::Instant::now();
-    let after = loop {
-        let after = ids(&history(&locker).await);
-        if !after.contains(&delivered) && !after.contains(&unhandled) {
-            break after;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never pruned: {after:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let after = eventually(
+        "the history to be pruned",
+        Duration::from_secs(30),
+        async || {
+            let after = ids(&history(&locker).await);
+            if !after.contains(&delivered) && !after.contains(&unhandled) {
+                Ok(after)
+            } else {
+                Err(format!("{after:?}"))
+            }
+        },
+    )
+    .await;
     assert!(
         after.contains(&owed),
         "a dead letter's event was pruned: {after:?}"

@@ -5,11 +5,11 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use support::{Locker, cli, guest, guest_variant, install};
+use support::{Locker, cli, eventually, guest, guest_variant, install};
 
 /// The runs a ticker service recorded, read from its working directory.
 fn runs(root: &Path, service: &str) -> Vec<Value> {
@@ -32,19 +32,15 @@ fn runs_of(root: &Path, service: &str, job: &str) -> Vec<Value> {
 
 /// Waits until `job` has run at least `count` times.
 async fn wait_for_runs(root: &Path, service: &str, job: &str, count: usize) -> Vec<Value> {
-    let started = Instant::now();
-    loop {
+    let what = format!("{service}/{job} to run {count} times");
+    eventually(&what, Duration::from_secs(20), async || {
         let runs = runs_of(root, service, job);
-        if runs.len() >= count {
-            return runs;
+        match runs.len() {
+            ran if ran >= count => Ok(runs),
+            ran => Err(format!("{ran} runs")),
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{service}/{job} ran {} times, not {count}",
-            runs.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 fn time_of(run: &Value, field: &str) -> DateTime<Utc> {

@@ -93,6 +93,68 @@ pub fn install(root: &Path, package: &Path) {
     );
 }
 
+/// How often `eventually` looks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Polls `probe` until it is ready, and returns what it found; after `limit`,
+/// panics naming `what` it waited for and what the last probe saw. A probe
+/// answers `true`, `Some(found)` or `Ok(found)` when ready; `false`, `None`,
+/// or `Err(seen)` when not yet, `seen` being shown if time runs out:
+///
+/// ```ignore
+/// let events = eventually("3 events", Duration::from_secs(10), async || {
+///     let events = received().await;
+///     if events.len() >= 3 { Ok(events) } else { Err(events.len()) }
+/// })
+/// .await;
+/// ```
+pub async fn eventually<P: Probe>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> P,
+) -> P::Ready {
+    let started = Instant::now();
+    loop {
+        match probe().await.check() {
+            Ok(ready) => return ready,
+            Err(seen) => assert!(
+                started.elapsed() < limit,
+                "gave up after {limit:?} waiting for {what}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The answer of one probe of `eventually`.
+pub trait Probe {
+    type Ready;
+    /// What was found when ready; otherwise what was seen, as text.
+    fn check(self) -> Result<Self::Ready, String>;
+}
+
+impl Probe for bool {
+    type Ready = ();
+    fn check(self) -> Result<(), String> {
+        if self { Ok(()) } else { Err("false".into()) }
+    }
+}
+
+impl<T> Probe for Option<T> {
+    type Ready = T;
+    fn check(self) -> Result<T, String> {
+        self.ok_or_else(|| "None".into())
+    }
+}
+
+/// `Err(seen)` shows with `{:#}`: a `serde_json::Value` as pretty JSON.
+impl<T, E: std::fmt::Display> Probe for Result<T, E> {
+    type Ready = T;
+    fn check(self) -> Result<T, String> {
+        self.map_err(|seen| format!("{seen:#}"))
+    }
+}
+
 /// A running `locker serve` on a free loopback port; killed when dropped.
 pub struct Locker {
     pub root: PathBuf,
@@ -212,18 +274,16 @@ impl Locker {
         limit: Duration,
         ready: impl Fn(&Value) -> bool,
     ) -> Value {
-        let started = Instant::now();
-        loop {
+        let what = format!("{service} to reach the expected state");
+        eventually(&what, limit, async || {
             let status = self.status(service).await;
             if ready(&status) {
-                return status;
+                Ok(status)
+            } else {
+                Err(status)
             }
-            assert!(
-                started.elapsed() < limit,
-                "{service} never reached the expected state: {status:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Asks the host to shut down and waits for it.
