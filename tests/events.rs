@@ -11,13 +11,8 @@ use support::{Locker, cli, eventually, guest, guest_variant, install};
 
 /// A subscriber installed under `name` with these `subscribes` patterns.
 fn subscriber(dir: &Path, root: &Path, name: &str, patterns: &[&str]) {
-    let patterns = serde_json::to_string(patterns).unwrap();
     let package = guest_variant(dir, "subscriber", |m| {
-        m.replace("name = \"subscriber\"", &format!("name = \"{name}\""))
-            .replace(
-                "subscribes = [\"note/*\"]",
-                &format!("subscribes = {patterns}"),
-            )
+        m.set("name", name).set("subscribes", patterns.to_vec());
     });
     install(root, &package);
 }
@@ -89,7 +84,7 @@ async fn wildcard_subscriptions_match_and_order_holds_over_a_thousand_events() {
     // One request publishes all 1,000 events, each durable before the next:
     // give it time on a slow disk.
     let patient = guest_variant(dir.path(), "publisher", |m| {
-        format!("{m}\n[limits]\ntimeout = \"5m\"\n")
+        m.add("limits.timeout", "5m");
     });
     install(&root, &patient);
     subscriber(dir.path(), &root, "all-notes", &["note/*"]);

@@ -17,7 +17,7 @@ fn root_state(root: &Path) -> (Vec<(String, u64)>, String) {
 /// Each bad package, and a piece of the error it must produce.
 fn bad_packages(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     let with_component = |bytes: &[u8]| {
-        let package = guest_variant(dir, "hello-rs", |m| m);
+        let package = guest_variant(dir, "hello-rs", |_| {});
         std::fs::write(package.join("hello_rs.wasm"), bytes).unwrap();
         package
     };
@@ -38,32 +38,38 @@ fn bad_packages(dir: &Path) -> Vec<(PathBuf, &'static str)> {
             "exports none of `wasi:http/incoming-handler",
         ),
         (
-            guest_variant(dir, "hello-rs", |m| m.replace("name = \"hello-rs\"\n", "")),
+            guest_variant(dir, "hello-rs", |m| {
+                m.remove("name");
+            }),
             "missing field `name`",
         ),
         (
             guest_variant(dir, "hello-rs", |m| {
-                m.replace("kind = \"app\"", "kind = \"daemon\"")
+                m.set("kind", "daemon");
             }),
             "unknown variant `daemon`",
         ),
         (
-            guest_variant(dir, "hello-rs", |m| m.replace("0.1.0", "first")),
+            guest_variant(dir, "hello-rs", |m| {
+                m.set("version", "first");
+            }),
             "version",
         ),
         (
             guest_variant(dir, "hello-rs", |m| {
-                m.replace("hello_rs.wasm", "missing.wasm")
+                m.set("component", "missing.wasm");
             }),
             "missing.wasm",
         ),
         (
-            guest_variant(dir, "hello-rs", |m| format!("{m}colour = \"red\"\n")),
+            guest_variant(dir, "hello-rs", |m| {
+                m.add("colour", "red");
+            }),
             "unknown field `colour`",
         ),
         (
             guest_variant(dir, "hello-rs", |m| {
-                m.replace("\"hello-rs\"", "\"Hello World\"")
+                m.set("name", "Hello World");
             }),
             "service name",
         ),
@@ -142,7 +148,7 @@ fn concurrent_commands_never_corrupt_the_root() {
         .iter()
         .map(|name| {
             guest_variant(dir.path(), "notes", |m| {
-                m.replace("name = \"notes\"", &format!("name = \"{name}\""))
+                m.set("name", name.as_str());
             })
         })
         .collect();

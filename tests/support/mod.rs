@@ -34,8 +34,9 @@ pub fn guest(name: &str) -> PathBuf {
     dir
 }
 
-/// A copy of a guest's package with its manifest edited, e.g. to rename it.
-pub fn guest_variant(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+/// A copy of a guest's package with its manifest edited, e.g. to rename it:
+/// `guest_variant(dir, "notes", |m| { m.set("name", "alice"); })`.
+pub fn guest_variant(dir: &Path, name: &str, edit: impl FnOnce(&mut Manifest)) -> PathBuf {
     let source = guest(name);
     let target = dir.join(format!("{name}-variant-{}", unique()));
     std::fs::create_dir_all(&target).unwrap();
@@ -43,9 +44,129 @@ pub fn guest_variant(dir: &Path, name: &str, edit: impl Fn(String) -> String) ->
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
     }
-    let manifest = std::fs::read_to_string(target.join("locker.toml")).unwrap();
-    std::fs::write(target.join("locker.toml"), edit(manifest)).unwrap();
+    edit_manifest(&target, edit);
     target
+}
+
+/// Edits the `locker.toml` of the package folder `package` in place.
+pub fn edit_manifest(package: &Path, edit: impl FnOnce(&mut Manifest)) {
+    let path = package.join("locker.toml");
+    let mut manifest = Manifest::read(&path);
+    edit(&mut manifest);
+    manifest.write(&path);
+}
+
+/// A package manifest as TOML, edited key by key. A key is a dotted path,
+/// with numbers for array items: `limits.timeout`, `schedule.0.cron`.
+///
+/// `set`, `remove` and `push` change what is there and panic, naming the key,
+/// when it is not: a manifest that drifted from what a test expects fails the
+/// test instead of leaving the package unchanged. Only `add` makes new keys.
+/// The result need not be a valid manifest (tests of refusals rely on that),
+/// only valid TOML.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// Always a table.
+    root: toml::Value,
+}
+
+impl Manifest {
+    pub fn read(path: &Path) -> Manifest {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let table: toml::Table = text
+            .parse()
+            .unwrap_or_else(|e| panic!("{} is not TOML: {e}", path.display()));
+        Manifest {
+            root: toml::Value::Table(table),
+        }
+    }
+
+    pub fn write(&self, path: &Path) {
+        std::fs::write(path, toml::to_string(&self.root).unwrap()).unwrap();
+    }
+
+    /// Replaces the value of `key`, which must be there.
+    pub fn set(&mut self, key: &str, value: impl Into<toml::Value>) -> &mut Self {
+        *self.existing(key) = value.into();
+        self
+    }
+
+    /// Removes `key`, which must be there.
+    pub fn remove(&mut self, key: &str) -> &mut Self {
+        let (parent, last) = match key.rsplit_once('.') {
+            Some((parent, last)) => (self.get_mut(parent), last),
+            None => (Some(&mut self.root), key),
+        };
+        let removed = match parent {
+            Some(toml::Value::Table(table)) => table.remove(last).is_some(),
+            Some(toml::Value::Array(array)) => match last.parse::<usize>() {
+                Ok(index) if index < array.len() => {
+                    array.remove(index);
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        assert!(removed, "the manifest has no `{key}` to remove");
+        self
+    }
+
+    /// Adds `key`, which must not be there yet; the tables on its way are
+    /// made as needed (`add("limits.timeout", "5s")` makes `[limits]`).
+    pub fn add(&mut self, key: &str, value: impl Into<toml::Value>) -> &mut Self {
+        let mut parts: Vec<&str> = key.split('.').collect();
+        let last = parts.pop().unwrap();
+        let not_a_table = |depth: usize| -> ! {
+            panic!(
+                "cannot add `{key}`: `{}` is not a table",
+                parts[..depth].join(".")
+            )
+        };
+        let mut here = &mut self.root;
+        for (depth, part) in parts.iter().enumerate() {
+            let toml::Value::Table(table) = here else {
+                not_a_table(depth)
+            };
+            here = table
+                .entry(*part)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        }
+        let toml::Value::Table(table) = here else {
+            not_a_table(parts.len())
+        };
+        let previous = table.insert(last.to_string(), value.into());
+        assert!(
+            previous.is_none(),
+            "cannot add `{key}`: the manifest has it already"
+        );
+        self
+    }
+
+    /// Appends `value` to the array at `key`, which must be there (e.g. one
+    /// more `[[schedule]]` entry: `push("schedule", toml::toml! { .. })`).
+    pub fn push(&mut self, key: &str, value: impl Into<toml::Value>) -> &mut Self {
+        match self.existing(key) {
+            toml::Value::Array(array) => array.push(value.into()),
+            other => panic!("cannot push to `{key}`: it is `{other}`, not an array"),
+        }
+        self
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut toml::Value> {
+        key.split('.')
+            .try_fold(&mut self.root, |value, part| match value {
+                toml::Value::Table(table) => table.get_mut(part),
+                toml::Value::Array(array) => array.get_mut(part.parse::<usize>().ok()?),
+                _ => None,
+            })
+    }
+
+    fn existing(&mut self, key: &str) -> &mut toml::Value {
+        self.get_mut(key)
+            .unwrap_or_else(|| panic!("the manifest has no `{key}`"))
+    }
 }
 
 fn unique() -> u64 {
