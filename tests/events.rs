@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Locker, cli, eventually, guest, guest_variant, install};
+use support::{Locker, cli, cli_async, eventually, guest, guest_variant, install, install_async};
 
 /// A subscriber installed under `name` with these `subscribes` patterns.
 fn subscriber(dir: &Path, root: &Path, name: &str, patterns: &[&str]) {
@@ -170,7 +170,7 @@ async fn a_handler_that_always_fails_ends_in_dead_letters_and_a_replay_delivers_
     publish(&locker, "note/changed", r#"{"after":"it"}"#).await;
     wait_for_events(&locker, "subscriber", 1).await;
 
-    let letters = tokio::task::block_in_place(|| cli(&root, &["dead-letters", "--json"]));
+    let letters = cli_async(&root, &["dead-letters", "--json"]).await;
     assert!(letters.success, "{}", letters.stderr);
     let letters: Vec<Value> = serde_json::from_str(&letters.stdout).unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");
@@ -186,7 +186,7 @@ async fn a_handler_that_always_fails_ends_in_dead_letters_and_a_replay_delivers_
     assert_eq!(stats(&locker).await["dead"], 1);
 
     assert_eq!(locker.post("/subscriber/fix", "").await.0, 200);
-    let replay = tokio::task::block_in_place(|| cli(&root, &["replay", "--service", "subscriber"]));
+    let replay = cli_async(&root, &["replay", "--service", "subscriber"]).await;
     assert!(replay.success, "{}", replay.stderr);
     assert!(replay.stdout.contains("subscriber"), "{}", replay.stdout);
     let events = wait_for_events(&locker, "subscriber", 2).await;
@@ -217,7 +217,7 @@ async fn an_acknowledged_event_survives_a_killed_host() {
     drop(locker); // SIGKILL, right after the last publish returned
 
     let locker = Locker::start(&root, &[]);
-    let out = tokio::task::block_in_place(|| cli(&root, &["start", "subscriber"]));
+    let out = cli_async(&root, &["start", "subscriber"]).await;
     assert!(out.success, "{}", out.stderr);
     let events = wait_for_events(&locker, "subscriber", 20).await;
     let delivered: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
@@ -273,7 +273,7 @@ async fn host_events_announce_install_load_unload_and_failure() {
     subscriber(dir.path(), &root, "watcher", &["locker/*"]);
     install(&root, &guest("unruly"));
     let locker = Locker::start(&root, &["--idle-timeout", "400ms"]);
-    tokio::task::block_in_place(|| install(&root, &guest("hello-rs")));
+    install_async(&root, &guest("hello-rs")).await;
     assert_eq!(locker.get("/hello-rs/").await.0, 200);
     locker
         .wait_for_status("hello-rs", Duration::from_secs(10), |s| {
@@ -354,7 +354,7 @@ async fn the_owner_sees_events_live_and_unhandled_ones_are_counted() {
 
     // Nobody subscribes to notes here: the event is counted as unhandled.
     assert!(stats(&locker).await["unhandled"].as_u64().unwrap() >= 1);
-    let listing = tokio::task::block_in_place(|| cli(&root, &["events", "--topic", "note/*"]));
+    let listing = cli_async(&root, &["events", "--topic", "note/*"]).await;
     assert!(listing.success, "{}", listing.stderr);
     assert!(
         listing.stdout.contains(&id) && listing.stdout.contains("unhandled"),
@@ -421,10 +421,9 @@ async fn a_reinstalled_subscriber_gets_each_new_event_once() {
     let locker = Locker::start(&root, &[]);
     publish(&locker, "note/changed", r#"{"n":"before"}"#).await;
     wait_for_events(&locker, "subscriber", 1).await;
-    let out =
-        tokio::task::block_in_place(|| cli(&root, &["uninstall", "subscriber", "--keep-data"]));
+    let out = cli_async(&root, &["uninstall", "subscriber", "--keep-data"]).await;
     assert!(out.success, "{}", out.stderr);
-    tokio::task::block_in_place(|| install(&root, &guest("subscriber")));
+    install_async(&root, &guest("subscriber")).await;
     for n in 0..50 {
         publish(&locker, "note/changed", &format!("{{\"n\":{n}}}")).await;
     }
@@ -501,7 +500,7 @@ async fn history_is_pruned_after_its_retention_but_never_an_event_still_owed() {
         after.contains(&owed),
         "a dead letter's event was pruned: {after:?}"
     );
-    let letters = tokio::task::block_in_place(|| cli(&root, &["dead-letters", "--json"]));
+    let letters = cli_async(&root, &["dead-letters", "--json"]).await;
     let letters: Vec<Value> = serde_json::from_str(&letters.stdout).unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["event"]["id"], owed.as_str());

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Locker, cli, guest, install};
+use support::{Locker, cli, cli_async, guest, install, install_async};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_services_are_unloaded_and_come_back_on_the_next_request() {
@@ -142,15 +142,15 @@ async fn the_owner_stops_starts_and_uninstalls_services_with_the_cli() {
     let locker = Locker::start(&root, &[]);
     assert_eq!(locker.put("/notes/file?path=keep.txt", "kept").await.0, 201);
 
-    let out = tokio::task::block_in_place(|| cli(&root, &["stop", "notes"]));
+    let out = cli_async(&root, &["stop", "notes"]).await;
     assert!(out.success, "{}", out.stderr);
     let (code, body) = locker.get("/notes/list").await;
     assert_eq!(code, 503);
     assert!(body.contains("stopped"), "{body}");
-    let listing = tokio::task::block_in_place(|| cli(&root, &["list"]));
+    let listing = cli_async(&root, &["list"]).await;
     assert!(listing.stdout.contains("stopped"), "{}", listing.stdout);
 
-    let out = tokio::task::block_in_place(|| cli(&root, &["start", "notes"]));
+    let out = cli_async(&root, &["start", "notes"]).await;
     assert!(out.success, "{}", out.stderr);
     // `start` loads the service right away.
     assert_eq!(locker.status("notes").await["state"], "idle");
@@ -159,31 +159,31 @@ async fn the_owner_stops_starts_and_uninstalls_services_with_the_cli() {
         (200, "kept".into())
     );
 
-    let status = tokio::task::block_in_place(|| cli(&root, &["status", "notes", "--json"]));
+    let status = cli_async(&root, &["status", "notes", "--json"]).await;
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     // Three requests reached the service's route, one of them while stopped.
     assert_eq!(status["requests"], 3);
 
-    let logs = tokio::task::block_in_place(|| cli(&root, &["logs", "notes"]));
+    let logs = cli_async(&root, &["logs", "notes"]).await;
     assert!(
         logs.stdout.contains("stopped by the owner"),
         "{}",
         logs.stdout
     );
 
-    let out = tokio::task::block_in_place(|| cli(&root, &["uninstall", "notes", "--keep-data"]));
+    let out = cli_async(&root, &["uninstall", "notes", "--keep-data"]).await;
     assert!(out.success, "{}", out.stderr);
     assert_eq!(locker.get("/notes/list").await.0, 404);
     assert!(root.join("services/notes/keep.txt").exists());
     assert!(!root.join("packages/notes").exists());
     // Reinstalling finds the kept data.
-    tokio::task::block_in_place(|| install(&root, &guest("notes")));
+    install_async(&root, &guest("notes")).await;
     assert_eq!(
         locker.get("/notes/file?path=keep.txt").await,
         (200, "kept".into())
     );
 
-    let out = tokio::task::block_in_place(|| cli(&root, &["uninstall", "notes"]));
+    let out = cli_async(&root, &["uninstall", "notes"]).await;
     assert!(out.success, "{}", out.stderr);
     assert!(!root.join("services/notes").exists());
 }

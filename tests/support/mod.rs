@@ -189,23 +189,52 @@ pub struct CliOutput {
 
 /// Runs `locker <args> --root <root>`.
 pub fn cli(root: &Path, args: &[&str]) -> CliOutput {
-    let output: Output = Command::new(locker_bin())
+    let output = Command::new(locker_bin())
         .args(args)
         .arg("--root")
         .arg(root)
         .env_remove("LOCKER_ROOT")
         .output()
         .expect("cannot run locker");
-    CliOutput {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    CliOutput::from(output)
+}
+
+/// Runs `locker <args> --root <root>` without blocking the async runtime.
+pub async fn cli_async(root: &Path, args: &[&str]) -> CliOutput {
+    let output = tokio::process::Command::new(locker_bin())
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .env_remove("LOCKER_ROOT")
+        .output()
+        .await
+        .expect("cannot run locker");
+    CliOutput::from(output)
+}
+
+impl From<Output> for CliOutput {
+    fn from(output: Output) -> CliOutput {
+        CliOutput {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 }
 
 /// Installs a package with the CLI and insists that it worked.
 pub fn install(root: &Path, package: &Path) {
     let out = cli(root, &["install", package.to_str().unwrap()]);
+    check_installed(package, &out);
+}
+
+/// Installs a package with the CLI, from async code, and insists that it worked.
+pub async fn install_async(root: &Path, package: &Path) {
+    let out = cli_async(root, &["install", package.to_str().unwrap()]).await;
+    check_installed(package, &out);
+}
+
+fn check_installed(package: &Path, out: &CliOutput) {
     assert!(
         out.success,
         "install of {} failed: {}",
