@@ -460,6 +460,20 @@ impl Drop for Locker {
     }
 }
 
+/// Copies the folder `from`, and everything in it, to `to` (which must not exist).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// A listing of every file under `dir` with its size, to prove nothing changed.
 pub fn snapshot(dir: &Path) -> Vec<(String, u64)> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
