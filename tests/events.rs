@@ -7,17 +7,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Locker, cli, guest, guest_variant, install};
+use support::{Locker, cli, cli_async, eventually, guest, guest_variant, install, install_async};
 
 /// A subscriber installed under `name` with these `subscribes` patterns.
 fn subscriber(dir: &Path, root: &Path, name: &str, patterns: &[&str]) {
-    let patterns = serde_json::to_string(patterns).unwrap();
     let package = guest_variant(dir, "subscriber", |m| {
-        m.replace("name = \"subscriber\"", &format!("name = \"{name}\""))
-            .replace(
-                "subscribes = [\"note/*\"]",
-                &format!("subscribes = {patterns}"),
-            )
+        m.set("name", name).set("subscribes", patterns.to_vec());
     });
     install(root, &package);
 }
@@ -33,19 +28,15 @@ async fn received(locker: &Locker, name: &str) -> Vec<Value> {
 
 /// Waits until a subscriber has recorded at least `count` events.
 async fn wait_for_events(locker: &Locker, name: &str, count: usize) -> Vec<Value> {
-    let started = std::time::Instant::now();
-    loop {
+    let what = format!("{name} to receive {count} events");
+    eventually(&what, Duration::from_secs(60), async || {
         let events = received(locker, name).await;
-        if events.len() >= count {
-            return events;
+        match events.len() {
+            received if received >= count => Ok(events),
+            received => Err(format!("{received} events")),
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{name} received {} of {count} events",
-            events.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 async fn publish(locker: &Locker, topic: &str, payload: &str) -> String {
@@ -93,7 +84,7 @@ async fn wildcard_subscriptions_match_and_order_holds_over_a_thousand_events() {
     // One request publishes all 1,000 events, each durable before the next:
     // give it time on a slow disk.
     let patient = guest_variant(dir.path(), "publisher", |m| {
-        format!("{m}\n[limits]\ntimeout = \"5m\"\n")
+        m.add("limits.timeout", "5m");
     });
     install(&root, &patient);
     subscriber(dir.path(), &root, "all-notes", &["note/*"]);
@@ -179,7 +170,7 @@ async fn a_handler_that_always_fails_ends_in_dead_letters_and_a_replay_delivers_
     publish(&locker, "note/changed", r#"{"after":"it"}"#).await;
     wait_for_events(&locker, "subscriber", 1).await;
 
-    let letters = tokio::task::block_in_place(|| cli(&root, &["dead-letters", "--json"]));
+    let letters = cli_async(&root, &["dead-letters", "--json"]).await;
     assert!(letters.success, "{}", letters.stderr);
     let letters: Vec<Value> = serde_json::from_str(&letters.stdout).unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");
@@ -195,7 +186,7 @@ async fn a_handler_that_always_fails_ends_in_dead_letters_and_a_replay_delivers_
     assert_eq!(stats(&locker).await["dead"], 1);
 
     assert_eq!(locker.post("/subscriber/fix", "").await.0, 200);
-    let replay = tokio::task::block_in_place(|| cli(&root, &["replay", "--service", "subscriber"]));
+    let replay = cli_async(&root, &["replay", "--service", "subscriber"]).await;
     assert!(replay.success, "{}", replay.stderr);
     assert!(replay.stdout.contains("subscriber"), "{}", replay.stdout);
     let events = wait_for_events(&locker, "subscriber", 2).await;
@@ -226,7 +217,7 @@ async fn an_acknowledged_event_survives_a_killed_host() {
     drop(locker); // SIGKILL, right after the last publish returned
 
     let locker = Locker::start(&root, &[]);
-    let out = tokio::task::block_in_place(|| cli(&root, &["start", "subscriber"]));
+    let out = cli_async(&root, &["start", "subscriber"]).await;
     assert!(out.success, "{}", out.stderr);
     let events = wait_for_events(&locker, "subscriber", 20).await;
     let delivered: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
@@ -282,7 +273,7 @@ async fn host_events_announce_install_load_unload_and_failure() {
     subscriber(dir.path(), &root, "watcher", &["locker/*"]);
     install(&root, &guest("unruly"));
     let locker = Locker::start(&root, &["--idle-timeout", "400ms"]);
-    tokio::task::block_in_place(|| install(&root, &guest("hello-rs")));
+    install_async(&root, &guest("hello-rs")).await;
     assert_eq!(locker.get("/hello-rs/").await.0, 200);
     locker
         .wait_for_status("hello-rs", Duration::from_secs(10), |s| {
@@ -297,31 +288,34 @@ async fn host_events_announce_install_load_unload_and_failure() {
         ("locker/service.stopped", "hello-rs"),
         ("locker/service.failed", "unruly"),
     ];
-    let started = std::time::Instant::now();
-    loop {
-        let events = received(&locker, "watcher").await;
-        let seen = |topic: &str, service: &str| {
-            events.iter().any(|e| {
-                e["topic"] == topic
-                    && e["source"] == "locker"
-                    && serde_json::from_str::<Value>(e["payload"].as_str().unwrap()).unwrap()["service"] == service
-            })
-        };
-        if wanted.iter().all(|(topic, service)| seen(topic, service)) {
-            // The watcher is never told about its own loading and unloading.
-            assert!(
-                !events
-                    .iter()
-                    .any(|e| e["payload"].as_str().unwrap().contains("\"watcher\""))
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "missing host events in {events:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let events = eventually(
+        "the host events about hello-rs and unruly",
+        Duration::from_secs(30),
+        async || {
+            let events = received(&locker, "watcher").await;
+            let seen = |topic: &str, service: &str| {
+                events.iter().any(|e| {
+                        e["topic"] == topic
+                            && e["source"] == "locker"
+                            && serde_json::from_str::<Value>(e["payload"].as_str().unwrap())
+                                .unwrap()["service"]
+                                == service
+                    })
+            };
+            if wanted.iter().all(|(topic, service)| seen(topic, service)) {
+                Ok(events)
+            } else {
+                Err(Value::from(events))
+            }
+        },
+    )
+    .await;
+    // The watcher is never told about its own loading and unloading.
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["payload"].as_str().unwrap().contains("\"watcher\""))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -360,7 +354,7 @@ async fn the_owner_sees_events_live_and_unhandled_ones_are_counted() {
 
     // Nobody subscribes to notes here: the event is counted as unhandled.
     assert!(stats(&locker).await["unhandled"].as_u64().unwrap() >= 1);
-    let listing = tokio::task::block_in_place(|| cli(&root, &["events", "--topic", "note/*"]));
+    let listing = cli_async(&root, &["events", "--topic", "note/*"]).await;
     assert!(listing.success, "{}", listing.stderr);
     assert!(
         listing.stdout.contains(&id) && listing.stdout.contains("unhandled"),
@@ -427,10 +421,9 @@ async fn a_reinstalled_subscriber_gets_each_new_event_once() {
     let locker = Locker::start(&root, &[]);
     publish(&locker, "note/changed", r#"{"n":"before"}"#).await;
     wait_for_events(&locker, "subscriber", 1).await;
-    let out =
-        tokio::task::block_in_place(|| cli(&root, &["uninstall", "subscriber", "--keep-data"]));
+    let out = cli_async(&root, &["uninstall", "subscriber", "--keep-data"]).await;
     assert!(out.success, "{}", out.stderr);
-    tokio::task::block_in_place(|| install(&root, &guest("subscriber")));
+    install_async(&root, &guest("subscriber")).await;
     for n in 0..50 {
         publish(&locker, "note/changed", &format!("{{\"n\":{n}}}")).await;
     }
@@ -490,23 +483,24 @@ async fn history_is_pruned_after_its_retention_but_never_an_event_still_owed() {
     }
 
     // Past the retention, delivered and unhandled events go; the dead letter stays.
-    let started = std::time::Instant::now();
-    let after = loop {
-        let after = ids(&history(&locker).await);
-        if !after.contains(&delivered) && !after.contains(&unhandled) {
-            break after;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never pruned: {after:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let after = eventually(
+        "the history to be pruned",
+        Duration::from_secs(30),
+        async || {
+            let after = ids(&history(&locker).await);
+            if !after.contains(&delivered) && !after.contains(&unhandled) {
+                Ok(after)
+            } else {
+                Err(format!("{after:?}"))
+            }
+        },
+    )
+    .await;
     assert!(
         after.contains(&owed),
         "a dead letter's event was pruned: {after:?}"
     );
-    let letters = tokio::task::block_in_place(|| cli(&root, &["dead-letters", "--json"]));
+    let letters = cli_async(&root, &["dead-letters", "--json"]).await;
     let letters: Vec<Value> = serde_json::from_str(&letters.stdout).unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["event"]["id"], owed.as_str());

@@ -133,7 +133,7 @@ async fn a_request_body_over_the_limit_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let small = guest_variant(dir.path(), "hello-rs", |m| {
-        format!("{m}\n[limits]\nmax_body = \"1 KiB\"\n")
+        m.add("limits.max_body", "1 KiB");
     });
     install(&root, &small);
     let locker = Locker::start(&root, &[]);

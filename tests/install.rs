@@ -5,11 +5,11 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{Locker, cli, guest, guest_variant, install, snapshot};
+use support::{Locker, cli, cli_async, guest, guest_variant, install, install_async, snapshot};
 
 /// The root's files and catalog, to compare before and after a refused install.
-fn root_state(root: &Path) -> (Vec<(String, u64)>, String) {
-    let listing = cli(root, &["list", "--json"]);
+async fn root_state(root: &Path) -> (Vec<(String, u64)>, String) {
+    let listing = cli_async(root, &["list", "--json"]).await;
     assert!(listing.success, "{}", listing.stderr);
     (snapshot(root), listing.stdout)
 }
@@ -17,7 +17,7 @@ fn root_state(root: &Path) -> (Vec<(String, u64)>, String) {
 /// Each bad package, and a piece of the error it must produce.
 fn bad_packages(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     let with_component = |bytes: &[u8]| {
-        let package = guest_variant(dir, "hello-rs", |m| m);
+        let package = guest_variant(dir, "hello-rs", |_| {});
         std::fs::write(package.join("hello_rs.wasm"), bytes).unwrap();
         package
     };
@@ -38,32 +38,38 @@ fn bad_packages(dir: &Path) -> Vec<(PathBuf, &'static str)> {
             "exports none of `wasi:http/incoming-handler",
         ),
         (
-            guest_variant(dir, "hello-rs", |m| m.replace("name = \"hello-rs\"\n", "")),
+            guest_variant(dir, "hello-rs", |m| {
+                m.remove("name");
+            }),
             "missing field `name`",
         ),
         (
             guest_variant(dir, "hello-rs", |m| {
-                m.replace("kind = \"app\"", "kind = \"daemon\"")
+                m.set("kind", "daemon");
             }),
             "unknown variant `daemon`",
         ),
         (
-            guest_variant(dir, "hello-rs", |m| m.replace("0.1.0", "first")),
+            guest_variant(dir, "hello-rs", |m| {
+                m.set("version", "first");
+            }),
             "version",
         ),
         (
             guest_variant(dir, "hello-rs", |m| {
-                m.replace("hello_rs.wasm", "missing.wasm")
+                m.set("component", "missing.wasm");
             }),
             "missing.wasm",
         ),
         (
-            guest_variant(dir, "hello-rs", |m| format!("{m}colour = \"red\"\n")),
+            guest_variant(dir, "hello-rs", |m| {
+                m.add("colour", "red");
+            }),
             "unknown field `colour`",
         ),
         (
             guest_variant(dir, "hello-rs", |m| {
-                m.replace("\"hello-rs\"", "\"Hello World\"")
+                m.set("name", "Hello World");
             }),
             "service name",
         ),
@@ -71,10 +77,10 @@ fn bad_packages(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     ]
 }
 
-fn check_refusals(root: &Path, dir: &Path) {
-    let before = root_state(root);
+async fn check_refusals(root: &Path, dir: &Path) {
+    let before = root_state(root).await;
     for (package, expected) in bad_packages(dir) {
-        let out = cli(root, &["install", package.to_str().unwrap()]);
+        let out = cli_async(root, &["install", package.to_str().unwrap()]).await;
         assert!(!out.success, "{} was accepted", package.display());
         assert!(
             out.stderr.contains(expected),
@@ -82,19 +88,19 @@ fn check_refusals(root: &Path, dir: &Path) {
             out.stderr
         );
         assert_eq!(
-            root_state(root),
+            root_state(root).await,
             before,
             "a refused install ({expected}) changed the root"
         );
     }
 }
 
-#[test]
-fn bad_packages_are_refused_and_leave_the_root_unchanged() {
+#[tokio::test]
+async fn bad_packages_are_refused_and_leave_the_root_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     install(&root, &guest("hello-rs"));
-    check_refusals(&root, dir.path());
+    check_refusals(&root, dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,10 +110,10 @@ async fn bad_packages_are_refused_by_a_serving_host_too() {
     install(&root, &guest("hello-rs"));
     let locker = Locker::start(&root, &[]);
     // The CLI goes through the host's admin API while it serves.
-    tokio::task::block_in_place(|| check_refusals(&root, dir.path()));
+    check_refusals(&root, dir.path()).await;
     assert_eq!(locker.get("/hello-rs/").await.0, 200);
     // A good install through the host is served at once.
-    tokio::task::block_in_place(|| install(&root, &guest("notes")));
+    install_async(&root, &guest("notes")).await;
     assert_eq!(locker.get("/notes/list").await.0, 200);
 }
 
@@ -142,7 +148,7 @@ fn concurrent_commands_never_corrupt_the_root() {
         .iter()
         .map(|name| {
             guest_variant(dir.path(), "notes", |m| {
-                m.replace("name = \"notes\"", &format!("name = \"{name}\""))
+                m.set("name", name.as_str());
             })
         })
         .collect();

@@ -4,7 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Locker, cli, guest, install};
+use serde_json::Value;
+use support::{Locker, cli, cli_async, copy_dir, guest, install, install_async, workspace};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_services_are_unloaded_and_come_back_on_the_next_request() {
@@ -142,15 +143,15 @@ async fn the_owner_stops_starts_and_uninstalls_services_with_the_cli() {
     let locker = Locker::start(&root, &[]);
     assert_eq!(locker.put("/notes/file?path=keep.txt", "kept").await.0, 201);
 
-    let out = tokio::task::block_in_place(|| cli(&root, &["stop", "notes"]));
+    let out = cli_async(&root, &["stop", "notes"]).await;
     assert!(out.success, "{}", out.stderr);
     let (code, body) = locker.get("/notes/list").await;
     assert_eq!(code, 503);
     assert!(body.contains("stopped"), "{body}");
-    let listing = tokio::task::block_in_place(|| cli(&root, &["list"]));
+    let listing = cli_async(&root, &["list"]).await;
     assert!(listing.stdout.contains("stopped"), "{}", listing.stdout);
 
-    let out = tokio::task::block_in_place(|| cli(&root, &["start", "notes"]));
+    let out = cli_async(&root, &["start", "notes"]).await;
     assert!(out.success, "{}", out.stderr);
     // `start` loads the service right away.
     assert_eq!(locker.status("notes").await["state"], "idle");
@@ -159,31 +160,31 @@ async fn the_owner_stops_starts_and_uninstalls_services_with_the_cli() {
         (200, "kept".into())
     );
 
-    let status = tokio::task::block_in_place(|| cli(&root, &["status", "notes", "--json"]));
+    let status = cli_async(&root, &["status", "notes", "--json"]).await;
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     // Three requests reached the service's route, one of them while stopped.
     assert_eq!(status["requests"], 3);
 
-    let logs = tokio::task::block_in_place(|| cli(&root, &["logs", "notes"]));
+    let logs = cli_async(&root, &["logs", "notes"]).await;
     assert!(
         logs.stdout.contains("stopped by the owner"),
         "{}",
         logs.stdout
     );
 
-    let out = tokio::task::block_in_place(|| cli(&root, &["uninstall", "notes", "--keep-data"]));
+    let out = cli_async(&root, &["uninstall", "notes", "--keep-data"]).await;
     assert!(out.success, "{}", out.stderr);
     assert_eq!(locker.get("/notes/list").await.0, 404);
     assert!(root.join("services/notes/keep.txt").exists());
     assert!(!root.join("packages/notes").exists());
     // Reinstalling finds the kept data.
-    tokio::task::block_in_place(|| install(&root, &guest("notes")));
+    install_async(&root, &guest("notes")).await;
     assert_eq!(
         locker.get("/notes/file?path=keep.txt").await,
         (200, "kept".into())
     );
 
-    let out = tokio::task::block_in_place(|| cli(&root, &["uninstall", "notes"]));
+    let out = cli_async(&root, &["uninstall", "notes"]).await;
     assert!(out.success, "{}", out.stderr);
     assert!(!root.join("services/notes").exists());
 }
@@ -251,4 +252,75 @@ async fn without_room_for_the_instance_pool_the_host_falls_back_and_serves() {
     let locker = Locker::start(&root, &[]);
     let (_, health) = locker.get("/_locker/api/health").await;
     assert!(health.contains("\"pooling_allocator\": true"), "{health}");
+}
+
+/// `scripts/make-root-fixture` made this root with the build of commit 017955c.
+const EARLIER_ROOT: &str = "tests/fixtures/root-017955c";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_root_made_by_an_earlier_build_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    copy_dir(&workspace().join(EARLIER_ROOT), &root);
+    // Its events soon outlive the default retention (a week): keep them.
+    let locker = Locker::start(&root, &["--event-retention", "100years"]);
+
+    let listing = cli_async(&root, &["list", "--json"]).await;
+    assert!(listing.success, "{}", listing.stderr);
+    let services: Vec<Value> = serde_json::from_str(&listing.stdout).unwrap();
+    let mut installed: Vec<(&str, &str)> = services
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["version"].as_str().unwrap()))
+        .collect();
+    installed.sort();
+    assert_eq!(
+        installed,
+        [
+            ("hello-rs", "0.1.0"),
+            ("notes", "0.1.0"),
+            ("publisher", "0.1.0"),
+            ("subscriber", "0.1.0"),
+            ("ticker", "0.1.0"),
+        ]
+    );
+
+    assert_eq!(
+        locker.get("/notes/file?path=notes/first.txt").await,
+        (200, "hello".to_string())
+    );
+
+    let (code, body) = locker.get("/_locker/api/events?topic=note/*").await;
+    assert_eq!(code, 200, "{body}");
+    let events: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let payload_of = |topic: &str| -> Vec<&str> {
+        events
+            .iter()
+            .filter(|e| e["topic"] == topic && e["source"] == "publisher")
+            .map(|e| e["payload"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        payload_of("note/changed"),
+        [r#"{"title":"first"}"#],
+        "{body}"
+    );
+    assert_eq!(
+        payload_of("note/deleted"),
+        [r#"{"title":"gone"}"#],
+        "{body}"
+    );
+
+    let (code, body) = locker.get("/_locker/api/jobs").await;
+    assert_eq!(code, 200, "{body}");
+    let jobs: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let mut ticker_jobs: Vec<(&str, bool)> = jobs
+        .iter()
+        .filter(|j| j["service"] == "ticker")
+        .map(|j| (j["name"].as_str().unwrap(), j["from_manifest"] == true))
+        .collect();
+    ticker_jobs.sort();
+    assert_eq!(ticker_jobs, [("nightly", false), ("tick", true)], "{body}");
+
+    let (code, body) = locker.get("/hello-rs/").await;
+    assert_eq!((code, body.trim()), (200, "hello from rust at /hello-rs/"));
 }

@@ -113,7 +113,8 @@ async fn concurrent_instances_are_capped_per_service() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let capped = guest_variant(dir.path(), "unruly", |m| {
-        m.replace("timeout = \"2s\"", "timeout = \"10s\"\nmax_instances = 1")
+        m.set("limits.timeout", "10s")
+            .add("limits.max_instances", 1);
     });
     install(&root, &capped);
     let locker = Locker::start(&root, &[]);

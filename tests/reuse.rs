@@ -9,16 +9,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{Locker, guest, guest_variant, install};
+use support::{Locker, edit_manifest, guest, guest_variant, install};
 
-/// A copy of `guest` named `name`, with `[reuse]` settings appended.
-fn reusing(dir: &Path, guest: &str, name: &str, reuse: &str) -> PathBuf {
+/// A copy of `guest` named `name`, with these `[reuse]` settings.
+fn reusing(dir: &Path, guest: &str, name: &str, reuse: toml::Table) -> PathBuf {
     guest_variant(dir, guest, |m| {
-        m.replacen(
-            &format!("name = \"{guest}\""),
-            &format!("name = \"{name}\""),
-            1,
-        ) + &format!("\n[reuse]\n{reuse}\n")
+        m.set("name", name).add("reuse", reuse);
     })
 }
 
@@ -42,11 +38,21 @@ async fn an_instance_serves_up_to_max_requests_only_when_the_service_opts_in() {
     install(&root, &guest("unruly"));
     install(
         &root,
-        &reusing(dir.path(), "unruly", "reused", "max_requests = 3"),
+        &reusing(
+            dir.path(),
+            "unruly",
+            "reused",
+            toml::toml! { max_requests = 3 },
+        ),
     );
     install(
         &root,
-        &reusing(dir.path(), "unruly", "other", "max_requests = 100"),
+        &reusing(
+            dir.path(),
+            "unruly",
+            "other",
+            toml::toml! { max_requests = 100 },
+        ),
     );
     let locker = Locker::start(&root, &[]);
 
@@ -68,7 +74,7 @@ async fn a_reused_instance_is_dropped_after_a_trap_a_memory_hit_or_its_idle_time
         dir.path(),
         "unruly",
         "reused",
-        "max_requests = 100\nidle = \"300ms\"",
+        toml::toml! { max_requests = 100 idle = "300ms" },
     );
     install(&root, &package);
     let locker = Locker::start(&root, &[]);
@@ -104,7 +110,12 @@ async fn javascript_and_python_services_answer_every_request_from_a_reused_insta
     install(&root, &guest("hello-js-wasi"));
     install(
         &root,
-        &reusing(dir.path(), "hello-py", "py", "max_requests = 50"),
+        &reusing(
+            dir.path(),
+            "hello-py",
+            "py",
+            toml::toml! { max_requests = 50 },
+        ),
     );
     let locker = Locker::start(&root, &[]);
     for round in 0..5 {
@@ -132,13 +143,15 @@ async fn reuse_is_turned_off_for_a_service_whose_instance_cannot_answer_twice() 
     // StarlingMonkey's `fetch` listener answers one request per instance
     // (bytecodealliance/StarlingMonkey#247): it returns from the second
     // without an answer.
-    let package = reusing(dir.path(), "hello-js", "js", "max_requests = 50");
-    let manifest = std::fs::read_to_string(package.join("locker.toml")).unwrap();
-    std::fs::write(
-        package.join("locker.toml"),
-        format!("{manifest}\n[limits]\ntimeout = \"2s\"\n"),
-    )
-    .unwrap();
+    let package = reusing(
+        dir.path(),
+        "hello-js",
+        "js",
+        toml::toml! { max_requests = 50 },
+    );
+    edit_manifest(&package, |m| {
+        m.add("limits.timeout", "2s");
+    });
     install(&root, &package);
     let locker = Locker::start(&root, &[]);
 
@@ -164,7 +177,12 @@ async fn each_request_to_a_reused_instance_has_its_own_log_budget() {
     let root = dir.path().join("root");
     install(
         &root,
-        &reusing(dir.path(), "unruly", "reused", "max_requests = 100"),
+        &reusing(
+            dir.path(),
+            "unruly",
+            "reused",
+            toml::toml! { max_requests = 100 },
+        ),
     );
     let locker = Locker::start(&root, &[]);
     for _ in 0..2 {

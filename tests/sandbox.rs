@@ -2,10 +2,12 @@
 
 mod support;
 
-use support::{Locker, guest, guest_variant, install};
+use support::{Locker, Manifest, guest, guest_variant, install};
 
-fn renamed(name: &'static str) -> impl Fn(String) -> String {
-    move |manifest| manifest.replace("name = \"notes\"", &format!("name = \"{name}\""))
+fn renamed(name: &'static str) -> impl FnOnce(&mut Manifest) {
+    move |manifest| {
+        manifest.set("name", name);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,11 +5,11 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use support::{Locker, cli, guest, guest_variant, install};
+use support::{Locker, cli, eventually, guest, guest_variant, install};
 
 /// The runs a ticker service recorded, read from its working directory.
 fn runs(root: &Path, service: &str) -> Vec<Value> {
@@ -32,19 +32,15 @@ fn runs_of(root: &Path, service: &str, job: &str) -> Vec<Value> {
 
 /// Waits until `job` has run at least `count` times.
 async fn wait_for_runs(root: &Path, service: &str, job: &str, count: usize) -> Vec<Value> {
-    let started = Instant::now();
-    loop {
+    let what = format!("{service}/{job} to run {count} times");
+    eventually(&what, Duration::from_secs(20), async || {
         let runs = runs_of(root, service, job);
-        if runs.len() >= count {
-            return runs;
+        match runs.len() {
+            ran if ran >= count => Ok(runs),
+            ran => Err(format!("{ran} runs")),
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{service}/{job} ran {} times, not {count}",
-            runs.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 fn time_of(run: &Value, field: &str) -> DateTime<Utc> {
@@ -257,7 +253,7 @@ async fn bad_schedules_and_name_clashes_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let bad_cron = guest_variant(dir.path(), "ticker", |m| {
-        m.replace("cron = \"* * * * * *\"", "cron = \"61 * * * * *\"")
+        m.set("schedule.0.cron", "61 * * * * *");
     });
     let out = cli(&root, &["install", bad_cron.to_str().unwrap()]);
     assert!(!out.success);
@@ -267,7 +263,8 @@ async fn bad_schedules_and_name_clashes_get_clear_errors() {
         out.stderr
     );
     let no_handler = guest_variant(dir.path(), "hello-rs", |m| {
-        format!("{m}\n[[schedule]]\nname = \"sync\"\ncron = \"0 * * * * *\"\n")
+        let sync = toml::toml! { name = "sync" cron = "0 * * * * *" };
+        m.add("schedule", vec![sync]);
     });
     let out = cli(&root, &["install", no_handler.to_str().unwrap()]);
     assert!(!out.success);
@@ -323,7 +320,7 @@ async fn a_service_sees_and_cancels_only_its_own_jobs() {
     let root = dir.path().join("root");
     install(&root, &guest("ticker"));
     let other = guest_variant(dir.path(), "ticker", |m| {
-        m.replace("name = \"ticker\"", "name = \"other\"")
+        m.set("name", "other");
     });
     install(&root, &other);
     let locker = Locker::start(&root, &[]);
@@ -353,7 +350,7 @@ async fn the_owner_runs_a_job_now_and_a_stopped_service_catches_up_when_started(
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let hourly = guest_variant(dir.path(), "ticker", |m| {
-        m.replace("cron = \"* * * * * *\"", "cron = \"0 0 0 1 1 *\"")
+        m.set("schedule.0.cron", "0 0 0 1 1 *");
     });
     install(&root, &hourly);
     let locker = Locker::start(&root, &[]);
@@ -416,9 +413,12 @@ async fn an_upgrade_brings_the_manifest_jobs_in_step_and_keeps_the_data() {
     wait_for_runs(&root, "ticker", "tick", 1).await;
 
     let v2 = guest_variant(dir.path(), "ticker", |m| {
-        m.replace("version = \"0.1.0\"", "version = \"0.2.0\"")
-            .replace("cron = \"* * * * * *\"", "cron = \"0 0 0 1 1 *\"")
-            + "\n[[schedule]]\nname = \"nightly\"\ncron = \"0 0 3 * * *\"\n"
+        m.set("version", "0.2.0")
+            .set("schedule.0.cron", "0 0 0 1 1 *")
+            .push(
+                "schedule",
+                toml::toml! { name = "nightly" cron = "0 0 3 * * *" },
+            );
     });
     let out = cli(&root, &["upgrade", v2.to_str().unwrap()]);
     assert!(out.success, "{}", out.stderr);
@@ -438,10 +438,7 @@ async fn an_upgrade_brings_the_manifest_jobs_in_step_and_keeps_the_data() {
     );
 
     let v3 = guest_variant(dir.path(), "ticker", |m| {
-        m.split("[[schedule]]")
-            .next()
-            .unwrap()
-            .replace("0.1.0", "0.3.0")
+        m.remove("schedule").set("version", "0.3.0");
     });
     assert!(cli(&root, &["upgrade", v3.to_str().unwrap()]).success);
     let listed = jobs(&root);
@@ -449,7 +446,7 @@ async fn an_upgrade_brings_the_manifest_jobs_in_step_and_keeps_the_data() {
     assert_eq!(names, ["mine"], "declared jobs went with the manifest");
 
     let stranger = guest_variant(dir.path(), "ticker", |m| {
-        m.replace("name = \"ticker\"", "name = \"stranger\"")
+        m.set("name", "stranger");
     });
     let out = cli(&root, &["upgrade", stranger.to_str().unwrap()]);
     assert!(!out.success);

@@ -34,8 +34,9 @@ pub fn guest(name: &str) -> PathBuf {
     dir
 }
 
-/// A copy of a guest's package with its manifest edited, e.g. to rename it.
-pub fn guest_variant(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+/// A copy of a guest's package with its manifest edited, e.g. to rename it:
+/// `guest_variant(dir, "notes", |m| { m.set("name", "alice"); })`.
+pub fn guest_variant(dir: &Path, name: &str, edit: impl FnOnce(&mut Manifest)) -> PathBuf {
     let source = guest(name);
     let target = dir.join(format!("{name}-variant-{}", unique()));
     std::fs::create_dir_all(&target).unwrap();
@@ -43,9 +44,129 @@ pub fn guest_variant(dir: &Path, name: &str, edit: impl Fn(String) -> String) ->
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
     }
-    let manifest = std::fs::read_to_string(target.join("locker.toml")).unwrap();
-    std::fs::write(target.join("locker.toml"), edit(manifest)).unwrap();
+    edit_manifest(&target, edit);
     target
+}
+
+/// Edits the `locker.toml` of the package folder `package` in place.
+pub fn edit_manifest(package: &Path, edit: impl FnOnce(&mut Manifest)) {
+    let path = package.join("locker.toml");
+    let mut manifest = Manifest::read(&path);
+    edit(&mut manifest);
+    manifest.write(&path);
+}
+
+/// A package manifest as TOML, edited key by key. A key is a dotted path,
+/// with numbers for array items: `limits.timeout`, `schedule.0.cron`.
+///
+/// `set`, `remove` and `push` change what is there and panic, naming the key,
+/// when it is not: a manifest that drifted from what a test expects fails the
+/// test instead of leaving the package unchanged. Only `add` makes new keys.
+/// The result need not be a valid manifest (tests of refusals rely on that),
+/// only valid TOML.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// Always a table.
+    root: toml::Value,
+}
+
+impl Manifest {
+    pub fn read(path: &Path) -> Manifest {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let table: toml::Table = text
+            .parse()
+            .unwrap_or_else(|e| panic!("{} is not TOML: {e}", path.display()));
+        Manifest {
+            root: toml::Value::Table(table),
+        }
+    }
+
+    pub fn write(&self, path: &Path) {
+        std::fs::write(path, toml::to_string(&self.root).unwrap()).unwrap();
+    }
+
+    /// Replaces the value of `key`, which must be there.
+    pub fn set(&mut self, key: &str, value: impl Into<toml::Value>) -> &mut Self {
+        *self.existing(key) = value.into();
+        self
+    }
+
+    /// Removes `key`, which must be there.
+    pub fn remove(&mut self, key: &str) -> &mut Self {
+        let (parent, last) = match key.rsplit_once('.') {
+            Some((parent, last)) => (self.get_mut(parent), last),
+            None => (Some(&mut self.root), key),
+        };
+        let removed = match parent {
+            Some(toml::Value::Table(table)) => table.remove(last).is_some(),
+            Some(toml::Value::Array(array)) => match last.parse::<usize>() {
+                Ok(index) if index < array.len() => {
+                    array.remove(index);
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        assert!(removed, "the manifest has no `{key}` to remove");
+        self
+    }
+
+    /// Adds `key`, which must not be there yet; the tables on its way are
+    /// made as needed (`add("limits.timeout", "5s")` makes `[limits]`).
+    pub fn add(&mut self, key: &str, value: impl Into<toml::Value>) -> &mut Self {
+        let mut parts: Vec<&str> = key.split('.').collect();
+        let last = parts.pop().unwrap();
+        let not_a_table = |depth: usize| -> ! {
+            panic!(
+                "cannot add `{key}`: `{}` is not a table",
+                parts[..depth].join(".")
+            )
+        };
+        let mut here = &mut self.root;
+        for (depth, part) in parts.iter().enumerate() {
+            let toml::Value::Table(table) = here else {
+                not_a_table(depth)
+            };
+            here = table
+                .entry(*part)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        }
+        let toml::Value::Table(table) = here else {
+            not_a_table(parts.len())
+        };
+        let previous = table.insert(last.to_string(), value.into());
+        assert!(
+            previous.is_none(),
+            "cannot add `{key}`: the manifest has it already"
+        );
+        self
+    }
+
+    /// Appends `value` to the array at `key`, which must be there (e.g. one
+    /// more `[[schedule]]` entry: `push("schedule", toml::toml! { .. })`).
+    pub fn push(&mut self, key: &str, value: impl Into<toml::Value>) -> &mut Self {
+        match self.existing(key) {
+            toml::Value::Array(array) => array.push(value.into()),
+            other => panic!("cannot push to `{key}`: it is `{other}`, not an array"),
+        }
+        self
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut toml::Value> {
+        key.split('.')
+            .try_fold(&mut self.root, |value, part| match value {
+                toml::Value::Table(table) => table.get_mut(part),
+                toml::Value::Array(array) => array.get_mut(part.parse::<usize>().ok()?),
+                _ => None,
+            })
+    }
+
+    fn existing(&mut self, key: &str) -> &mut toml::Value {
+        self.get_mut(key)
+            .unwrap_or_else(|| panic!("the manifest has no `{key}`"))
+    }
 }
 
 fn unique() -> u64 {
@@ -68,29 +189,120 @@ pub struct CliOutput {
 
 /// Runs `locker <args> --root <root>`.
 pub fn cli(root: &Path, args: &[&str]) -> CliOutput {
-    let output: Output = Command::new(locker_bin())
+    let output = Command::new(locker_bin())
         .args(args)
         .arg("--root")
         .arg(root)
         .env_remove("LOCKER_ROOT")
         .output()
         .expect("cannot run locker");
-    CliOutput {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    CliOutput::from(output)
+}
+
+/// Runs `locker <args> --root <root>` without blocking the async runtime.
+pub async fn cli_async(root: &Path, args: &[&str]) -> CliOutput {
+    let output = tokio::process::Command::new(locker_bin())
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .env_remove("LOCKER_ROOT")
+        .output()
+        .await
+        .expect("cannot run locker");
+    CliOutput::from(output)
+}
+
+impl From<Output> for CliOutput {
+    fn from(output: Output) -> CliOutput {
+        CliOutput {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 }
 
 /// Installs a package with the CLI and insists that it worked.
 pub fn install(root: &Path, package: &Path) {
     let out = cli(root, &["install", package.to_str().unwrap()]);
+    check_installed(package, &out);
+}
+
+/// Installs a package with the CLI, from async code, and insists that it worked.
+pub async fn install_async(root: &Path, package: &Path) {
+    let out = cli_async(root, &["install", package.to_str().unwrap()]).await;
+    check_installed(package, &out);
+}
+
+fn check_installed(package: &Path, out: &CliOutput) {
     assert!(
         out.success,
         "install of {} failed: {}",
         package.display(),
         out.stderr
     );
+}
+
+/// How often `eventually` looks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Polls `probe` until it is ready, and returns what it found; after `limit`,
+/// panics naming `what` it waited for and what the last probe saw. A probe
+/// answers `true`, `Some(found)` or `Ok(found)` when ready; `false`, `None`,
+/// or `Err(seen)` when not yet, `seen` being shown if time runs out:
+///
+/// ```ignore
+/// let events = eventually("3 events", Duration::from_secs(10), async || {
+///     let events = received().await;
+///     if events.len() >= 3 { Ok(events) } else { Err(events.len()) }
+/// })
+/// .await;
+/// ```
+pub async fn eventually<P: Probe>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> P,
+) -> P::Ready {
+    let started = Instant::now();
+    loop {
+        match probe().await.check() {
+            Ok(ready) => return ready,
+            Err(seen) => assert!(
+                started.elapsed() < limit,
+                "gave up after {limit:?} waiting for {what}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The answer of one probe of `eventually`.
+pub trait Probe {
+    type Ready;
+    /// What was found when ready; otherwise what was seen, as text.
+    fn check(self) -> Result<Self::Ready, String>;
+}
+
+impl Probe for bool {
+    type Ready = ();
+    fn check(self) -> Result<(), String> {
+        if self { Ok(()) } else { Err("false".into()) }
+    }
+}
+
+impl<T> Probe for Option<T> {
+    type Ready = T;
+    fn check(self) -> Result<T, String> {
+        self.ok_or_else(|| "None".into())
+    }
+}
+
+/// `Err(seen)` shows with `{:#}`: a `serde_json::Value` as pretty JSON.
+impl<T, E: std::fmt::Display> Probe for Result<T, E> {
+    type Ready = T;
+    fn check(self) -> Result<T, String> {
+        self.map_err(|seen| format!("{seen:#}"))
+    }
 }
 
 /// A running `locker serve` on a free loopback port; killed when dropped.
@@ -212,18 +424,16 @@ impl Locker {
         limit: Duration,
         ready: impl Fn(&Value) -> bool,
     ) -> Value {
-        let started = Instant::now();
-        loop {
+        let what = format!("{service} to reach the expected state");
+        eventually(&what, limit, async || {
             let status = self.status(service).await;
             if ready(&status) {
-                return status;
+                Ok(status)
+            } else {
+                Err(status)
             }
-            assert!(
-                started.elapsed() < limit,
-                "{service} never reached the expected state: {status:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Asks the host to shut down and waits for it.
@@ -247,6 +457,20 @@ impl Drop for Locker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Copies the folder `from`, and everything in it, to `to` (which must not exist).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
     }
 }
 
