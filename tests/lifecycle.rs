@@ -323,4 +323,11 @@ async fn a_root_made_by_an_earlier_build_opens() {
 
     let (code, body) = locker.get("/hello-rs/").await;
     assert_eq!((code, body.trim()), (200, "hello from rust at /hello-rs/"));
+
+    // The database was made before its schema had a version; it has one now.
+    let db = rusqlite::Connection::open(root.join("locker.db")).unwrap();
+    let version: i64 = db
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
 }

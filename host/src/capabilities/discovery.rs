@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::{Capability, ServiceContext};
+use super::{Capability, HostParts, ServiceContext};
 use crate::bindings::discovery::{self, Host};
 use crate::package::Manifest;
 use crate::package::topics;
@@ -78,6 +78,10 @@ pub struct DiscoveryCtx {
 impl Capability for Discovery {
     type Service = DiscoveryCtx;
     type Instance = DiscoveryCtx;
+
+    fn set_up(_host: &HostParts<'_>) -> anyhow::Result<Discovery> {
+        Ok(Discovery::default())
+    }
 
     fn add_to_linker<T: Send + 'static>(
         linker: &mut Linker<T>,

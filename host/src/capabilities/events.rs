@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::{Capability, ServiceContext};
+use super::{Capability, HostParts, ServiceContext};
 use crate::bindings::events::{self, Host, PublishError as WitPublishError};
 use crate::bus::{Bus, PublishError};
 use crate::store::ServiceLog;
@@ -14,12 +14,6 @@ use crate::store::ServiceLog;
 /// Set up once: the bus every service publishes to.
 pub struct Events {
     bus: Arc<Bus>,
-}
-
-impl Events {
-    pub fn new(bus: Arc<Bus>) -> Events {
-        Events { bus }
-    }
 }
 
 /// What one service's instances publish as.
@@ -37,6 +31,12 @@ pub struct EventsCtx(Arc<ServiceEvents>);
 impl Capability for Events {
     type Service = EventsCtx;
     type Instance = EventsCtx;
+
+    fn set_up(host: &HostParts<'_>) -> anyhow::Result<Events> {
+        Ok(Events {
+            bus: host.bus.clone(),
+        })
+    }
 
     fn add_to_linker<T: Send + 'static>(
         linker: &mut Linker<T>,
@@ -117,7 +117,7 @@ publishes = ["note/*"]
         let bus = Arc::new(Bus::new(log, 1024, DeliveryPolicy::default()));
         let manifest = Manifest::parse(MANIFEST, "test").unwrap();
         let service_log = ServiceLog::new(root.log_path("publisher"));
-        let events = Events::new(bus.clone());
+        let events = Events { bus: bus.clone() };
         let service = events.configure(&ServiceContext {
             manifest: &manifest,
             log: &service_log,

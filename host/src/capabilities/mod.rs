@@ -9,19 +9,29 @@
 //!
 //! Adding a capability: its WIT in `wit/` (and in the `host` world), one
 //! new unit here implementing [`Capability`], one line in the list below,
-//! and its manifest section in `package::manifest` if it has one.
+//! and its manifest section in `package::manifest` if it has one. Nothing
+//! else in the host changes: the supervisor sets up, configures and
+//! forgets every capability in the list, and the linker and the instance
+//! state take them all from it.
 
 pub mod discovery;
 pub mod events;
 pub mod scheduler;
 
+use std::sync::Arc;
+
 use wasmtime::component::Linker;
 
+use crate::bus::Bus;
+use crate::jobs::Scheduler;
 use crate::package::Manifest;
-use crate::store::ServiceLog;
+use crate::store::{LockerRoot, ServiceLog};
 
 /// A host capability that guests import.
-pub trait Capability: Send + Sync + 'static {
+pub trait Capability: Sized + Send + Sync + 'static {
+    /// Sets the capability up for the host, from what the host shares.
+    fn set_up(host: &HostParts<'_>) -> anyhow::Result<Self>;
+
     /// What one service's instances share, made from its manifest; cheap to clone.
     type Service: Clone + Send + Sync + 'static;
     /// What one instance's calls act on.
@@ -43,6 +53,14 @@ pub trait Capability: Send + Sync + 'static {
 
     /// Prepares the capability for one fresh instance of a service.
     fn prepare(service: &Self::Service) -> Self::Instance;
+}
+
+/// What the host shares with its capabilities when setting them up.
+pub struct HostParts<'a> {
+    /// The locker root: where a capability keeps what it stores.
+    pub root: &'a LockerRoot,
+    pub bus: &'a Arc<Bus>,
+    pub jobs: &'a Arc<Scheduler>,
 }
 
 /// What a capability may know of a service when configuring for it.
@@ -76,6 +94,13 @@ macro_rules! capabilities {
         }
 
         impl HostCapabilities {
+            /// Sets every capability up for the host.
+            pub fn set_up(host: &HostParts<'_>) -> anyhow::Result<HostCapabilities> {
+                Ok(HostCapabilities {
+                    $($field: <$unit as Capability>::set_up(host)?,)*
+                })
+            }
+
             /// Adds every capability's imports to the linker.
             pub fn add_to_linker<T: HasCapabilities>(
                 linker: &mut Linker<T>,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::{Capability, ServiceContext};
+use super::{Capability, HostParts, ServiceContext};
 use crate::bindings::scheduler::{self, Host, Schedule};
 use crate::jobs::{ScheduleError, Scheduler};
 use crate::package::job_spec::When;
@@ -16,12 +16,6 @@ use crate::store::ServiceLog;
 /// Set up once: the job table every service's jobs are in.
 pub struct Scheduling {
     scheduler: Arc<Scheduler>,
-}
-
-impl Scheduling {
-    pub fn new(scheduler: Arc<Scheduler>) -> Scheduling {
-        Scheduling { scheduler }
-    }
 }
 
 /// What one service's instances schedule as.
@@ -38,6 +32,12 @@ pub struct SchedulerCtx(Arc<ServiceJobs>);
 impl Capability for Scheduling {
     type Service = SchedulerCtx;
     type Instance = SchedulerCtx;
+
+    fn set_up(host: &HostParts<'_>) -> anyhow::Result<Scheduling> {
+        Ok(Scheduling {
+            scheduler: host.jobs.clone(),
+        })
+    }
 
     fn add_to_linker<T: Send + 'static>(
         linker: &mut Linker<T>,
@@ -151,7 +151,9 @@ mod tests {
         )
         .unwrap();
         let log = ServiceLog::new(root.log_path("ticker"));
-        let capability = Scheduling::new(jobs.clone());
+        let capability = Scheduling {
+            scheduler: jobs.clone(),
+        };
         let mut ctx = Scheduling::prepare(&capability.configure(&ServiceContext {
             manifest: &manifest,
             log: &log,

@@ -435,3 +435,109 @@ fn first_run(when: &When, now: DateTime<Utc>) -> Option<i64> {
 fn is_finished_one_shot(record: &JobRecord) -> bool {
     !record.from_manifest && matches!(record.when, When::At(_)) && record.next_run.is_none()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::from_millis;
+    use crate::store::{LockerRoot, SqliteJobStore};
+
+    fn scheduler(dir: &std::path::Path) -> Arc<Scheduler> {
+        let root = LockerRoot::open(dir.join("root")).unwrap();
+        let (store, records) = SqliteJobStore::open(&root).unwrap();
+        Scheduler::new(Arc::new(store), records, JobPolicy::default())
+    }
+
+    fn key(service: &str, name: &str) -> JobKey {
+        (service.into(), name.into())
+    }
+
+    #[tokio::test]
+    async fn due_jobs_run_once_at_a_time_wait_for_a_stopped_service_and_skip_a_gone_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = scheduler(dir.path());
+        for (service, name) in [("a", "tick"), ("b", "tick"), ("c", "tick")] {
+            jobs.create(service, name, When::Cron("* * * * * *".into()), "{}")
+                .await
+                .unwrap();
+        }
+        let states = |name: &str| match name {
+            "a" => ServiceNow::Ready,
+            "b" => ServiceNow::Stopped,
+            _ => ServiceNow::Gone,
+        };
+        let later = Utc::now() + chrono::TimeDelta::seconds(2);
+        let (fired, next) = jobs.fire_due(later, states);
+        let id = match &fired[..] {
+            [
+                Fired::Run { key: run, id, .. },
+                Fired::Parked { key: parked },
+            ] => {
+                assert_eq!((run, parked), (&key("a", "tick"), &key("b", "tick")));
+                *id
+            }
+            other => panic!("unexpected {other:?}"),
+        };
+        let next = next.expect("a's next tick is queued");
+        assert!(
+            next > later.timestamp_millis(),
+            "missed ticks collapse into one run"
+        );
+
+        // While a's run goes on, its next tick is skipped and counted.
+        let (fired, _) = jobs.fire_due(from_millis(next), states);
+        assert!(matches!(&fired[..], [Fired::Skipped { key: k, .. }] if *k == key("a", "tick")));
+        assert_eq!(jobs.jobs_of("a")[0].skipped, 1);
+
+        let run = RunRecord {
+            scheduled: next,
+            started: next,
+            finished: next + 5,
+            attempts: 1,
+            error: None,
+        };
+        jobs.finish(&key("a", "tick"), id, &run);
+        let a = &jobs.jobs_of("a")[0];
+        assert!(!a.running && a.runs == 1 && a.last_run.is_some());
+
+        // b waits, off the queue, until its service is started; c's job is
+        // not queued again.
+        assert!(jobs.jobs_of("b")[0].waiting_for_start);
+        jobs.resume("b");
+        let far = from_millis(next) + chrono::TimeDelta::seconds(5);
+        let (fired, _) = jobs.fire_due(far, |_| ServiceNow::Ready);
+        let mut keys: Vec<_> = fired
+            .iter()
+            .filter_map(|f| match f {
+                Fired::Run { key, .. } => Some(key.0.as_str()),
+                _ => None,
+            })
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(jobs.jobs_of("c")[0].next_run, None);
+    }
+
+    #[tokio::test]
+    async fn the_owner_runs_a_job_now_once_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = scheduler(dir.path());
+        jobs.create("a", "sync", When::Cron("0 0 * * * *".into()), "{}")
+            .await
+            .unwrap();
+        let id = jobs.claim(&key("a", "sync")).unwrap();
+        assert!(matches!(
+            jobs.claim(&key("a", "sync")),
+            Err(RunNowError::AlreadyRunning { .. })
+        ));
+        assert!(matches!(
+            jobs.claim(&key("a", "nothing")),
+            Err(RunNowError::NotFound { .. })
+        ));
+        assert!(jobs.may_retry(&key("a", "sync"), id, 1, Utc::now().timestamp_millis()));
+        assert!(
+            !jobs.may_retry(&key("a", "sync"), id + 1, 1, 0),
+            "a replaced job"
+        );
+    }
+}

@@ -90,15 +90,19 @@ fn run(mut db: Connection, queue: mpsc::Receiver<Work>) {
         let committed = (|| -> rusqlite::Result<()> {
             // IMMEDIATE: a transaction that reads before it writes would
             // otherwise fail at once, not wait, when another connection wrote.
-            let mut transaction =
+            let transaction =
                 db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for work in batch.drain(..) {
-                let savepoint = transaction.savepoint()?;
-                let (ok, answer) = work(&savepoint);
-                if ok {
-                    savepoint.commit()?;
+                // Cached statements, not rusqlite's `Savepoint` (which parses
+                // its SQL anew each time): this runs once per write.
+                transaction.prepare_cached("SAVEPOINT work")?.execute([])?;
+                let (ok, answer) = work(&transaction);
+                if !ok {
+                    transaction
+                        .prepare_cached("ROLLBACK TO work")?
+                        .execute([])?;
                 }
-                // Dropping a savepoint that was not committed rolls it back.
+                transaction.prepare_cached("RELEASE work")?.execute([])?;
                 answers.push(answer);
             }
             transaction.commit()
@@ -107,5 +111,38 @@ fn run(mut db: Connection, queue: mpsc::Receiver<Work>) {
         for answer in answers {
             answer(committed.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_piece_undoes_only_itself_and_the_rest_commit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let writer = GroupCommit::start("test-writer", db).unwrap();
+        let insert = |x: i64, fail: bool| {
+            writer.call(move |db| {
+                db.execute("INSERT INTO t VALUES (?1)", [x])?;
+                anyhow::ensure!(!fail, "piece {x} fails after writing");
+                Ok(x)
+            })
+        };
+        let (a, b, c) = tokio::join!(insert(1, false), insert(2, true), insert(3, false));
+        assert_eq!((a.unwrap(), c.unwrap()), (1, 3));
+        assert!(b.unwrap_err().to_string().contains("piece 2 fails"));
+        let kept: Vec<i64> = Connection::open(&path)
+            .unwrap()
+            .prepare("SELECT x FROM t ORDER BY x")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(kept, [1, 3]);
     }
 }

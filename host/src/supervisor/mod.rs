@@ -17,8 +17,7 @@ pub use options::HostOptions;
 
 use crate::api::ServiceStatus;
 use crate::bus::Bus;
-use crate::capabilities::{HostCapabilities, ServiceContext};
-use crate::capabilities::{discovery::Discovery, events::Events, scheduler::Scheduling};
+use crate::capabilities::{HostCapabilities, HostParts, ServiceContext};
 use crate::jobs::Scheduler;
 use crate::package::Package;
 use crate::runtime::service::ServiceParts;
@@ -65,11 +64,11 @@ impl Supervisor {
             options.delivery.clone(),
         ));
         let services = Arc::new(Services::default());
-        let capabilities = HostCapabilities {
-            events: Events::new(bus.clone()),
-            discovery: Discovery::default(),
-            scheduler: Scheduling::new(scheduler.clone()),
-        };
+        let capabilities = HostCapabilities::set_up(&HostParts {
+            root: &root,
+            bus: &bus,
+            jobs: &scheduler,
+        })?;
         let supervisor = Arc::new(Supervisor {
             jobs: JobRunner::new(scheduler.clone(), services.clone()),
             root,
