@@ -136,7 +136,7 @@ impl JobStore for SqliteJobStore {
 
     async fn delete(&self, id: i64) -> Result<()> {
         self.writer
-            .call(move |db| {
+            .call_unguarded(move |db| {
                 db.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
                 Ok(())
             })
@@ -192,7 +192,7 @@ impl JobStore for SqliteJobStore {
     async fn delete_service(&self, service: &str) -> Result<()> {
         let service = service.to_string();
         self.writer
-            .call(move |db| {
+            .call_unguarded(move |db| {
                 db.execute("DELETE FROM jobs WHERE service = ?1", [service])?;
                 Ok(())
             })
