@@ -21,12 +21,13 @@ const MAX_BATCH: usize = 4096;
 /// Learns whether the transaction holding its work committed.
 type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
 
-/// A piece of work: it runs inside the transaction and says whether it
-/// succeeded and how to answer.
+/// Runs inside the transaction; says whether it succeeded and how to answer.
+type Run = Box<dyn FnOnce(&Connection) -> (bool, Answer) + Send>;
+
+/// A piece of work, and whether it runs in a savepoint of its own.
 struct Work {
-    /// Runs in a savepoint of its own.
     guarded: bool,
-    run: Box<dyn FnOnce(&Connection) -> (bool, Answer) + Send>,
+    run: Run,
 }
 
 /// A handle to the writer thread; cheap to clone.
@@ -70,7 +71,7 @@ impl GroupCommit {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
-        let run = Box::new(move |db: &Connection| {
+        let run: Run = Box::new(move |db: &Connection| {
             let result = f(db);
             let ok = result.is_ok();
             let answer: Answer = Box::new(move |committed| {
