@@ -1,5 +1,7 @@
 //! A guest that loops, hoards memory or crashes is stopped with a clear
-//! error, and every other service keeps answering meanwhile.
+//! error, and every other service keeps answering meanwhile; clients that
+//! hold connections open without sending requests are closed, and cannot
+//! starve the others.
 
 mod support;
 
@@ -136,4 +138,78 @@ async fn concurrent_instances_are_capped_per_service() {
         assert_eq!(code, 200, "{body}");
     }
     assert_eq!(most_in_flight, 1);
+}
+
+/// Whether the host closed this connection within `limit` (end of stream or
+/// a reset; whatever it wrote before closing is read and dropped).
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut sink = Vec::new();
+    matches!(
+        tokio::time::timeout(limit, stream.read_to_end(&mut sink)).await,
+        Ok(_)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_and_silent_connections_are_closed_and_cannot_starve_other_clients() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    let locker = Locker::start(
+        &root,
+        &[
+            "--head-timeout",
+            "3s",
+            "--max-connections-per-client",
+            "200",
+        ],
+    );
+    let address = locker.url.trim_start_matches("http://").to_string();
+
+    // 150 clients that never finish their request head, 50 that send nothing:
+    // all this address may hold.
+    let mut slow = Vec::new();
+    for n in 0..200 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        if n < 150 {
+            stream
+                .write_all(b"GET /hello-rs/ HTTP/1.1\r\nHost: locker\r\n")
+                .await
+                .unwrap();
+        }
+        slow.push(stream);
+    }
+    // One more from the same address is closed at once, long before the
+    // head timeout.
+    let mut one_too_many = tokio::net::TcpStream::connect(&address).await.unwrap();
+    assert!(
+        closed_within(&mut one_too_many, Duration::from_millis(1500)).await,
+        "a client past its share of connections was kept"
+    );
+
+    // Another client is served meanwhile.
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let answer = other.get(locker.url("/hello-rs/")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+
+    // Every slow connection is closed within the bound.
+    let started = Instant::now();
+    for (n, stream) in slow.iter_mut().enumerate() {
+        let left = Duration::from_secs(10).saturating_sub(started.elapsed());
+        assert!(
+            closed_within(stream, left).await,
+            "slow connection {n} was still open {:?} after the others",
+            started.elapsed()
+        );
+    }
+    drop(slow);
+
+    // With them gone, the first address is served again.
+    let (code, body) = locker.get("/hello-rs/").await;
+    assert_eq!((code, body.trim()), (200, "hello from rust at /hello-rs/"));
 }

@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::RootArg;
 use crate::bus::DeliveryPolicy;
+use crate::http::ConnectionLimits;
 use crate::jobs::JobPolicy;
 use crate::runtime::Defaults;
 use crate::store::LockerRoot;
@@ -46,6 +47,16 @@ pub(super) struct ServeArgs {
     /// Wait after a failed job run before retrying; doubles with each further failure.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     job_retry: Duration,
+    /// Close a connection whose request head has not arrived in this long
+    /// (an idle keep-alive connection too).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    head_timeout: Duration,
+    /// Connections open at once, from all clients.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Connections open at once from one client address.
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_client: usize,
     #[command(flatten)]
     root: RootArg,
 }
@@ -97,7 +108,12 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
     );
     println!("locker listening on {url}");
 
-    let served = crate::http::serve(supervisor, listener, shutdown_signal()).await;
+    let limits = ConnectionLimits {
+        head_timeout: args.head_timeout,
+        max_open: args.max_connections,
+        max_per_client: args.max_connections_per_client,
+    };
+    let served = crate::http::serve(supervisor, listener, limits, shutdown_signal()).await;
     drop(background);
     root.remove_host_record();
     served

@@ -14,11 +14,12 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use super::body::{BoxBody, full, json_response};
+use super::connections::{ConnectionLimits, OpenConnections};
 use super::proxy::{proxy, service_error_response, strip_prefix};
 use crate::api::ADMIN_PREFIX;
 use crate::runtime::ServiceError;
@@ -28,13 +29,23 @@ use crate::supervisor::Supervisor;
 pub async fn serve(
     supervisor: Arc<Supervisor>,
     listener: TcpListener,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Also bounds how long a keep-alive connection waits for its next request.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.head_timeout);
+    let open = OpenConnections::new(limits);
+    // Ends the wait for a first byte when the host shuts down: a connection
+    // that has not sent one yet holds up no graceful shutdown.
+    let stopping = tokio_util::sync::CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -44,20 +55,40 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = open.admit(peer.ip()) else {
+            tracing::debug!(%peer, "refused a connection: too many open");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let supervisor = supervisor.clone();
         let service = hyper::service::service_fn(move |request| {
             let supervisor = supervisor.clone();
             async move { Ok::<_, Infallible>(route(&supervisor, request).await) }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let head_timeout = open.limits.head_timeout;
+        let stopping = stopping.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let _slot = slot;
+            // A client that sends nothing at all is closed at the same bound
+            // as one that never finishes its request head (hyper's timer
+            // starts only once it reads a head, after telling HTTP/1 from
+            // HTTP/2 by the first bytes).
+            let mut first = [0u8; 1];
+            let peeked = tokio::select! {
+                peeked = tokio::time::timeout(head_timeout, stream.peek(&mut first)) => peeked,
+                () = stopping.cancelled() => return,
+            };
+            if !matches!(peeked, Ok(Ok(1))) {
+                return;
+            }
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!("connection ended: {e}");
             }
         });
     }
+    stopping.cancel();
     tracing::info!("shutting down: waiting for open requests");
     tokio::select! {
         () = graceful.shutdown() => {}
