@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -257,11 +258,36 @@ async fn without_room_for_the_instance_pool_the_host_falls_back_and_serves() {
 /// `scripts/make-root-fixture` made this root with the build of commit 017955c.
 const EARLIER_ROOT: &str = "tests/fixtures/root-017955c";
 
+/// The fixture keeps no binaries: each package gets the component built
+/// from source by `scripts/build-guests`, and the catalog its digest, as an
+/// earlier build would have recorded them at install.
+fn put_back_components(root: &Path) {
+    let db = rusqlite::Connection::open(root.join("locker.db")).unwrap();
+    for entry in std::fs::read_dir(root.join("packages")).unwrap() {
+        let package = entry.unwrap().path();
+        let name = package.file_name().unwrap().to_str().unwrap().to_string();
+        let manifest: toml::Table =
+            toml::from_str(&std::fs::read_to_string(package.join("locker.toml")).unwrap()).unwrap();
+        let component = manifest["component"].as_str().unwrap();
+        let bytes = std::fs::read(guest(&name).join(component)).unwrap();
+        std::fs::write(package.join(component), &bytes).unwrap();
+        let digest = locker::package::component::digest_of(&bytes);
+        let updated = db
+            .execute(
+                "UPDATE services SET digest = ?1 WHERE name = ?2",
+                rusqlite::params![digest, name],
+            )
+            .unwrap();
+        assert_eq!(updated, 1, "the fixture's catalog has no service {name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_root_made_by_an_earlier_build_opens() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     copy_dir(&workspace().join(EARLIER_ROOT), &root);
+    put_back_components(&root);
     // Its events soon outlive the default retention (a week): keep them.
     let locker = Locker::start(&root, &["--event-retention", "100years"]);
 
