@@ -25,7 +25,7 @@ use wasmtime::component::Linker;
 use crate::bus::Bus;
 use crate::jobs::Scheduler;
 use crate::package::Manifest;
-use crate::store::{LockerRoot, ServiceLog};
+use crate::store::ServiceLog;
 
 /// A host capability that guests import.
 pub trait Capability: Sized + Send + Sync + 'static {
@@ -55,10 +55,9 @@ pub trait Capability: Sized + Send + Sync + 'static {
     fn prepare(service: &Self::Service) -> Self::Instance;
 }
 
-/// What the host shares with its capabilities when setting them up.
+/// What the host shares with its capabilities when setting them up; a
+/// capability that needs more of the host adds it here.
 pub struct HostParts<'a> {
-    /// The locker root: where a capability keeps what it stores.
-    pub root: &'a LockerRoot,
     pub bus: &'a Arc<Bus>,
     pub jobs: &'a Arc<Scheduler>,
 }

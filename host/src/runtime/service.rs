@@ -261,30 +261,17 @@ impl Service {
         std::fs::create_dir_all(&self.work_dir)
             .with_context(|| format!("cannot create {}", self.work_dir.display()))?;
         let exports = &self.installed.exports;
-        let http = match exports.http_handler {
-            Some(_) => Some(
-                ProxyIndices::new(&pre)
-                    .map_err(anyhow::Error::from)
-                    .context("cannot find the component's wasi:http/incoming-handler")?,
-            ),
-            None => None,
-        };
-        let events = match exports.event_handler {
-            Some(_) => Some(
-                EventHandlerIndices::new(&pre)
-                    .map_err(anyhow::Error::from)
-                    .context("cannot find the component's locker:service/event-handler")?,
-            ),
-            None => None,
-        };
-        let jobs = match exports.job_handler {
-            Some(_) => Some(
-                JobHandlerIndices::new(&pre)
-                    .map_err(anyhow::Error::from)
-                    .context("cannot find the component's locker:service/job-handler")?,
-            ),
-            None => None,
-        };
+        let http = find_export(&exports.http_handler, "wasi:http/incoming-handler", || {
+            ProxyIndices::new(&pre)
+        })?;
+        let events = find_export(
+            &exports.event_handler,
+            "locker:service/event-handler",
+            || EventHandlerIndices::new(&pre),
+        )?;
+        let jobs = find_export(&exports.job_handler, "locker:service/job-handler", || {
+            JobHandlerIndices::new(&pre)
+        })?;
         let sandbox = SandboxSpec {
             work_dir: self.work_dir.clone(),
             log_file: self.log.file()?,
@@ -407,4 +394,21 @@ impl Service {
             ..unloaded_status(&self.installed, self.settings.clone())
         }
     }
+}
+
+/// Where an export the component was found to have at install is, or `None`
+/// when it has none.
+fn find_export<T>(
+    declared: &Option<String>,
+    what: &str,
+    find: impl FnOnce() -> wasmtime::Result<T>,
+) -> Result<Option<T>> {
+    declared
+        .as_ref()
+        .map(|_| {
+            find()
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("cannot find the component's {what}"))
+        })
+        .transpose()
 }

@@ -65,7 +65,6 @@ impl Supervisor {
         ));
         let services = Arc::new(Services::default());
         let capabilities = HostCapabilities::set_up(&HostParts {
-            root: &root,
             bus: &bus,
             jobs: &scheduler,
         })?;
