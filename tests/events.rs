@@ -471,9 +471,9 @@ async fn history_is_pruned_after_its_retention_but_never_an_event_still_owed() {
             .collect()
     };
     let history = |locker: &Locker| {
-        let url = locker.url("/_locker/api/events?limit=100");
+        let request = locker.http.get(locker.url("/_locker/api/events?limit=100"));
         async move {
-            let events: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
+            let events: Vec<Value> = request.send().await.unwrap().json().await.unwrap();
             events
         }
     };

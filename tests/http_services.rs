@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use futures::future::join_all;
-use support::{Locker, guest, guest_variant, install};
+use support::{Locker, client_builder, guest, guest_variant, install};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hello_services_in_three_languages_answer_their_first_request() {
@@ -28,10 +28,10 @@ async fn hello_services_in_three_languages_answer_their_first_request() {
         );
         let (code, body) = locker.get(&format!("/{name}/some/path?x=1")).await;
         assert_eq!(code, 200, "{name}: {body}");
-        // The guest sees the path below its prefix, and the prefix in a header.
+        // The guest, on its own origin, sees its own path, and who is calling.
         assert_eq!(
             body.trim(),
-            format!("hello from {language} at /{name}/some/path"),
+            format!("hello from {language} at /some/path, to owner"),
             "{name}"
         );
         let status = locker.status(name).await;
@@ -39,7 +39,12 @@ async fn hello_services_in_three_languages_answer_their_first_request() {
         assert_eq!(status["state"], "idle");
     }
     // The Rust guest kit answers a whole body with its length, not chunked.
-    let response = reqwest::get(locker.url("/hello-rs/")).await.unwrap();
+    let response = locker
+        .http
+        .get(locker.url("/hello-rs/"))
+        .send()
+        .await
+        .unwrap();
     let length = response.headers()[reqwest::header::CONTENT_LENGTH].clone();
     assert!(response.headers().get("transfer-encoding").is_none());
     let body = response.bytes().await.unwrap();
@@ -99,33 +104,79 @@ async fn fifty_concurrent_first_requests_share_one_load() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn routing_redirects_the_bare_prefix_and_names_unknown_services() {
+async fn each_service_has_its_own_origin_and_old_paths_redirect_there() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     install(&root, &guest("hello-rs"));
     let locker = Locker::start(&root, &[]);
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let response = client
-        .get(locker.url("/hello-rs?q=1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 308);
-    assert_eq!(response.headers()["location"], "/hello-rs/?q=1");
+    let client = locker.owner_client(client_builder().redirect(reqwest::redirect::Policy::none()));
+    let location = async |url: String| {
+        let response = client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 308);
+        response.headers()["location"].to_str().unwrap().to_string()
+    };
+    // The one-origin form of a path is sent to the service's origin.
+    let hello = locker.service_origin("hello-rs");
+    assert_eq!(
+        location(format!("{}/hello-rs/x/y?q=1", locker.origin())).await,
+        format!("{hello}/x/y?q=1")
+    );
+    assert_eq!(
+        location(format!("{}/hello-rs?q=1", locker.origin())).await,
+        format!("{hello}/?q=1")
+    );
+    // So is one that arrives at a loopback alias of the locker's origin.
+    assert_eq!(
+        location(format!("{}/hello-rs/", locker.address)).await,
+        format!("{hello}/")
+    );
+    assert_eq!(
+        locker.get("/hello-rs/x").await,
+        (200, "hello from rust at /x, to owner\n".into())
+    );
 
     let (code, body) = locker.get("/nobody/here").await;
     assert_eq!(code, 404);
     assert!(body.contains("no service named \\\"nobody\\\""), "{body}");
     // A doubled slash names no service; it is not read as `/hello-rs/x`.
-    let (code, body) = locker.get("//hello-rs/x").await;
-    assert_eq!(code, 404, "{body}");
+    let answer = client
+        .get(format!("{}//hello-rs/x", locker.origin()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+    // The host's paths stay the host's on a service's origin.
+    let answer = client
+        .get(format!("{hello}/_locker/api/services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
 
-    let (code, body) = locker.get("/").await;
-    assert_eq!(code, 200);
-    assert!(body.contains("/hello-rs/"), "{body}");
+    // A name this locker does not answer for (DNS rebinding) is refused,
+    // even carrying the owner's token.
+    for host in [
+        "evil.example",
+        "hello-rs.evil.example",
+        "locker.localhost.evil.example",
+    ] {
+        let answer = client
+            .get(format!(
+                "http://{host}:{}/_locker/api/services",
+                locker.port
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 421, "{host}");
+    }
+    // The admin API answers on the loopback aliases too.
+    let answer = client
+        .get(format!("{}/_locker/api/services", locker.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

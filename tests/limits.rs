@@ -165,7 +165,7 @@ async fn slow_and_silent_connections_are_closed_and_cannot_starve_other_clients(
             "200",
         ],
     );
-    let address = locker.url.trim_start_matches("http://").to_string();
+    let address = locker.address.trim_start_matches("http://").to_string();
 
     // 150 clients that never finish their request head, 50 that send nothing:
     // all this address may hold.
@@ -189,10 +189,9 @@ async fn slow_and_silent_connections_are_closed_and_cannot_starve_other_clients(
     );
 
     // Another client is served meanwhile.
-    let other = reqwest::Client::builder()
-        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
-        .build()
-        .unwrap();
+    let other = locker.owner_client(
+        support::client_builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()),
+    );
     let answer = other.get(locker.url("/hello-rs/")).send().await.unwrap();
     assert_eq!(answer.status(), 200);
 
@@ -210,5 +209,5 @@ async fn slow_and_silent_connections_are_closed_and_cannot_starve_other_clients(
 
     // With them gone, the first address is served again.
     let (code, body) = locker.get("/hello-rs/").await;
-    assert_eq!((code, body.trim()), (200, "hello from rust at /hello-rs/"));
+    assert_eq!((code, body.trim()), (200, "hello from rust at /, to owner"));
 }

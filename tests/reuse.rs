@@ -120,13 +120,13 @@ async fn javascript_and_python_services_answer_every_request_from_a_reused_insta
     let locker = Locker::start(&root, &[]);
     for round in 0..5 {
         let (code, body) = locker.get(&format!("/hello-js-wasi/page-{round}")).await;
-        let expected = format!("hello from javascript at /hello-js-wasi/page-{round}\n");
+        let expected = format!("hello from javascript at /page-{round}, to owner\n");
         assert_eq!((code, body), (200, expected));
         let echo = format!("echo {round}");
         let (code, body) = locker.get("/py/page").await;
         assert_eq!(
             (code, body.as_str()),
-            (200, "hello from python at /py/page\n")
+            (200, "hello from python at /page, to owner\n")
         );
         assert_eq!(locker.post("/py/echo", echo.clone()).await, (200, echo));
         assert_eq!(
@@ -166,7 +166,7 @@ async fn reuse_is_turned_off_for_a_service_whose_instance_cannot_answer_twice() 
         let (code, body) = locker.get("/js/again").await;
         assert_eq!(
             (code, body.as_str()),
-            (200, "hello from javascript at /js/again\n")
+            (200, "hello from javascript at /again, to owner\n")
         );
     }
 }

@@ -104,7 +104,7 @@ async fn a_service_sees_no_environment_and_no_sockets() {
         "the host's environment leaked"
     );
     // Not even the host's own port is reachable.
-    let address = locker.url.trim_start_matches("http://").to_string();
+    let address = locker.address.trim_start_matches("http://").to_string();
     let (code, body) = locker.get(&format!("/notes/connect?addr={address}")).await;
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("cannot connect"), "{body}");

@@ -16,9 +16,9 @@ const decoder = new TextDecoder();
 export const incomingHandler = {
   handle(request, responseOut) {
     const path = (request.pathWithQuery() ?? "/").split("?")[0];
-    const prefix = request.headers().get("x-forwarded-prefix");
-    const from = prefix.length ? decoder.decode(prefix[0]) : "";
-    const text = `hello from javascript at ${from}${path}\n`;
+    const caller = request.headers().get("x-locker-caller");
+    const to = caller.length ? decoder.decode(caller[0]) : "";
+    const text = `hello from javascript at ${path}, to ${to}\n`;
     const headers = Fields.fromList([
       ["content-type", encoder.encode("text/plain; charset=utf-8")],
     ]);

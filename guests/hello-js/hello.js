@@ -1,6 +1,6 @@
 // A Locker app in JavaScript: a standard `wasi:http` proxy component built
-// with componentize-js. The host passes the path below the service's prefix
-// and the prefix itself in `x-forwarded-prefix`.
+// with componentize-js. The service has its own origin, so it sees its paths
+// from `/`; the host says who is calling in `x-locker-caller`.
 addEventListener("fetch", (event) => event.respondWith(handle(event.request)));
 
 async function handle(request) {
@@ -9,8 +9,8 @@ async function handle(request) {
     const body = await request.text();
     return new Response(body, { headers: { "content-type": "text/plain" } });
   }
-  const prefix = request.headers.get("x-forwarded-prefix") ?? "";
-  return new Response(`hello from javascript at ${prefix}${url.pathname}\n`, {
+  const caller = request.headers.get("x-locker-caller") ?? "";
+  return new Response(`hello from javascript at ${url.pathname}, to ${caller}\n`, {
     headers: { "content-type": "text/plain; charset=utf-8" },
   });
 }

@@ -1,8 +1,8 @@
 """A Locker app in Python: a standard `wasi:http` proxy component built with
 componentize-py.
 
-The host passes the path below the service's prefix, and the prefix itself in
-`x-forwarded-prefix`. The service's working directory is its current
+The service has its own origin, so it sees its paths from `/`; the host says
+who is calling in `x-locker-caller`. The service's working directory is its current
 directory, so plain relative paths such as `visits.txt` persist.
 """
 
@@ -27,8 +27,8 @@ class IncomingHandler(exports.IncomingHandler):
         elif path == "/visits":
             respond(response_out, 200, str(count_visit()).encode())
         else:
-            prefix = b"".join(request.headers().get("x-forwarded-prefix")).decode()
-            respond(response_out, 200, f"hello from python at {prefix}{path}\n".encode())
+            caller = b"".join(request.headers().get("x-locker-caller")).decode()
+            respond(response_out, 200, f"hello from python at {path}, to {caller}\n".encode())
 
 
 def count_visit() -> int:

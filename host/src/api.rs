@@ -167,3 +167,44 @@ pub struct EventStats {
     pub pending: u64,
     pub dead: u64,
 }
+
+/// An API token as listed (never the token itself).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: String,
+    /// `admin`, `read` or `service:NAME`.
+    pub scope: String,
+    pub label: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used: Option<String>,
+    pub expired: bool,
+}
+
+/// What `POST /_locker/api/tokens` takes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub scope: String,
+    #[serde(default)]
+    pub label: String,
+    /// Seconds until it stops working; none: until revoked.
+    pub expires_in_secs: Option<u64>,
+}
+
+/// A token just made: the only time the token itself is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub view: TokenView,
+}
+
+/// One of the owner's browser sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionView {
+    pub id: String,
+    /// The address it logged in from.
+    pub client: String,
+    pub created_at: String,
+    pub last_seen: String,
+}

@@ -8,6 +8,11 @@ pub fn now_rfc3339() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// Now, in milliseconds since the epoch: the unit of stored expiry times.
+pub fn now_millis() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
 /// A time to the millisecond, the scheduler's unit.
 pub fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -12,9 +12,10 @@
 //! - [`runtime`]: the engine, the code cache, the sandbox, services at run
 //!   time, and the one path for calling a guest;
 //! - [`capabilities`]: what guests import, one unit each;
-//! - [`bus`], [`jobs`]: events between services, and the job table;
+//! - [`bus`], [`jobs`], [`owner`]: events between services, the job table,
+//!   and the owner's password, sessions and API tokens;
 //! - [`store`]: durable state: the root, its versioned schema, the catalog,
-//!   the event log, the job store;
+//!   the event log, the job store, the owner's credentials;
 //! - [`package`]: the manifest and the component, checked before install;
 //! - [`api`], [`bindings`], [`clock`]: the admin API's wire types, the WIT
 //!   bindings, the time format.
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod http;
 pub mod jobs;
+pub mod owner;
 pub mod package;
 pub mod runtime;
 pub mod store;

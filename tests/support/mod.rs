@@ -305,12 +305,35 @@ impl<T, E: std::fmt::Display> Probe for Result<T, E> {
     }
 }
 
+/// Resolves every name to 127.0.0.1: the tests' servers all live on
+/// loopback, and glibc does not resolve `*.localhost` as browsers do.
+struct Loopback;
+
+impl reqwest::dns::Resolve for Loopback {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let address: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+        Box::pin(async move { Ok(Box::new(std::iter::once(address)) as reqwest::dns::Addrs) })
+    }
+}
+
+/// A client builder whose names all resolve to loopback.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().dns_resolver(std::sync::Arc::new(Loopback))
+}
+
 /// A running `locker serve` on a free loopback port; killed when dropped.
 pub struct Locker {
     pub root: PathBuf,
-    pub url: String,
+    /// `http://127.0.0.1:PORT`, as `host.json` says.
+    pub address: String,
+    pub port: u16,
     child: Child,
+    /// The admin token `locker serve` left in the root for the local CLI.
+    pub token: String,
+    /// Sends `token` with every request: the owner, as a script.
     pub http: reqwest::Client,
+    /// Sends no credentials and follows no redirects: anyone at all.
+    pub anonymous: reqwest::Client,
 }
 
 impl Locker {
@@ -350,12 +373,44 @@ impl Locker {
             .expect("cannot start locker serve");
         let mut locker = Locker {
             root: root.to_path_buf(),
-            url: String::new(),
+            address: String::new(),
+            port: 0,
             child,
+            token: String::new(),
             http: reqwest::Client::new(),
+            anonymous: client_builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
         };
-        locker.url = locker.wait_until_serving();
+        locker.address = locker.wait_until_serving();
+        locker.port = locker.address.rsplit(':').next().unwrap().parse().unwrap();
+        locker.token = std::fs::read_to_string(root.join("cli.token"))
+            .expect("locker serve writes cli.token")
+            .trim()
+            .to_string();
+        locker.http = locker.owner_client(client_builder());
         locker
+    }
+
+    /// `builder` finished as a client that sends the owner's admin token.
+    pub fn owner_client(&self, builder: reqwest::ClientBuilder) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
+        builder.default_headers(headers).build().unwrap()
+    }
+
+    /// The locker's own origin: `http://locker.localhost:PORT`.
+    pub fn origin(&self) -> String {
+        format!("http://locker.localhost:{}", self.port)
+    }
+
+    /// A service's origin: `http://NAME.locker.localhost:PORT`.
+    pub fn service_origin(&self, name: &str) -> String {
+        format!("http://{name}.locker.localhost:{}", self.port)
     }
 
     fn wait_until_serving(&mut self) -> String {
@@ -384,8 +439,16 @@ impl Locker {
         std::fs::read_to_string(self.root.with_extension("host.log")).unwrap_or_default()
     }
 
+    /// The URL of `path` written as one path for the whole locker: `/` and
+    /// `/_locker/…` on the locker's origin, `/<service>/<rest>` as `/<rest>`
+    /// on the service's own origin.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
+        if path == "/" || path.starts_with("/_locker") {
+            return format!("{}{path}", self.origin());
+        }
+        let below = path.strip_prefix('/').expect("a path starts with /");
+        let (service, rest) = below.split_once('/').unwrap_or((below, ""));
+        format!("{}/{rest}", self.service_origin(service))
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {

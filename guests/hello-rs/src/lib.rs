@@ -1,5 +1,6 @@
-//! A Locker app in Rust: greets on every path and streams `POST /echo`
-//! bodies back chunk by chunk as they arrive.
+//! A Locker app in Rust: greets on every path, streams `POST /echo` bodies
+//! back chunk by chunk as they arrive, and shows the headers it was given
+//! on `GET /headers`.
 
 use locker_guest::wasip2::exports::http::incoming_handler::Guest;
 use locker_guest::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
@@ -16,12 +17,21 @@ impl Guest for Hello {
                 request.for_each_body_chunk(|chunk| writer.write(chunk));
                 writer.finish();
             }
+            (Method::Get, "/headers") => {
+                let lines: String = request
+                    .headers()
+                    .iter()
+                    .map(|(name, value)| format!("{name}: {value}\n"))
+                    .collect();
+                respond(out, 200, lines);
+            }
             _ => {
-                let prefix = request.header("x-forwarded-prefix").unwrap_or_default();
+                // The host says who is calling: `owner`, or `anonymous` on a public route.
+                let caller = request.header("x-locker-caller").unwrap_or_default();
                 respond(
                     out,
                     200,
-                    format!("hello from rust at {prefix}{}\n", request.path),
+                    format!("hello from rust at {}, to {caller}\n", request.path),
                 );
             }
         }

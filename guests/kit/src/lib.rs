@@ -19,7 +19,8 @@ use wasip2::http::types::{
 /// The parts of an incoming request a service usually needs.
 pub struct Request {
     pub method: Method,
-    /// The path below the service's prefix, e.g. `/notes` for `/myservice/notes`.
+    /// The path on the service's own origin, e.g. `/notes` for
+    /// `http://myservice.locker.localhost:8042/notes?x=1`.
     pub path: String,
     /// The query string without `?`, empty when there is none.
     pub query: String,
@@ -47,6 +48,17 @@ impl Request {
         values
             .first()
             .and_then(|v| String::from_utf8(v.clone()).ok())
+    }
+
+    /// Every header, in order, as `(name, value)` (values that are not
+    /// UTF-8 are shown lossily).
+    pub fn headers(&self) -> Vec<(String, String)> {
+        self.inner
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+            .collect()
     }
 
     /// The value of a query parameter (no percent-decoding).

@@ -1,11 +1,11 @@
 //! How a command reaches a root: through the host serving it, or directly
 //! under the root's lock when none does.
 
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
+use super::Target;
 use super::client::AdminClient;
 use crate::api::ServiceStatus;
 use crate::runtime::service::unloaded_status;
@@ -32,15 +32,41 @@ impl Access {
     }
 }
 
-pub(super) fn access(root_dir: &Path) -> Result<Access> {
-    let root = LockerRoot::open(root_dir)?;
+pub(super) fn access(target: &Target) -> Result<Access> {
+    if let Some(url) = &target.url {
+        let token = target
+            .token
+            .as_deref()
+            .context("--url needs --token: an API token (`locker token create` makes one)")?;
+        return Ok(Access::Host(AdminClient::new(url, token)?));
+    }
+    let root = LockerRoot::open(&target.root)?;
     Ok(match root.lock_or_find_host(Duration::from_secs(30))? {
-        RootAccess::Served(record) => Access::Host(AdminClient::new(&record.url)),
+        RootAccess::Served(record) => {
+            let token = match &target.token {
+                Some(token) => token.clone(),
+                None => read_cli_token(&root)?,
+            };
+            Access::Host(AdminClient::new(&record.url, &token)?)
+        }
         RootAccess::Offline(lock) => Access::Offline {
             catalog: SqliteCatalog::open(&root)?,
             _lock: lock,
         },
     })
+}
+
+/// The admin token `locker serve` leaves in the root for the CLI.
+fn read_cli_token(root: &LockerRoot) -> Result<String> {
+    let path = root.cli_token_path();
+    let token = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}: the host serving this root writes it there for the CLI \
+             (run this as the user who runs `locker serve`, or pass --token)",
+            path.display()
+        )
+    })?;
+    Ok(token.trim().to_string())
 }
 
 /// The status of a service when no host runs it: nothing is loaded.

@@ -4,7 +4,8 @@ use anyhow::{Context, Result, bail};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ADMIN_PREFIX, DeadLetter, EventRecord, EventSummary, JobView, RunView, ServiceStatus,
+    ADMIN_PREFIX, DeadLetter, EventRecord, EventSummary, JobView, NewToken, RunView, ServiceStatus,
+    SessionView, TokenRequest, TokenView,
 };
 use crate::package::Package;
 
@@ -14,11 +15,24 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    pub fn new(host_url: &str) -> AdminClient {
-        AdminClient {
+    /// A client of the host at `host_url` that sends `token` with every request.
+    pub fn new(host_url: &str, token: &str) -> Result<AdminClient> {
+        let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the API token is not a valid header value")?;
+        authorization.set_sensitive(true);
+        let headers = reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            authorization,
+        )]);
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .dns_resolver(std::sync::Arc::new(LocalhostNames))
+            .build()
+            .context("cannot make an HTTP client")?;
+        Ok(AdminClient {
             base: format!("{}{ADMIN_PREFIX}", host_url.trim_end_matches('/')),
-            http: reqwest::Client::new(),
-        }
+            http,
+        })
     }
 
     pub async fn services(&self) -> Result<Vec<ServiceStatus>> {
@@ -100,6 +114,41 @@ impl AdminClient {
         self.send(self.http.post(url)).await
     }
 
+    pub async fn tokens(&self) -> Result<Vec<TokenView>> {
+        self.send(self.http.get(format!("{}/tokens", self.base)))
+            .await
+    }
+
+    pub async fn create_token(&self, request: &TokenRequest) -> Result<NewToken> {
+        let url = format!("{}/tokens", self.base);
+        self.send(self.http.post(url).json(request)).await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<serde_json::Value> {
+        let url = format!("{}/tokens/{id}", self.base);
+        self.send(self.http.delete(url)).await
+    }
+
+    pub async fn sessions(&self) -> Result<Vec<SessionView>> {
+        self.send(self.http.get(format!("{}/sessions", self.base)))
+            .await
+    }
+
+    pub async fn end_session(&self, id: &str) -> Result<serde_json::Value> {
+        let url = format!("{}/sessions/{id}", self.base);
+        self.send(self.http.delete(url)).await
+    }
+
+    /// A new one-time link to choose the owner's password.
+    pub async fn setup_link(&self) -> Result<String> {
+        let url = format!("{}/owner/setup-link", self.base);
+        let answer: serde_json::Value = self.send(self.http.post(url)).await?;
+        answer["link"]
+            .as_str()
+            .map(str::to_string)
+            .context("the host's answer has no link")
+    }
+
     /// Calls `on_event` for each event published from now on (Server-Sent Events).
     pub async fn follow_events(
         &self,
@@ -154,6 +203,26 @@ impl AdminClient {
             bail!("{message}");
         }
         serde_json::from_slice(&body).context("the host's answer is not what this CLI expects")
+    }
+}
+
+/// Resolves `*.localhost` to loopback, as browsers do (RFC 6761) and glibc
+/// does not, so `--url http://locker.localhost:8042` works; any other name
+/// is resolved by the system.
+struct LocalhostNames;
+
+impl reqwest::dns::Resolve for LocalhostNames {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        Box::pin(async move {
+            let addresses: Vec<std::net::SocketAddr> =
+                if host == "localhost" || host.ends_with(".localhost") {
+                    vec![(std::net::Ipv4Addr::LOCALHOST, 0).into()]
+                } else {
+                    tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
+                };
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 

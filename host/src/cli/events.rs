@@ -2,16 +2,15 @@
 //! Like every command they go through the serving host, or read and change
 //! the root's event store directly when no host serves it.
 
-use std::path::Path;
-
 use anyhow::{Result, bail};
 
+use super::Target;
 use super::access::{Access, access};
 use crate::api::{DeadLetter, EventSummary};
 use crate::store::EventLog;
 
 pub(super) async fn events(
-    root: &Path,
+    root: &Target,
     topic: Option<String>,
     limit: usize,
     follow: bool,
@@ -64,7 +63,7 @@ pub(super) async fn events(
     Ok(())
 }
 
-pub(super) async fn dead_letters(root: &Path, json: bool) -> Result<()> {
+pub(super) async fn dead_letters(root: &Target, json: bool) -> Result<()> {
     let access = access(root)?;
     let letters: Vec<DeadLetter> = match (&access, access.offline_events()?) {
         (_, Some(store)) => store.dead_letters().await?,
@@ -90,7 +89,7 @@ pub(super) async fn dead_letters(root: &Path, json: bool) -> Result<()> {
 }
 
 pub(super) async fn replay(
-    root: &Path,
+    root: &Target,
     service: Option<String>,
     event: Option<String>,
 ) -> Result<()> {

@@ -2,15 +2,14 @@
 //! time and last run; `locker jobs run NAME` runs one now (through the
 //! serving host) and prints how it went.
 
-use std::path::Path;
-
 use anyhow::{Result, bail};
 
+use super::Target;
 use super::access::{Access, access};
 use crate::api::{JobView, RunView};
 use crate::store::jobs::read_all;
 
-pub(super) async fn list(root: &Path, service: Option<String>, json: bool) -> Result<()> {
+pub(super) async fn list(root: &Target, service: Option<String>, json: bool) -> Result<()> {
     let jobs: Vec<JobView> = match access(root)? {
         Access::Host(client) => client.jobs(service.as_deref()).await?,
         Access::Offline { catalog, .. } => read_all(catalog.root())?
@@ -49,7 +48,7 @@ pub(super) async fn list(root: &Path, service: Option<String>, json: bool) -> Re
 }
 
 /// `NAME` is `service/job`, or a job name only one service has.
-pub(super) async fn run(root: &Path, name: &str, json: bool) -> Result<()> {
+pub(super) async fn run(root: &Target, name: &str, json: bool) -> Result<()> {
     let Access::Host(client) = access(root)? else {
         bail!("no host is serving this root; start one with `locker serve` to run a job");
     };

@@ -1,16 +1,16 @@
 //! `locker logs`: a service's log, and `--follow` to keep printing it.
 
+use super::Target;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use crate::store::LockerRoot;
 
-pub(super) async fn logs(root_dir: &Path, name: &str, follow: bool) -> Result<()> {
+pub(super) async fn logs(target: &Target, name: &str, follow: bool) -> Result<()> {
     crate::package::manifest::validate_service_name(name)?;
-    let root = LockerRoot::open(root_dir)?;
+    let root = LockerRoot::open(&target.root)?;
     let path = root.log_path(name);
     let mut file = match std::fs::File::open(&path) {
         Ok(file) => file,

@@ -12,6 +12,7 @@ pub mod client;
 mod events;
 mod jobs;
 mod logs;
+mod owner;
 mod serve;
 mod services;
 
@@ -34,8 +35,10 @@ pub struct Cli {
     command: Command,
 }
 
+/// Which locker a command works on: a root on this machine (through the
+/// host serving it, or directly), or a host elsewhere (`--url`, `--token`).
 #[derive(Args, Clone)]
-struct RootArg {
+pub(crate) struct Target {
     /// The locker root: one folder that holds everything of this locker.
     #[arg(
         long,
@@ -44,6 +47,12 @@ struct RootArg {
         global = true
     )]
     root: PathBuf,
+    /// Work on the locker host at this URL instead, through its admin API.
+    #[arg(long, env = "LOCKER_URL", global = true)]
+    url: Option<String>,
+    /// The API token for --url (on this machine the root's `cli.token` is used).
+    #[arg(long, env = "LOCKER_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +67,7 @@ enum Command {
         #[arg(long)]
         manifest: Option<PathBuf>,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
     },
     /// Upgrade an installed service to a new package, keeping its data.
     Upgrade {
@@ -68,14 +77,14 @@ enum Command {
         #[arg(long)]
         manifest: Option<PathBuf>,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
     },
     /// List installed services and their state.
     List {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
     },
     /// Show one service's state, counters and last error.
     Status {
@@ -83,19 +92,19 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
     },
     /// Start a stopped service (and load it now, when a host is serving).
     Start {
         name: String,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
     },
     /// Stop a service: unload it and refuse its requests until it is started.
     Stop {
         name: String,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
     },
     /// Remove a service, and its data unless --keep-data.
     Uninstall {
@@ -104,7 +113,7 @@ enum Command {
         #[arg(long)]
         keep_data: bool,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
     },
     /// Recent events, newest first; or follow them live.
     Events {
@@ -119,14 +128,14 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
     },
     /// Deliveries that used up their attempts.
     DeadLetters {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
     },
     /// Deliver dead letters again: all, one service's, or one event's.
     Replay {
@@ -135,7 +144,7 @@ enum Command {
         #[arg(long)]
         event: Option<String>,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
     },
     /// Scheduled jobs: each job, its next time, last run and result.
     Jobs {
@@ -147,7 +156,23 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
+    },
+    /// API tokens for scripts and a CLI elsewhere: make, list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        root: Target,
+    },
+    /// The owner: a new set-up link, browser sessions.
+    Owner {
+        #[command(subcommand)]
+        action: OwnerAction,
+        #[command(flatten)]
+        root: Target,
     },
     /// Print a service's log (its stdout and stderr, and the host's notes).
     Logs {
@@ -156,8 +181,42 @@ enum Command {
         #[arg(long, short)]
         follow: bool,
         #[command(flatten)]
-        root: RootArg,
+        root: Target,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Make a token; it is printed once, and only its hash is kept.
+    Create {
+        /// `admin` (everything), `read` (every GET of the admin API), or
+        /// `service:NAME` (that service's origin).
+        #[arg(long)]
+        scope: String,
+        /// A note saying what it is for.
+        #[arg(long)]
+        label: Option<String>,
+        /// Stops working after this long (`30d`, `12h`); default: until revoked.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+    },
+    /// Every token: id, scope, label, expiry, last use.
+    List,
+    /// Revoke a token at once.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum OwnerAction {
+    /// Print a new one-time link to choose the owner's password.
+    Reset,
+    /// The owner's browser sessions.
+    Sessions {
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a browser session.
+    Logout { id: String },
 }
 
 #[derive(Subcommand)]
@@ -181,51 +240,65 @@ pub fn run(cli: Cli) -> Result<()> {
                 path,
                 manifest,
                 root,
-            } => services::install(&root.root, &path, manifest.as_deref()).await,
+            } => services::install(&root, &path, manifest.as_deref()).await,
             Command::Upgrade {
                 path,
                 manifest,
                 root,
-            } => services::upgrade(&root.root, &path, manifest.as_deref()).await,
-            Command::List { json, root } => services::list(&root.root, json).await,
-            Command::Status { name, json, root } => services::status(&root.root, &name, json).await,
+            } => services::upgrade(&root, &path, manifest.as_deref()).await,
+            Command::List { json, root } => services::list(&root, json).await,
+            Command::Status { name, json, root } => services::status(&root, &name, json).await,
             Command::Start { name, root } => {
-                services::lifecycle(&root.root, &name, Lifecycle::Start).await
+                services::lifecycle(&root, &name, Lifecycle::Start).await
             }
             Command::Stop { name, root } => {
-                services::lifecycle(&root.root, &name, Lifecycle::Stop).await
+                services::lifecycle(&root, &name, Lifecycle::Stop).await
             }
             Command::Uninstall {
                 name,
                 keep_data,
                 root,
-            } => services::lifecycle(&root.root, &name, Lifecycle::Uninstall { keep_data }).await,
-            Command::Logs { name, follow, root } => logs::logs(&root.root, &name, follow).await,
+            } => services::lifecycle(&root, &name, Lifecycle::Uninstall { keep_data }).await,
+            Command::Token { action, json, root } => match action {
+                TokenAction::Create {
+                    scope,
+                    label,
+                    expires,
+                } => owner::create_token(&root, &scope, label, expires, json).await,
+                TokenAction::List => owner::list_tokens(&root, json).await,
+                TokenAction::Revoke { id } => owner::revoke_token(&root, &id).await,
+            },
+            Command::Owner { action, root } => match action {
+                OwnerAction::Reset => owner::reset(&root).await,
+                OwnerAction::Sessions { json } => owner::sessions(&root, json).await,
+                OwnerAction::Logout { id } => owner::logout(&root, &id).await,
+            },
+            Command::Logs { name, follow, root } => logs::logs(&root, &name, follow).await,
             Command::Events {
                 topic,
                 limit,
                 follow,
                 json,
                 root,
-            } => events::events(&root.root, topic, limit, follow, json).await,
-            Command::DeadLetters { json, root } => events::dead_letters(&root.root, json).await,
+            } => events::events(&root, topic, limit, follow, json).await,
+            Command::DeadLetters { json, root } => events::dead_letters(&root, json).await,
             Command::Replay {
                 service,
                 event,
                 root,
-            } => events::replay(&root.root, service, event).await,
+            } => events::replay(&root, service, event).await,
             Command::Jobs {
                 action: None,
                 service,
                 json,
                 root,
-            } => jobs::list(&root.root, service, json).await,
+            } => jobs::list(&root, service, json).await,
             Command::Jobs {
                 action: Some(JobsAction::Run { name }),
                 json,
                 root,
                 ..
-            } => jobs::run(&root.root, &name, json).await,
+            } => jobs::run(&root, &name, json).await,
         }
     })
 }

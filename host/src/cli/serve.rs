@@ -2,16 +2,18 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytesize::ByteSize;
 use clap::Args;
 
-use super::RootArg;
+use super::Target;
 use crate::bus::DeliveryPolicy;
-use crate::http::ConnectionLimits;
+use crate::http::{ConnectionLimits, Front, Origins};
 use crate::jobs::JobPolicy;
+use crate::owner::{Owner, SessionPolicy};
 use crate::runtime::Defaults;
 use crate::store::LockerRoot;
 use crate::store::root::HostRecord;
@@ -57,8 +59,18 @@ pub(super) struct ServeArgs {
     /// Connections open at once from one client address.
     #[arg(long, default_value_t = 256)]
     max_connections_per_client: usize,
+    /// The locker's own host name: its dashboard and admin API live there,
+    /// each service on `<service>.<domain>`.
+    #[arg(long, env = "LOCKER_DOMAIN", default_value = "locker.localhost")]
+    domain: String,
+    /// A login session unused for this long ends.
+    #[arg(long, default_value = "7days", value_parser = humantime::parse_duration)]
+    session_idle: Duration,
+    /// A login session ends this long after login, however much it is used.
+    #[arg(long, default_value = "30days", value_parser = humantime::parse_duration)]
+    session_lifetime: Duration,
     #[command(flatten)]
-    root: RootArg,
+    root: Target,
 }
 
 pub(super) async fn serve(args: ServeArgs) -> Result<()> {
@@ -90,15 +102,27 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         event_retention: args.event_retention,
         ..HostOptions::default()
     };
+    let origins = Origins::new(&args.domain, false)?;
     let supervisor = tokio::task::block_in_place(|| Supervisor::new(root.clone(), options))?;
+    let owner = Arc::new(Owner::open(
+        &root,
+        SessionPolicy {
+            idle: args.session_idle,
+            lifetime: args.session_lifetime,
+        },
+    )?);
+    owner.ensure_cli_token(&root)?;
     let background = supervisor.start_background();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let address = listener.local_addr()?;
+    let url = format!("http://{address}");
+    let origin = origins.locker_origin(&address.to_string());
     root.write_host_record(&HostRecord {
         pid: std::process::id(),
         url: url.clone(),
+        origin: origin.clone(),
     })?;
     tracing::info!(
         root = %root.dir().display(),
@@ -106,14 +130,22 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         pooling = supervisor.runtime.pooling,
         "locker listening on {url}"
     );
-    println!("locker listening on {url}");
+    println!("locker listening on {url}: open {origin}/");
+    if !owner.has_password() {
+        let code = owner.new_setup_code()?;
+        println!(
+            "choose the owner's password (this link works once, for an hour): \
+             {origin}/_locker/setup?code={code}"
+        );
+    }
 
     let limits = ConnectionLimits {
         head_timeout: args.head_timeout,
         max_open: args.max_connections,
         max_per_client: args.max_connections_per_client,
     };
-    let served = crate::http::serve(supervisor, listener, limits, shutdown_signal()).await;
+    let front = Arc::new(Front::new(supervisor, owner, origins));
+    let served = crate::http::serve(front, listener, limits, shutdown_signal()).await;
     drop(background);
     root.remove_host_record();
     served

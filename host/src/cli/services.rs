@@ -5,11 +5,12 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use super::Target;
 use super::access::{Access, access, offline_status};
 use crate::package::Package;
 use crate::store::Catalog;
 
-pub(super) async fn install(root: &Path, path: &Path, manifest: Option<&Path>) -> Result<()> {
+pub(super) async fn install(root: &Target, path: &Path, manifest: Option<&Path>) -> Result<()> {
     let package = tokio::task::block_in_place(|| Package::read(path, manifest))?;
     let status = match access(root)? {
         Access::Host(client) => client.install(&package).await?,
@@ -22,7 +23,7 @@ pub(super) async fn install(root: &Path, path: &Path, manifest: Option<&Path>) -
     Ok(())
 }
 
-pub(super) async fn upgrade(root: &Path, path: &Path, manifest: Option<&Path>) -> Result<()> {
+pub(super) async fn upgrade(root: &Target, path: &Path, manifest: Option<&Path>) -> Result<()> {
     let package = tokio::task::block_in_place(|| Package::read(path, manifest))?;
     let status = match access(root)? {
         Access::Host(client) => client.upgrade(&package).await?,
@@ -36,7 +37,7 @@ pub(super) async fn upgrade(root: &Path, path: &Path, manifest: Option<&Path>) -
     Ok(())
 }
 
-pub(super) async fn list(root: &Path, json: bool) -> Result<()> {
+pub(super) async fn list(root: &Target, json: bool) -> Result<()> {
     let statuses = match access(root)? {
         Access::Host(client) => client.services().await?,
         Access::Offline { catalog, .. } => {
@@ -70,7 +71,7 @@ pub(super) async fn list(root: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn status(root: &Path, name: &str, json: bool) -> Result<()> {
+pub(super) async fn status(root: &Target, name: &str, json: bool) -> Result<()> {
     let status = match access(root)? {
         Access::Host(client) => client.service(name).await?,
         Access::Offline { catalog, .. } => offline_status(catalog.require(name)?),
@@ -89,7 +90,7 @@ pub(super) enum Lifecycle {
     Uninstall { keep_data: bool },
 }
 
-pub(super) async fn lifecycle(root: &Path, name: &str, action: Lifecycle) -> Result<()> {
+pub(super) async fn lifecycle(root: &Target, name: &str, action: Lifecycle) -> Result<()> {
     let status = match (access(root)?, &action) {
         (Access::Host(client), Lifecycle::Start) => client.start(name).await?,
         (Access::Host(client), Lifecycle::Stop) => client.stop(name).await?,

@@ -33,3 +33,19 @@ pub fn error_response(status: StatusCode, message: &str) -> Response<BoxBody> {
         .body(full(body))
         .expect("a valid error response")
 }
+
+/// How much of a refused request's body is read before answering, and for
+/// how long.
+const DISCARD_LIMIT: usize = 1024 * 1024;
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Answers a refused request after reading (and dropping) a bounded part
+/// of its body, so a client still sending it gets the answer, not a reset.
+pub async fn after_discarding(
+    request: http::Request<hyper::body::Incoming>,
+    response: Response<BoxBody>,
+) -> Response<BoxBody> {
+    let body = http_body_util::Limited::new(request.into_body(), DISCARD_LIMIT);
+    let _ = tokio::time::timeout(DISCARD_TIME, body.collect()).await;
+    response
+}

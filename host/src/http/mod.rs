@@ -1,14 +1,23 @@
-//! The HTTP front door: the listener and router (`server`), the owner's
-//! admin API (`admin`) and its live event stream (`event_stream`), and
-//! proxying a request to a service (`proxy`); `connections` bounds what
-//! clients may hold open, and `body` holds the response helpers they share.
+//! The HTTP front door: the listener and router (`server`), which routes by
+//! host (`origins`: the locker's origin, one per service); who may pass
+//! each door (`gate`); the host's pages (`pages`: login, set-up, tickets,
+//! dashboard); the owner's admin API (`admin`) and its live event stream
+//! (`event_stream`); and proxying a request to a service (`proxy`).
+//! `connections` bounds what clients may hold open, and `body` holds the
+//! response helpers they share.
 
 pub mod admin;
 pub mod body;
 pub mod connections;
 pub mod event_stream;
+pub mod front;
+pub mod gate;
+pub mod origins;
+pub mod pages;
 pub mod proxy;
 pub mod server;
 
 pub use connections::ConnectionLimits;
+pub use front::Front;
+pub use origins::Origins;
 pub use server::serve;

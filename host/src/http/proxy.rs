@@ -2,17 +2,15 @@
 //! opts into reuse, a warm one that served its earlier requests), the
 //! guest's `wasi:http/incoming-handler`, and the limits around it.
 //!
-//! The guest sees the path below its prefix (`/notes/a?b` arrives as `/a?b`)
-//! and the prefix itself in the `x-forwarded-prefix` header. Bodies stream
-//! both ways. The guest's run is bounded by its deadline twice over: an epoch
+//! The guest sees the request's own path (its origin is its own), with the
+//! headers the gate left it. Bodies stream both ways. The guest's run is bounded by its deadline twice over: an epoch
 //! deadline traps a guest that computes too long, and a timer drops one that
 //! waits too long.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http::uri::PathAndQuery;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
@@ -32,9 +30,7 @@ use crate::runtime::sandbox::InstanceState;
 use crate::runtime::warm_pool::WarmProxy;
 use crate::runtime::{Service, ServiceError};
 
-pub const PREFIX_HEADER: &str = "x-forwarded-prefix";
-
-/// Proxies `request` (already stripped of the `/<service>` prefix) to `service`.
+/// Proxies `request` (already through the gate) to `service`.
 pub async fn proxy(service: Arc<Service>, request: Request<Incoming>) -> Response<BoxBody> {
     service.count_request();
     match forward(&service, request).await {
@@ -279,24 +275,4 @@ fn no_answer(
         Ok(Err(error)) => call::run_error(service, memory_hit.load(Ordering::Relaxed), Ok(error)),
         Err(elapsed) => call::run_error(service, memory_hit.load(Ordering::Relaxed), Err(elapsed)),
     }
-}
-
-/// Rewrites `/<service>/rest?q` to `/rest?q` and records the prefix.
-pub fn strip_prefix(request: &mut Request<Incoming>, service: &Service) {
-    let prefix_len = service.name.len() + 1; // "/<service>"
-    let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let rest = path_and_query.get(prefix_len..).unwrap_or_default();
-    let rest = if rest.starts_with('/') {
-        PathAndQuery::try_from(rest)
-    } else {
-        PathAndQuery::try_from(format!("/{rest}"))
-    };
-    let mut parts = std::mem::take(request.uri_mut()).into_parts();
-    parts.path_and_query = rest.ok();
-    if let Ok(uri) = Uri::from_parts(parts) {
-        *request.uri_mut() = uri;
-    }
-    request
-        .headers_mut()
-        .insert(PREFIX_HEADER, service.prefix_header().clone());
 }

@@ -1,15 +1,18 @@
-//! The HTTP front door: one listener for the admin API and every service.
+//! The HTTP front door: one listener for the locker's origin and every
+//! service's origin, routed by host (`origins`).
 //!
 //! ```text
-//! /_locker/api/...      the admin API (JSON)
-//! /<service>            redirect to /<service>/
-//! /<service>/<rest>     proxied to the service, which sees /<rest>
+//! <domain>/                       the dashboard
+//! <domain>/_locker/...            login, set-up, tickets (`pages`)
+//! <domain>/_locker/api/...        the admin API (`admin`)
+//! <domain>/<service>/<rest>       308 to <service>.<domain>/<rest>
+//! <service>.<domain>/<path>       the service, behind the gate (`gate`)
+//! anything else                   421
 //! ```
-//!
-//! Every request passes [`authorize`] first; owner login will live there.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
@@ -18,16 +21,20 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use super::body::{BoxBody, full, json_response};
+use super::body::{BoxBody, after_discarding, error_response, full};
 use super::connections::{ConnectionLimits, OpenConnections};
-use super::proxy::{proxy, service_error_response, strip_prefix};
+use super::front::Front;
+use super::gate::{self, ServiceVerdict};
+use super::origins::{Destination, authority};
+use super::pages;
+use super::proxy::{proxy, service_error_response};
 use crate::api::ADMIN_PREFIX;
+use crate::package::manifest::validate_service_name;
 use crate::runtime::ServiceError;
-use crate::supervisor::Supervisor;
 
 /// Serves until `shutdown` resolves, then lets open connections finish.
 pub async fn serve(
-    supervisor: Arc<Supervisor>,
+    front: Arc<Front>,
     listener: TcpListener,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
@@ -60,10 +67,11 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let supervisor = supervisor.clone();
+        let front = front.clone();
+        let client = peer.ip();
         let service = hyper::service::service_fn(move |request| {
-            let supervisor = supervisor.clone();
-            async move { Ok::<_, Infallible>(route(&supervisor, request).await) }
+            let front = front.clone();
+            async move { Ok::<_, Infallible>(route(&front, client, request).await) }
         });
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let head_timeout = open.limits.head_timeout;
@@ -99,55 +107,122 @@ pub async fn serve(
     Ok(())
 }
 
-async fn route(supervisor: &Arc<Supervisor>, mut request: Request<Incoming>) -> Response<BoxBody> {
-    if let Err(denied) = authorize(&request) {
-        return denied;
+async fn route(
+    front: &Arc<Front>,
+    client: IpAddr,
+    request: Request<Incoming>,
+) -> Response<BoxBody> {
+    let Some(authority) = authority(&request).map(str::to_string) else {
+        return error_response(StatusCode::BAD_REQUEST, "the request names no host");
+    };
+    match front.origins.destination(&authority) {
+        Destination::Locker => locker_origin(front, request, &authority, client).await,
+        Destination::Service(name) => {
+            let name = name.to_string();
+            service_origin(front, request, &name, &authority, client).await
+        }
+        Destination::Foreign => error_response(
+            StatusCode::MISDIRECTED_REQUEST,
+            &format!(
+                "this locker answers for {} and its services' subdomains, not {authority:?}",
+                front.origins.domain()
+            ),
+        ),
     }
+}
+
+/// The locker's own origin: its pages, the admin API, and redirects from
+/// the old `/<service>/…` form to the service's origin.
+async fn locker_origin(
+    front: &Arc<Front>,
+    request: Request<Incoming>,
+    authority: &str,
+    client: IpAddr,
+) -> Response<BoxBody> {
     let path = request.uri().path();
     if path
         .strip_prefix(ADMIN_PREFIX)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     {
-        return super::admin::handle(supervisor, request).await;
+        if let Err(refused) = gate::admin(&front.owner, &front.origins, &request, authority) {
+            return after_discarding(request, refused).await;
+        }
+        return super::admin::handle(front, request, authority).await;
     }
-    // The first segment names the service; `//x` names none (it is not `/x`).
-    let name = path
-        .strip_prefix('/')
-        .and_then(|rest| rest.split('/').next())
+    let first = path.strip_prefix('/').unwrap_or_default();
+    let (name, rest) = first.split_once('/').unwrap_or((first, ""));
+    if path.starts_with("/_locker/") || path == "/" {
+        return match pages::locker_page(front, request, authority, client).await {
+            Some(response) => response,
+            None => error_response(StatusCode::NOT_FOUND, "no such page of the locker"),
+        };
+    }
+    if validate_service_name(name).is_err() {
+        return error_response(StatusCode::NOT_FOUND, &format!("nothing at {path}"));
+    }
+    // Bookmarks and scripts of the one-origin days: the service now lives
+    // on its own origin, and sees the same path below its name.
+    let query = request
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
         .unwrap_or_default();
-    if path == "/" {
-        return json_response(
-            StatusCode::OK,
-            &serde_json::json!({
-                "locker": env!("CARGO_PKG_VERSION"),
-                "services": supervisor.statuses().iter().map(|s| format!("/{}/", s.name)).collect::<Vec<_>>(),
-            }),
-        );
-    }
-    let Some(service) = supervisor.service(name) else {
-        return service_error_response(&ServiceError::NotFound(name.to_string()));
-    };
-    if path.len() == name.len() + 1 {
-        // Apps serve relative links from `/`: send the browser to `/<name>/`.
-        let query = request
-            .uri()
-            .query()
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default();
-        return Response::builder()
-            .status(StatusCode::PERMANENT_REDIRECT)
-            .header(http::header::LOCATION, format!("/{name}/{query}"))
-            .body(full(""))
-            .expect("a valid redirect");
-    }
-    strip_prefix(&mut request, &service);
-    proxy(service, request).await
+    Response::builder()
+        .status(StatusCode::PERMANENT_REDIRECT)
+        .header(
+            http::header::LOCATION,
+            format!(
+                "{}/{rest}{query}",
+                front.origins.service_origin(name, authority)
+            ),
+        )
+        .body(full(""))
+        .expect("a valid redirect")
 }
 
-/// The one place every request is checked before it reaches the admin API
-/// or a service. The host listens on loopback by default; owner login (a
-/// later issue) replaces this pass-through.
-#[allow(clippy::result_large_err)]
-fn authorize(_request: &Request<Incoming>) -> Result<(), Response<BoxBody>> {
-    Ok(())
+/// A service's own origin: behind the gate, then proxied to the guest.
+async fn service_origin(
+    front: &Arc<Front>,
+    mut request: Request<Incoming>,
+    name: &str,
+    authority: &str,
+    client: IpAddr,
+) -> Response<BoxBody> {
+    let Some(service) = front.supervisor.service(name) else {
+        return service_error_response(&ServiceError::NotFound(name.to_string()));
+    };
+    let path = request.uri().path();
+    if path.starts_with("/_locker/") {
+        return if path == "/_locker/enter" {
+            pages::enter(front, &request, name, authority)
+        } else {
+            error_response(
+                StatusCode::NOT_FOUND,
+                "paths under /_locker/ belong to the host",
+            )
+        };
+    }
+    let public = service.installed().manifest.is_public(path);
+    if public && !front.public_routes.admit(client) {
+        return error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests to public routes",
+        );
+    }
+    let caller = match gate::service(
+        &front.owner,
+        &front.origins,
+        &request,
+        name,
+        authority,
+        public,
+    ) {
+        ServiceVerdict::Pass(caller) => caller,
+        ServiceVerdict::Ticket => return pages::ticket_round(front, &request, name, authority),
+        ServiceVerdict::Refuse(response) => return after_discarding(request, response).await,
+    };
+    gate::hand_to_guest(&mut request, &front.origins, caller);
+    let mut response = proxy(service, request).await;
+    gate::keep_cookies_home(&mut response);
+    response
 }

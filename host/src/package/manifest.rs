@@ -69,6 +69,10 @@ pub struct Manifest {
     /// Jobs registered at install, updated on upgrade, removed on uninstall.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedule: Vec<ScheduleEntry>,
+    /// Paths anyone may reach without logging in (webhooks, OAuth
+    /// callbacks): `/exact`, or a prefix ending in `*` (`/webhook/*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public: Vec<String>,
 }
 
 /// A `[[schedule]]` entry: a cron job declared by the package.
@@ -169,8 +173,27 @@ impl Manifest {
         toml::to_string(self).expect("a manifest always serializes")
     }
 
+    /// Whether `path` is one of the service's public routes.
+    pub fn is_public(&self, path: &str) -> bool {
+        self.public
+            .iter()
+            .any(|route| match route.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => path == route,
+            })
+    }
+
     fn validate(&self) -> Result<()> {
         validate_service_name(&self.name)?;
+        for route in &self.public {
+            let body = route.strip_suffix('*').unwrap_or(route);
+            if !route.starts_with('/') || body.contains('*') || body.starts_with("/_locker/") {
+                bail!(
+                    "`public` route {route:?} must be a path (`/hook`) or a prefix ending in `*` \
+                     (`/webhook/*`), outside `/_locker/`"
+                );
+            }
+        }
         if self.description.trim().is_empty() {
             bail!("`description` must not be empty");
         }
@@ -285,6 +308,17 @@ mod tests {
     "#;
 
     #[test]
+    fn public_routes_are_exact_paths_or_prefixes() {
+        let manifest =
+            Manifest::parse(&format!("public = [\"/hook\", \"/oauth/*\"]\n{GOOD}"), "t").unwrap();
+        assert!(manifest.is_public("/hook"));
+        assert!(!manifest.is_public("/hook/more"));
+        assert!(manifest.is_public("/oauth/callback"));
+        assert!(!manifest.is_public("/oauth"));
+        assert!(!manifest.is_public("/"));
+    }
+
+    #[test]
     fn parses_a_full_manifest() {
         let manifest = Manifest::parse(GOOD, "test").unwrap();
         assert_eq!(manifest.name, "notes");
@@ -316,6 +350,8 @@ mod tests {
         assert!(error_of(&format!("{GOOD}\nmemroy = 1")).contains("unknown field `memroy`"));
         assert!(error_of(&GOOD.replace("\"2s\"", "\"soon\"")).contains("timeout"));
         assert!(error_of(&GOOD.replace("\"notes\"", "\"_locker\"")).contains("service name"));
+        assert!(error_of(&format!("public = [\"hook\"]\n{GOOD}")).contains("`public` route"));
+        assert!(error_of(&format!("public = [\"/a*b\"]\n{GOOD}")).contains("`public` route"));
         let publishes =
             |topics: &str| GOOD.replace("provides", &format!("publishes = {topics}\nprovides"));
         assert!(error_of(&publishes("[\"locker/service.started\"]")).contains("the host's own"));

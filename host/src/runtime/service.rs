@@ -53,9 +53,6 @@ pub struct ServiceParts {
 
 pub struct Service {
     pub name: String,
-    /// `/<name>`, sent to the guest as `x-forwarded-prefix` with every
-    /// request (built once: a clone shares the bytes).
-    prefix_header: http::HeaderValue,
     installed: InstalledService,
     pub settings: Settings,
     component_path: PathBuf,
@@ -109,11 +106,6 @@ impl Service {
     pub fn new(installed: InstalledService, parts: ServiceParts) -> Service {
         Service {
             name: installed.manifest.name.clone(),
-            prefix_header: http::HeaderValue::from_maybe_shared(bytes::Bytes::from(format!(
-                "/{}",
-                installed.manifest.name
-            )))
-            .expect("service names are valid header values"),
             stopped: AtomicBool::new(installed.stopped),
             installed,
             settings: parts.settings,
@@ -137,10 +129,6 @@ impl Service {
 
     pub fn installed(&self) -> &InstalledService {
         &self.installed
-    }
-
-    pub fn prefix_header(&self) -> &http::HeaderValue {
-        &self.prefix_header
     }
 
     pub fn log(&self) -> &ServiceLog {

@@ -1,6 +1,7 @@
 //! Durable state: the locker root (its folders, lock and versioned SQLite
 //! schema), the catalog of installed services, the event log, the job
-//! store, the group-commit writer they share, and the services' logs.
+//! store, the owner's credentials, the group-commit writer they share, and
+//! the services' logs.
 //!
 //! The catalog, the event log and the job store are traits, each with a
 //! SQLite implementation: a second backend is a new implementation.
@@ -9,6 +10,7 @@ pub mod catalog;
 pub mod events;
 pub mod group_commit;
 pub mod jobs;
+pub mod owner;
 pub mod root;
 pub mod schema;
 pub mod service_log;

@@ -5,6 +5,7 @@
 //!   locker.db          durable state (SQLite, versioned schema): the catalog, events, jobs
 //!   locker.lock        held by whoever mutates the root: a serving host, or an offline CLI
 //!   host.json          where the host serving this root listens (present while it runs)
+//!   cli.token          the local CLI's admin token (mode 0600; made by `locker serve`)
 //!   packages/<name>/   the installed package: locker.toml + component.wasm
 //!   services/<name>/   the service's working directory, the only files it can see
 //!   logs/<name>.log    the service's stdout and stderr, and the host's notes about it
@@ -71,6 +72,10 @@ impl LockerRoot {
         super::schema::migrate(&mut db)
             .with_context(|| format!("cannot bring {} up to date", path.display()))?;
         Ok(db)
+    }
+    /// The admin token the CLI on this machine uses to reach the host.
+    pub fn cli_token_path(&self) -> PathBuf {
+        self.dir.join("cli.token")
     }
     pub fn packages_dir(&self) -> PathBuf {
         self.dir.join("packages")
@@ -182,6 +187,9 @@ pub struct HostRecord {
     pub pid: u32,
     /// Base URL of the host, e.g. `http://127.0.0.1:8042`.
     pub url: String,
+    /// The locker's origin in a browser, e.g. `http://locker.localhost:8042`.
+    #[serde(default)]
+    pub origin: String,
 }
 
 /// Writes a file so that readers see either the old or the new content, never half.

@@ -60,6 +60,34 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_error     TEXT,
     UNIQUE (service, name)
 );",
+    // 2: the owner's password, set-up codes, login sessions and API tokens.
+    // Secrets are stored as SHA-256 hashes (the password as argon2id).
+    "
+CREATE TABLE owner (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    password   TEXT NOT NULL,
+    changed_at INTEGER NOT NULL
+);
+CREATE TABLE setup_codes (
+    hash       TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE sessions (
+    id         TEXT PRIMARY KEY,
+    hash       TEXT NOT NULL UNIQUE,
+    client     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    id         TEXT PRIMARY KEY,
+    hash       TEXT NOT NULL,
+    scope      TEXT NOT NULL,
+    label      TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    last_used  INTEGER
+);",
 ];
 
 /// The version a root has once this build has opened it.

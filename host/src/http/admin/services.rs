@@ -1,32 +1,13 @@
-//! The admin API: JSON over HTTP under `/_locker/api`, used by the CLI.
-//!
-//! ```text
-//! GET    /_locker/api/health
-//! GET    /_locker/api/services                      every service and its state
-//! GET    /_locker/api/services/{name}
-//! POST   /_locker/api/services                      install: multipart `manifest` + `component`
-//! PUT    /_locker/api/services/{name}               upgrade, keeping its data: the same parts
-//! DELETE /_locker/api/services/{name}[?keep_data=true]
-//! POST   /_locker/api/services/{name}/start
-//! POST   /_locker/api/services/{name}/stop
-//! GET    /_locker/api/events[?topic=P&limit=N]         recent events, newest first
-//! GET    /_locker/api/events/stats                     published, unhandled, pending, dead
-//! GET    /_locker/api/events/stream[?topic=P]          live events (Server-Sent Events)
-//! GET    /_locker/api/dead-letters
-//! POST   /_locker/api/dead-letters/replay              {"service": .., "event": ..} (both optional)
-//! GET    /_locker/api/jobs[?service=S]                 every job, its next time and last run
-//! POST   /_locker/api/jobs/{service}/{name}/run        run a job now; answers with the run
-//! ```
-//!
-//! Errors are `{"error": "..."}` with a status that says whose fault it is.
+//! The admin API's routes about services, events and jobs.
 
 use std::sync::Arc;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::body::{BoxBody, error_response, json_response};
+use super::reply::{ApiError, ApiResult, Query, internal, ok, read_json};
 use crate::api::ADMIN_PREFIX;
+use crate::http::body::json_response;
 use crate::jobs::RunNowError;
 use crate::package::{Manifest, Package};
 use crate::store::CatalogError;
@@ -35,40 +16,7 @@ use crate::supervisor::Supervisor;
 /// The largest package the API accepts.
 const MAX_PACKAGE_BYTES: u64 = 512 * 1024 * 1024;
 
-struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-
-    /// Maps catalog errors to their statuses; anything else gets `fallback`.
-    fn from_anyhow(error: anyhow::Error, fallback: StatusCode) -> Self {
-        let status = match error.downcast_ref::<CatalogError>() {
-            Some(CatalogError::AlreadyInstalled { .. }) => StatusCode::CONFLICT,
-            Some(CatalogError::NotInstalled(_)) => StatusCode::NOT_FOUND,
-            None => fallback,
-        };
-        ApiError::new(status, format!("{error:#}"))
-    }
-}
-
-type ApiResult = Result<Response<BoxBody>, ApiError>;
-
-pub async fn handle(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> Response<BoxBody> {
-    match dispatch(supervisor, request).await {
-        Ok(response) => response,
-        Err(error) => error_response(error.status, &error.message),
-    }
-}
-
-async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> ApiResult {
+pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> ApiResult {
     let path = request.uri().path()[ADMIN_PREFIX.len()..]
         .trim_end_matches('/')
         .to_string();
@@ -155,7 +103,7 @@ async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> A
         (&Method::GET, ["events", "stats"]) => {
             ok(&supervisor.bus.log().stats().await.map_err(internal)?)
         }
-        (&Method::GET, ["events", "stream"]) => Ok(super::event_stream::response(
+        (&Method::GET, ["events", "stream"]) => Ok(crate::http::event_stream::response(
             &supervisor.bus,
             Query::of(&request).pattern()?,
         )),
@@ -166,27 +114,14 @@ async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> A
             .await
             .map_err(internal)?),
         (&Method::POST, ["dead-letters", "replay"]) => {
-            let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
-                request.into_body(),
-                64 * 1024,
-            ))
-            .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, format!("bad replay request: {e}"))
-            })?
-            .to_bytes();
             #[derive(serde::Deserialize, Default)]
             struct Replay {
                 service: Option<String>,
                 event: Option<String>,
             }
-            let replay: Replay = if body.is_empty() {
-                Replay::default()
-            } else {
-                serde_json::from_slice(&body).map_err(|e| {
-                    ApiError::new(StatusCode::BAD_REQUEST, format!("bad replay request: {e}"))
-                })?
-            };
+            let replay: Replay = read_json(request, "replay request")
+                .await?
+                .unwrap_or_default();
             let subscribers = supervisor
                 .replay(replay.service, replay.event)
                 .await
@@ -270,51 +205,4 @@ async fn read_package(request: Request<Incoming>) -> Result<Package, ApiError> {
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| bad(format!("{e:#}")))
-}
-
-fn internal(error: anyhow::Error) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}"))
-}
-
-/// The query string's parameters (no percent-decoding: values are names and patterns).
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn of<B>(request: &Request<B>) -> Query {
-        let pairs = request
-            .uri()
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty());
-        Query(
-            pairs
-                .map(|pair| {
-                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (key.to_string(), value.to_string())
-                })
-                .collect(),
-        )
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The `topic` parameter, checked as a topic pattern.
-    fn pattern(&self) -> Result<Option<String>, ApiError> {
-        let Some(pattern) = self.get("topic") else {
-            return Ok(None);
-        };
-        crate::package::topics::validate_pattern(pattern)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
-        Ok(Some(pattern.to_string()))
-    }
-}
-
-fn ok(value: &impl serde::Serialize) -> ApiResult {
-    Ok(json_response(StatusCode::OK, value))
 }

@@ -1,0 +1,66 @@
+//! The admin API: JSON over HTTP under `/_locker/api`, used by the CLI.
+//!
+//! ```text
+//! GET    /_locker/api/health
+//! GET    /_locker/api/services                      every service and its state
+//! GET    /_locker/api/services/{name}
+//! POST   /_locker/api/services                      install: multipart `manifest` + `component`
+//! PUT    /_locker/api/services/{name}               upgrade, keeping its data: the same parts
+//! DELETE /_locker/api/services/{name}[?keep_data=true]
+//! POST   /_locker/api/services/{name}/start
+//! POST   /_locker/api/services/{name}/stop
+//! GET    /_locker/api/events[?topic=P&limit=N]         recent events, newest first
+//! GET    /_locker/api/events/stats                     published, unhandled, pending, dead
+//! GET    /_locker/api/events/stream[?topic=P]          live events (Server-Sent Events)
+//! GET    /_locker/api/dead-letters
+//! POST   /_locker/api/dead-letters/replay              {"service": .., "event": ..} (both optional)
+//! GET    /_locker/api/jobs[?service=S]                 every job, its next time and last run
+//! POST   /_locker/api/jobs/{service}/{name}/run        run a job now; answers with the run
+//! GET    /_locker/api/tokens                           API tokens (never the tokens themselves)
+//! POST   /_locker/api/tokens                           {"scope", "label", "expires_in_secs"}: make one
+//! DELETE /_locker/api/tokens/{id}                      revoke one
+//! GET    /_locker/api/sessions                         the owner's browser sessions
+//! DELETE /_locker/api/sessions/{id}                    end one
+//! POST   /_locker/api/owner/setup-link                 a new one-time link to choose the password
+//! ```
+//!
+//! `gate` lets a request in first: a token whose scope allows it, or the
+//! owner's session from the locker's own origin.
+//!
+//! Errors are `{"error": "..."}` with a status that says whose fault it is.
+
+mod owner;
+mod reply;
+mod services;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::api::ADMIN_PREFIX;
+use crate::http::body::{BoxBody, error_response};
+use crate::http::front::Front;
+
+pub async fn handle(
+    front: &Front,
+    request: Request<Incoming>,
+    authority: &str,
+) -> Response<BoxBody> {
+    let owner_route = request
+        .uri()
+        .path()
+        .strip_prefix(ADMIN_PREFIX)
+        .is_some_and(|rest| {
+            ["/tokens", "/sessions", "/owner"]
+                .iter()
+                .any(|p| rest.starts_with(p))
+        });
+    let handled = if owner_route {
+        owner::dispatch(front, request, authority).await
+    } else {
+        services::dispatch(&front.supervisor, request).await
+    };
+    match handled {
+        Ok(response) => response,
+        Err(error) => error_response(error.status, &error.message),
+    }
+}

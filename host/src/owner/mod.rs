@@ -1,0 +1,134 @@
+//! The owner: the one person a locker answers to. Their password and set-up
+//! links (`password`), their browser sessions and the tickets and grants
+//! that carry a session to each service's origin (`sessions`), their API
+//! tokens and what each may open (`tokens`, `scope`), and the limit on
+//! login attempts (`throttle`). The HTTP front door asks this unit who is
+//! calling; the root's `owner` tables keep what must survive a restart.
+
+pub mod password;
+pub mod scope;
+pub mod secret;
+pub mod sessions;
+pub mod throttle;
+pub mod tokens;
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+
+pub use password::SetupError;
+pub use scope::{Door, Scope};
+pub use sessions::{Session, SessionPolicy, Sessions};
+pub use throttle::LoginThrottle;
+pub use tokens::Tokens;
+
+use crate::api::TokenView;
+use crate::store::LockerRoot;
+use crate::store::owner::OwnerStore;
+
+/// The label of the token the local CLI uses (kept in `<root>/cli.token`).
+pub const CLI_TOKEN_LABEL: &str = "local CLI";
+
+pub struct Owner {
+    pub store: OwnerStore,
+    pub sessions: Sessions,
+    pub tokens: Tokens,
+    pub throttle: LoginThrottle,
+    has_password: AtomicBool,
+}
+
+impl Owner {
+    pub fn open(root: &LockerRoot, policy: SessionPolicy) -> Result<Owner> {
+        let store = OwnerStore::open(root)?;
+        Ok(Owner {
+            sessions: Sessions::load(&store, policy)?,
+            tokens: Tokens::load(&store)?,
+            throttle: LoginThrottle::default(),
+            has_password: AtomicBool::new(store.password()?.is_some()),
+            store,
+        })
+    }
+
+    pub fn has_password(&self) -> bool {
+        self.has_password.load(Ordering::Relaxed)
+    }
+
+    /// A new one-time set-up code; earlier ones stop working.
+    pub fn new_setup_code(&self) -> Result<String> {
+        password::new_setup_code(&self.store)
+    }
+
+    /// Sets the password through a set-up code, and ends every session.
+    /// Slow (argon2): call it off the async threads.
+    pub fn choose_password(&self, code: &str, password: &str) -> Result<Result<(), SetupError>> {
+        let chosen = password::choose(&self.store, code, password)?;
+        if chosen.is_ok() {
+            self.has_password.store(true, Ordering::Relaxed);
+            self.sessions.end_all();
+        }
+        Ok(chosen)
+    }
+
+    /// Slow (argon2) on purpose: call it off the async threads.
+    pub fn check_password(&self, password: &str) -> Result<bool> {
+        password::verify(&self.store, password)
+    }
+
+    pub fn check_token(&self, token: &str) -> Option<Scope> {
+        self.tokens.check(token, &self.store)
+    }
+
+    /// Makes a token; returns it (shown once) and its view.
+    pub fn create_token(
+        &self,
+        scope: &Scope,
+        label: &str,
+        expires_at: Option<i64>,
+    ) -> Result<(String, TokenView)> {
+        let (token, stored) = tokens::create(&self.store, scope, label, expires_at)?;
+        self.tokens.add(&stored)?;
+        Ok((token, tokens::view(&stored)))
+    }
+
+    pub fn token_views(&self) -> Result<Vec<TokenView>> {
+        Ok(self.store.tokens()?.iter().map(tokens::view).collect())
+    }
+
+    /// Revokes a token at once; `false` if there is none of that id.
+    pub fn revoke_token(&self, id: &str) -> Result<bool> {
+        self.tokens.remove(id);
+        self.store.remove_token(id)
+    }
+
+    /// Makes sure `<root>/cli.token` holds a working admin token, readable
+    /// only by the user running the host: the CLI on this machine uses it.
+    pub fn ensure_cli_token(&self, root: &LockerRoot) -> Result<()> {
+        let path = root.cli_token_path();
+        if let Ok(token) = std::fs::read_to_string(&path)
+            && self.check_token(token.trim()) == Some(Scope::Admin)
+        {
+            return Ok(());
+        }
+        for old in self.store.tokens()? {
+            if old.label == CLI_TOKEN_LABEL {
+                self.revoke_token(&old.id)?;
+            }
+        }
+        let (token, _) = self.create_token(&Scope::Admin, CLI_TOKEN_LABEL, None)?;
+        let staged = root.tmp_dir().join("cli.token");
+        let _ = std::fs::remove_file(&staged);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&staged)
+            .with_context(|| format!("cannot create {}", staged.display()))?;
+        file.write_all(token.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&staged, &path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+}

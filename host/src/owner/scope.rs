@@ -1,0 +1,89 @@
+//! What an API token may open. One syntax, meant to grow (`publish:TOPIC`
+//! and `metrics` come later): `admin`, `read`, or `service:NAME`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::package::manifest::validate_service_name;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole admin API and every service's origin: the owner.
+    Admin,
+    /// Every GET (and HEAD) of the admin API.
+    Read,
+    /// One service's origin.
+    Service(String),
+}
+
+/// What a request asks to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door<'a> {
+    /// A GET or HEAD of the admin API.
+    AdminRead,
+    /// Anything else of the admin API.
+    AdminChange,
+    /// A service's origin.
+    Service(&'a str),
+}
+
+impl Scope {
+    pub fn opens(&self, door: Door<'_>) -> bool {
+        match (self, door) {
+            (Scope::Admin, _) => true,
+            (Scope::Read, Door::AdminRead) => true,
+            (Scope::Service(name), Door::Service(wanted)) => name == wanted,
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = anyhow::Error;
+    fn from_str(text: &str) -> anyhow::Result<Scope> {
+        match text {
+            "admin" => Ok(Scope::Admin),
+            "read" => Ok(Scope::Read),
+            _ => match text.split_once(':') {
+                Some(("service", name)) => {
+                    validate_service_name(name)?;
+                    Ok(Scope::Service(name.to_string()))
+                }
+                _ => anyhow::bail!("unknown scope {text:?}: use `admin`, `read` or `service:NAME`"),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Admin => f.write_str("admin"),
+            Scope::Read => f.write_str("read"),
+            Scope::Service(name) => write!(f, "service:{name}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_print_and_open_only_their_doors() {
+        for text in ["admin", "read", "service:notes"] {
+            assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
+        }
+        assert!("root".parse::<Scope>().is_err());
+        assert!("service:Not/A/Name".parse::<Scope>().is_err());
+        let read = Scope::Read;
+        assert!(read.opens(Door::AdminRead));
+        assert!(!read.opens(Door::AdminChange));
+        assert!(!read.opens(Door::Service("notes")));
+        let notes = Scope::Service("notes".into());
+        assert!(notes.opens(Door::Service("notes")));
+        assert!(!notes.opens(Door::Service("photos")));
+        assert!(!notes.opens(Door::AdminRead));
+        assert!(Scope::Admin.opens(Door::Service("photos")));
+    }
+}

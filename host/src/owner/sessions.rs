@@ -1,0 +1,278 @@
+//! The owner's browser sessions, and how one reaches a service's origin.
+//!
+//! A login makes a session: its cookie lives only on the locker's origin. A
+//! service's origin never sees that cookie. Instead (Sandstorm's pattern)
+//! the locker's origin hands the browser a one-time **ticket** in a
+//! redirect to the service; the service's origin trades the ticket for a
+//! **grant**: a cookie of that origin alone, good for that service alone,
+//! and only while the session lasts. Logging out or revoking the session
+//! ends its grants too.
+//!
+//! Sessions are stored in the root (a restart keeps the owner logged in);
+//! tickets and grants live in memory (after a restart the browser takes
+//! the ticket round once more, unseen).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::secret;
+use crate::api::SessionView;
+use crate::clock::{from_millis, now_millis, rfc3339};
+use crate::store::owner::{OwnerStore, StoredSession};
+
+/// How long sessions last.
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    /// Unused for this long, a session ends.
+    pub idle: Duration,
+    /// However much it is used, a session ends this long after login.
+    pub lifetime: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy {
+            idle: Duration::from_secs(7 * 24 * 3600),
+            lifetime: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// A ticket is good once, for this long.
+const TICKET_LIFETIME_MS: i64 = 60_000;
+/// How often a session's `last_seen` is written back, at most.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+pub struct Session {
+    pub id: String,
+    hash: String,
+    client: String,
+    created_at: i64,
+    last_seen: AtomicI64,
+    stored_seen: AtomicI64,
+    ended: AtomicBool,
+}
+
+impl Session {
+    fn of(stored: &StoredSession) -> Session {
+        Session {
+            id: stored.id.clone(),
+            hash: stored.hash.clone(),
+            client: stored.client.clone(),
+            created_at: stored.created_at,
+            last_seen: AtomicI64::new(stored.last_seen),
+            stored_seen: AtomicI64::new(stored.last_seen),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    pub fn view(&self) -> SessionView {
+        SessionView {
+            id: self.id.clone(),
+            client: self.client.clone(),
+            created_at: rfc3339(from_millis(self.created_at)),
+            last_seen: rfc3339(from_millis(self.last_seen.load(Ordering::Relaxed))),
+        }
+    }
+}
+
+struct Ticket {
+    service: String,
+    path: String,
+    session: Arc<Session>,
+    expires_at: i64,
+}
+
+struct Grant {
+    service: String,
+    session: Arc<Session>,
+}
+
+pub struct Sessions {
+    policy: SessionPolicy,
+    by_hash: RwLock<HashMap<String, Arc<Session>>>,
+    tickets: Mutex<HashMap<String, Ticket>>,
+    grants: RwLock<HashMap<String, Grant>>,
+}
+
+impl Sessions {
+    pub fn load(store: &OwnerStore, policy: SessionPolicy) -> Result<Sessions> {
+        let by_hash = store
+            .sessions()?
+            .iter()
+            .map(|stored| (stored.hash.clone(), Arc::new(Session::of(stored))))
+            .collect();
+        Ok(Sessions {
+            policy,
+            by_hash: RwLock::new(by_hash),
+            tickets: Mutex::default(),
+            grants: RwLock::default(),
+        })
+    }
+
+    /// Starts a session for a client that gave the password; returns the
+    /// secret its cookie carries.
+    pub fn start(&self, store: &OwnerStore, client: &str) -> Result<String> {
+        let secret = secret::new_secret();
+        let now = now_millis();
+        let stored = StoredSession {
+            id: secret::new_id(),
+            hash: secret::hash(&secret),
+            client: client.to_string(),
+            created_at: now,
+            last_seen: now,
+        };
+        store.add_session(&stored)?;
+        self.by_hash
+            .write()
+            .unwrap()
+            .insert(stored.hash.clone(), Arc::new(Session::of(&stored)));
+        Ok(secret)
+    }
+
+    /// The live session a cookie's secret names, marked as used now.
+    pub fn check(&self, secret: &str, store: &OwnerStore) -> Option<Arc<Session>> {
+        let session = self
+            .by_hash
+            .read()
+            .unwrap()
+            .get(&secret::hash(secret))?
+            .clone();
+        self.alive(&session, store).then_some(session)
+    }
+
+    /// Whether `session` still holds; ends it if it has expired.
+    fn alive(&self, session: &Arc<Session>, store: &OwnerStore) -> bool {
+        if session.ended.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = now_millis();
+        let idle = now - session.last_seen.load(Ordering::Relaxed);
+        let age = now - session.created_at;
+        if idle > self.policy.idle.as_millis() as i64
+            || age > self.policy.lifetime.as_millis() as i64
+        {
+            self.end(session, store);
+            return false;
+        }
+        session.last_seen.store(now, Ordering::Relaxed);
+        let stored = session.stored_seen.load(Ordering::Relaxed);
+        if now - stored > TOUCH_EVERY_MS
+            && session
+                .stored_seen
+                .compare_exchange(stored, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            && let Err(error) = store.touch_session(&session.id, now)
+        {
+            tracing::warn!("cannot record the use of session {}: {error:#}", session.id);
+        }
+        true
+    }
+
+    /// Ends a session, with every grant it made.
+    pub fn end(&self, session: &Session, store: &OwnerStore) {
+        session.ended.store(true, Ordering::Relaxed);
+        self.by_hash.write().unwrap().remove(&session.hash);
+        self.grants
+            .write()
+            .unwrap()
+            .retain(|_, grant| grant.session.id != session.id);
+        if let Err(error) = store.remove_session(&session.id) {
+            tracing::warn!("cannot remove session {}: {error:#}", session.id);
+        }
+    }
+
+    /// Ends the session of this id; `false` if there is none.
+    pub fn revoke(&self, id: &str, store: &OwnerStore) -> bool {
+        let found = self
+            .by_hash
+            .read()
+            .unwrap()
+            .values()
+            .find(|session| session.id == id)
+            .cloned();
+        match found {
+            Some(session) => {
+                self.end(&session, store);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every session (a new password was chosen).
+    pub fn end_all(&self) {
+        for (_, session) in self.by_hash.write().unwrap().drain() {
+            session.ended.store(true, Ordering::Relaxed);
+        }
+        self.grants.write().unwrap().clear();
+    }
+
+    pub fn list(&self, store: &OwnerStore) -> Vec<SessionView> {
+        let sessions: Vec<_> = self.by_hash.read().unwrap().values().cloned().collect();
+        let mut views: Vec<_> = sessions
+            .iter()
+            .filter(|session| self.alive(session, store))
+            .map(|session| session.view())
+            .collect();
+        views.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        views
+    }
+
+    /// A one-time ticket that lets `session` into `service`'s origin at `path`.
+    pub fn issue_ticket(&self, session: &Arc<Session>, service: &str, path: &str) -> String {
+        let ticket = secret::new_secret();
+        let now = now_millis();
+        let mut tickets = self.tickets.lock().unwrap();
+        tickets.retain(|_, ticket| ticket.expires_at > now);
+        tickets.insert(
+            secret::hash(&ticket),
+            Ticket {
+                service: service.to_string(),
+                path: path.to_string(),
+                session: session.clone(),
+                expires_at: now + TICKET_LIFETIME_MS,
+            },
+        );
+        ticket
+    }
+
+    /// Trades a ticket, at the service it was made for, for a grant: the
+    /// secret of the service origin's cookie, and the path to go on to.
+    pub fn redeem_ticket(
+        &self,
+        ticket: &str,
+        service: &str,
+        store: &OwnerStore,
+    ) -> Option<(String, String)> {
+        let ticket = self.tickets.lock().unwrap().remove(&secret::hash(ticket))?;
+        if ticket.service != service
+            || ticket.expires_at <= now_millis()
+            || !self.alive(&ticket.session, store)
+        {
+            return None;
+        }
+        let grant = secret::new_secret();
+        self.grants.write().unwrap().insert(
+            secret::hash(&grant),
+            Grant {
+                service: ticket.service,
+                session: ticket.session,
+            },
+        );
+        Some((grant, ticket.path))
+    }
+
+    /// Whether a grant's secret lets its holder into `service`.
+    pub fn check_grant(&self, grant: &str, service: &str, store: &OwnerStore) -> bool {
+        let session = match self.grants.read().unwrap().get(&secret::hash(grant)) {
+            Some(grant) if grant.service == service => grant.session.clone(),
+            _ => return false,
+        };
+        self.alive(&session, store)
+    }
+}

@@ -1,0 +1,220 @@
+//! The owner's credentials as the root keeps them: the password (an argon2id
+//! hash), one-time set-up codes, login sessions and API tokens. Every
+//! secret is stored as its SHA-256 hash, so a copy of the root does not log
+//! anyone in. Times are milliseconds since the epoch.
+//!
+//! The host keeps sessions and tokens in memory too (`owner::Owner`); this
+//! store is what survives a restart and what the offline CLI changes.
+
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::root::LockerRoot;
+
+/// A login session as stored: `hash` is the SHA-256 of its cookie's secret.
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    pub id: String,
+    pub hash: String,
+    pub client: String,
+    pub created_at: i64,
+    pub last_seen: i64,
+}
+
+/// An API token as stored: `hash` is the SHA-256 of its secret part.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    pub id: String,
+    pub hash: String,
+    pub scope: String,
+    pub label: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used: Option<i64>,
+}
+
+pub struct OwnerStore {
+    db: Mutex<Connection>,
+}
+
+impl OwnerStore {
+    pub fn open(root: &LockerRoot) -> Result<OwnerStore> {
+        Ok(OwnerStore {
+            db: Mutex::new(root.open_database()?),
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The owner's password hash (PHC string), once one is chosen.
+    pub fn password(&self) -> Result<Option<String>> {
+        self.db()
+            .query_row("SELECT password FROM owner WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .context("cannot read the owner's password")
+    }
+
+    /// Sets the password, uses up `code`, and ends every session, in one
+    /// transaction; `false` (nothing changed) if the code is unknown or expired.
+    pub fn set_password(&self, code_hash: &str, password: &str, now: i64) -> Result<bool> {
+        let mut db = self.db();
+        let transaction = db.transaction()?;
+        let used = transaction.execute(
+            "DELETE FROM setup_codes WHERE hash = ?1 AND expires_at > ?2",
+            params![code_hash, now],
+        )?;
+        if used == 0 {
+            return Ok(false);
+        }
+        transaction.execute(
+            "INSERT INTO owner (id, password, changed_at) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET password = ?1, changed_at = ?2",
+            params![password, now],
+        )?;
+        transaction.execute("DELETE FROM sessions", [])?;
+        transaction.execute("DELETE FROM setup_codes", [])?;
+        transaction
+            .commit()
+            .context("cannot store the owner's password")?;
+        Ok(true)
+    }
+
+    /// Records a new set-up code; earlier ones stop working.
+    pub fn replace_setup_code(&self, code_hash: &str, expires_at: i64) -> Result<()> {
+        let mut db = self.db();
+        let transaction = db.transaction()?;
+        transaction.execute("DELETE FROM setup_codes", [])?;
+        transaction.execute(
+            "INSERT INTO setup_codes (hash, expires_at) VALUES (?1, ?2)",
+            params![code_hash, expires_at],
+        )?;
+        transaction.commit().context("cannot store the set-up code")
+    }
+
+    /// Whether `code_hash` names a set-up code that has not expired.
+    pub fn setup_code_valid(&self, code_hash: &str, now: i64) -> Result<bool> {
+        let found: Option<i64> = self
+            .db()
+            .query_row(
+                "SELECT 1 FROM setup_codes WHERE hash = ?1 AND expires_at > ?2",
+                params![code_hash, now],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    pub fn sessions(&self) -> Result<Vec<StoredSession>> {
+        let db = self.db();
+        let mut statement = db.prepare(
+            "SELECT id, hash, client, created_at, last_seen FROM sessions ORDER BY created_at",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(StoredSession {
+                id: row.get(0)?,
+                hash: row.get(1)?,
+                client: row.get(2)?,
+                created_at: row.get(3)?,
+                last_seen: row.get(4)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .context("cannot read the sessions")
+    }
+
+    pub fn add_session(&self, session: &StoredSession) -> Result<()> {
+        self.db()
+            .execute(
+                "INSERT INTO sessions (id, hash, client, created_at, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    session.id,
+                    session.hash,
+                    session.client,
+                    session.created_at,
+                    session.last_seen
+                ],
+            )
+            .context("cannot store the session")?;
+        Ok(())
+    }
+
+    pub fn touch_session(&self, id: &str, last_seen: i64) -> Result<()> {
+        self.db().execute(
+            "UPDATE sessions SET last_seen = ?2 WHERE id = ?1",
+            params![id, last_seen],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a session; `false` if there was none of that id.
+    pub fn remove_session(&self, id: &str) -> Result<bool> {
+        let removed = self
+            .db()
+            .execute("DELETE FROM sessions WHERE id = ?1", params![id])?;
+        Ok(removed > 0)
+    }
+
+    pub fn tokens(&self) -> Result<Vec<StoredToken>> {
+        let db = self.db();
+        let mut statement = db.prepare(
+            "SELECT id, hash, scope, label, created_at, expires_at, last_used
+             FROM tokens ORDER BY created_at",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(StoredToken {
+                id: row.get(0)?,
+                hash: row.get(1)?,
+                scope: row.get(2)?,
+                label: row.get(3)?,
+                created_at: row.get(4)?,
+                expires_at: row.get(5)?,
+                last_used: row.get(6)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .context("cannot read the API tokens")
+    }
+
+    pub fn add_token(&self, token: &StoredToken) -> Result<()> {
+        self.db()
+            .execute(
+                "INSERT INTO tokens (id, hash, scope, label, created_at, expires_at, last_used)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+                params![
+                    token.id,
+                    token.hash,
+                    token.scope,
+                    token.label,
+                    token.created_at,
+                    token.expires_at
+                ],
+            )
+            .context("cannot store the API token")?;
+        Ok(())
+    }
+
+    pub fn touch_token(&self, id: &str, last_used: i64) -> Result<()> {
+        self.db().execute(
+            "UPDATE tokens SET last_used = ?2 WHERE id = ?1",
+            params![id, last_used],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a token; `false` if there was none of that id.
+    pub fn remove_token(&self, id: &str) -> Result<bool> {
+        let removed = self
+            .db()
+            .execute("DELETE FROM tokens WHERE id = ?1", params![id])?;
+        Ok(removed > 0)
+    }
+}

@@ -1,0 +1,591 @@
+//! The owner's doors, tried from the attacker's side: no credentials, a
+//! foreign site, a sibling service, a token of too small a scope, a revoked
+//! or expired token, a guessed password, a forged caller header. And the
+//! owner's own way in: the set-up link, login, tickets to each service's
+//! origin, logout, tokens for scripts and a CLI elsewhere.
+
+mod support;
+
+use reqwest::StatusCode;
+use support::{Locker, cli_async, guest, guest_variant, install, snapshot};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The owner's browser, reduced to what these tests need: cookies by hand.
+struct Browser<'a> {
+    locker: &'a Locker,
+    http: reqwest::Client,
+}
+
+impl<'a> Browser<'a> {
+    fn new(locker: &'a Locker) -> Browser<'a> {
+        let http = support::client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Browser { locker, http }
+    }
+
+    /// Chooses the password through a fresh set-up link; returns the session cookie.
+    async fn set_up(&self) -> String {
+        let out = cli_async(&self.locker.root, &["owner", "reset"]).await;
+        assert!(out.success, "{}", out.stderr);
+        let link = out.stdout.trim();
+        assert!(
+            link.starts_with(&format!("{}/_locker/setup?code=", self.locker.origin())),
+            "{link}"
+        );
+        let page = self.http.get(link).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("Choose your password"));
+        let code = link.split("code=").nth(1).unwrap();
+        let response = self
+            .http
+            .post(format!("{}/_locker/setup", self.locker.origin()))
+            .header("origin", self.locker.origin())
+            .form(&[
+                ("code", code),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        // The link works once.
+        let again = self.http.get(link).send().await.unwrap();
+        assert_eq!(again.status(), StatusCode::FORBIDDEN);
+        cookie(&response, "locker-session")
+    }
+
+    async fn log_in(&self, password: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/_locker/login", self.locker.origin()))
+            .header("origin", self.locker.origin())
+            .form(&[("password", password), ("next", "/")])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Follows the ticket round into `service` as a browser would; returns
+    /// the grant cookie of its origin.
+    async fn enter(&self, session: &str, service: &str) -> String {
+        let origin = self.locker.service_origin(service);
+        let first = self
+            .http
+            .get(format!("{origin}/page?x=1"))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(first.status(), StatusCode::SEE_OTHER);
+        let to_ticket = location(&first);
+        assert!(to_ticket.starts_with(&format!("{}/_locker/ticket?", self.locker.origin())));
+        let ticket = self
+            .http
+            .get(&to_ticket)
+            .header("cookie", format!("locker-session={session}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ticket.status(), StatusCode::SEE_OTHER);
+        let enter = location(&ticket);
+        assert!(
+            enter.starts_with(&format!("{origin}/_locker/enter?ticket=")),
+            "{enter}"
+        );
+        let granted = self.http.get(&enter).send().await.unwrap();
+        assert_eq!(granted.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&granted), "/page?x=1");
+        // A ticket is good once.
+        let replayed = self.http.get(&enter).send().await.unwrap();
+        assert_eq!(replayed.status(), StatusCode::FORBIDDEN);
+        cookie(&granted, "locker-grant")
+    }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// The value a response sets for cookie `name`, checking its attributes.
+fn cookie(response: &reqwest::Response, name: &str) -> String {
+    let set = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie set"));
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    assert!(!set.to_ascii_lowercase().contains("domain="), "{set}");
+    set.split(';').next().unwrap()[name.len() + 1..].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_credentials_only_public_routes_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(
+        &root,
+        &guest_variant(dir.path(), "hello-rs", |m| {
+            m.add("public", vec!["/hook/*"]);
+        }),
+    );
+    let locker = Locker::start(&root, &[]);
+    let anyone = &locker.anonymous;
+    let hello = locker.service_origin("hello-rs");
+
+    let answer = anyone
+        .get(locker.url("/_locker/api/services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let answer = anyone
+        .get(format!("{}/_locker/api/services", locker.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let answer = anyone.get(locker.origin() + "/").send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&answer), "/_locker/login?next=%2F");
+    // A script gets 401; a browser is sent round the ticket door (and from
+    // there to the login).
+    let answer = anyone.get(format!("{hello}/private")).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let answer = anyone
+        .get(format!("{hello}/private"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    let ticket_door = location(&answer);
+    assert_eq!(
+        ticket_door,
+        format!(
+            "{}/_locker/ticket?service=hello-rs&path=%2Fprivate",
+            locker.origin()
+        )
+    );
+    let answer = anyone.get(&ticket_door).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    assert!(location(&answer).starts_with("/_locker/login?next="));
+    // Nobody can make a token or a set-up link without being the owner.
+    let answer = anyone
+        .post(locker.url("/_locker/api/tokens"))
+        .json(&serde_json::json!({ "scope": "admin" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let answer = anyone
+        .post(locker.url("/_locker/api/owner/setup-link"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+
+    // A declared public route answers anyone, who is `anonymous` whatever
+    // caller header and credentials they send; the guest sees neither.
+    let answer = anyone
+        .get(format!("{hello}/hook/github"))
+        .header("x-locker-caller", "owner")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.text().await.unwrap(),
+        "hello from rust at /hook/github, to anonymous\n"
+    );
+    let answer = locker
+        .http
+        .get(format!("{hello}/headers"))
+        .header("x-locker-caller", "anonymous")
+        .header(
+            "cookie",
+            "theme=dark; locker-grant=stolen; locker-session=stolen",
+        )
+        .send()
+        .await
+        .unwrap();
+    let headers = answer.text().await.unwrap();
+    assert!(headers.contains("x-locker-caller: owner\n"), "{headers}");
+    assert_eq!(headers.matches("x-locker-caller").count(), 1, "{headers}");
+    assert!(headers.contains("cookie: theme=dark\n"), "{headers}");
+    assert!(!headers.contains("stolen"), "{headers}");
+    assert!(
+        !headers.to_ascii_lowercase().contains("authorization"),
+        "{headers}"
+    );
+    assert!(!headers.contains(&locker.token), "{headers}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_other_origin_can_act_as_the_owner_through_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    let locker = Locker::start(&root, &[]);
+    let browser = Browser::new(&locker);
+    let session = browser.set_up().await;
+    let session_cookie = format!("locker-session={session}");
+    let services_before = snapshot(&root.join("packages"));
+
+    // The install a page on any site could send: a multipart form, no preflight.
+    let install_from = async |origin: Option<&str>, extra: Option<(&str, &str)>| {
+        let form = reqwest::multipart::Form::new()
+            .text(
+                "manifest",
+                std::fs::read_to_string(guest("hello-fixed").join("locker.toml")).unwrap(),
+            )
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(
+                    std::fs::read(guest("hello-fixed").join("hello_fixed_rs.wasm")).unwrap(),
+                ),
+            );
+        let mut request = browser
+            .http
+            .post(locker.url("/_locker/api/services"))
+            .header("cookie", &session_cookie)
+            .multipart(form);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    };
+    let sibling = locker.service_origin("hello-rs");
+    for (origin, extra) in [
+        (Some("http://evil.example"), None),
+        (Some("http://evil.example"), Some(("x-locker-request", "1"))),
+        (Some(sibling.as_str()), Some(("x-locker-request", "1"))),
+        (None, Some(("sec-fetch-site", "same-site"))),
+        // From the locker's own origin, but a form could have sent it.
+        (Some(locker.origin().as_str()), None),
+    ] {
+        let (status, body) = install_from(origin, extra).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{origin:?} {extra:?}: {body}"
+        );
+    }
+    assert_eq!(
+        snapshot(&root.join("packages")),
+        services_before,
+        "the root changed"
+    );
+    let (code, list) = locker.get("/_locker/api/services").await;
+    assert_eq!(code, 200);
+    assert!(!list.contains("hello-fixed"), "{list}");
+    // The owner's own page, sending the header, can.
+    let (status, body) = install_from(
+        Some(locker.origin().as_str()),
+        Some(("x-locker-request", "1")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // The session cookie means nothing at a service's origin; a grant is
+    // good only at the service it was made for.
+    let answer = browser
+        .http
+        .get(format!("{sibling}/x"))
+        .header("cookie", &session_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let grant = browser.enter(&session, "hello-rs").await;
+    let grant_cookie = format!("locker-grant={grant}");
+    let answer = browser
+        .http
+        .get(format!("{sibling}/x"))
+        .header("cookie", &grant_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.text().await.unwrap(),
+        "hello from rust at /x, to owner\n"
+    );
+    let fixed = locker.service_origin("hello-fixed");
+    let answer = browser
+        .http
+        .get(format!("{fixed}/x"))
+        .header("cookie", &grant_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        StatusCode::UNAUTHORIZED,
+        "a grant for hello-rs opened hello-fixed"
+    );
+    // A grant is no way into the admin API either.
+    let answer = browser
+        .http
+        .get(locker.url("/_locker/api/services"))
+        .header("cookie", format!("locker-session={grant}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+
+    // At a service's origin a change comes only from that origin.
+    let echo = async |origin: &str| {
+        browser
+            .http
+            .post(format!("{sibling}/echo"))
+            .header("cookie", &grant_cookie)
+            .header("origin", origin)
+            .body("change")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(echo(&fixed).await, StatusCode::FORBIDDEN);
+    assert_eq!(echo("http://evil.example").await, StatusCode::FORBIDDEN);
+    assert_eq!(echo(&sibling).await, StatusCode::OK);
+
+    // Logging out ends the session and every grant it made.
+    let out = browser
+        .http
+        .post(format!("{}/_locker/logout", locker.origin()))
+        .header("cookie", &session_cookie)
+        .header("origin", locker.origin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let answer = browser
+        .http
+        .get(format!("{sibling}/x"))
+        .header("cookie", &grant_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let answer = browser
+        .http
+        .get(locker.url("/_locker/api/services"))
+        .header("cookie", &session_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logins_are_rate_limited_and_sessions_can_be_listed_and_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let locker = Locker::start(&root, &[]);
+    let browser = Browser::new(&locker);
+    browser.set_up().await;
+
+    let good = browser.log_in(PASSWORD).await;
+    assert_eq!(good.status(), StatusCode::SEE_OTHER);
+    let session = cookie(&good, "locker-session");
+    // A login from another site's form is refused.
+    let forged = browser
+        .http
+        .post(format!("{}/_locker/login", locker.origin()))
+        .header("origin", "http://evil.example")
+        .form(&[("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(browser.log_in("guess").await.status());
+    }
+    // Past the limit even the right password waits.
+    let limited = browser.log_in(PASSWORD).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count()
+            >= 3,
+        "{statuses:?}"
+    );
+
+    let out = cli_async(&root, &["owner", "sessions", "--json"]).await;
+    assert!(out.success, "{}", out.stderr);
+    let sessions: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(sessions.len(), 2, "the set-up's session and the login's");
+    let page = browser
+        .http
+        .get(locker.origin() + "/")
+        .header("cookie", format!("locker-session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    for listed in &sessions {
+        let id = listed["id"].as_str().unwrap();
+        let out = cli_async(&root, &["owner", "logout", id]).await;
+        assert!(out.success, "{}", out.stderr);
+    }
+    let page = browser
+        .http
+        .get(locker.origin() + "/")
+        .header("cookie", format!("locker-session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.status(),
+        StatusCode::SEE_OTHER,
+        "an ended session still opened the dashboard"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_open_what_their_scope_names_until_revoked_or_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    install(&root, &guest("hello-fixed"));
+    let locker = Locker::start(&root, &[]);
+    let token = async |args: &[&str]| {
+        let mut all = vec!["token", "create"];
+        all.extend_from_slice(args);
+        let out = cli_async(&root, &all).await;
+        assert!(out.success, "{}", out.stderr);
+        out.stdout.trim().to_string()
+    };
+    let with = |token: &str| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        support::client_builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    };
+    let status = async |client: &reqwest::Client, method: reqwest::Method, url: String| {
+        client.request(method, url).send().await.unwrap().status()
+    };
+    use reqwest::Method;
+
+    let read = with(&token(&["--scope", "read", "--label", "monitoring"]).await);
+    assert_eq!(
+        status(&read, Method::GET, locker.url("/_locker/api/services")).await,
+        200
+    );
+    assert_eq!(
+        status(
+            &read,
+            Method::POST,
+            locker.url("/_locker/api/services/hello-rs/stop")
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(&read, Method::GET, locker.url("/hello-rs/")).await,
+        StatusCode::FORBIDDEN
+    );
+
+    let hello_only = with(&token(&["--scope", "service:hello-rs"]).await);
+    assert_eq!(
+        status(&hello_only, Method::GET, locker.url("/hello-rs/")).await,
+        200
+    );
+    assert_eq!(
+        status(&hello_only, Method::GET, locker.url("/hello-fixed/")).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(
+            &hello_only,
+            Method::GET,
+            locker.url("/_locker/api/services")
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+
+    let short = with(&token(&["--scope", "admin", "--expires", "1s"]).await);
+    assert_eq!(
+        status(&short, Method::GET, locker.url("/_locker/api/health")).await,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        status(&short, Method::GET, locker.url("/_locker/api/health")).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Revoked: refused at once, everywhere.
+    let out = cli_async(&root, &["token", "list", "--json"]).await;
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        !out.stdout.contains("locker_"),
+        "a listing shows a token: {}",
+        out.stdout
+    );
+    let monitoring = listed.iter().find(|t| t["label"] == "monitoring").unwrap();
+    assert_eq!(monitoring["scope"], "read");
+    assert!(monitoring["last_used"].is_string());
+    assert!(listed.iter().any(|t| t["expired"] == true));
+    let out = cli_async(
+        &root,
+        &["token", "revoke", monitoring["id"].as_str().unwrap()],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    assert_eq!(
+        status(&read, Method::GET, locker.url("/_locker/api/services")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let garbage = with("locker_0000_0000");
+    assert_eq!(
+        status(&garbage, Method::GET, locker.url("/hello-rs/")).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A CLI on another machine: --url and a token; without one it is refused.
+    let admin = token(&["--scope", "admin"]).await;
+    let elsewhere = dir.path().join("elsewhere");
+    let out = cli_async(
+        &elsewhere,
+        &["list", "--url", &locker.origin(), "--token", &admin],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(out.stdout.contains("hello-fixed"), "{}", out.stdout);
+    let out = cli_async(
+        &elsewhere,
+        &[
+            "stop",
+            "hello-fixed",
+            "--url",
+            &locker.origin(),
+            "--token",
+            "locker_0_0",
+        ],
+    )
+    .await;
+    assert!(!out.success);
+    assert!(out.stderr.contains("not valid"), "{}", out.stderr);
+    assert_eq!(locker.status("hello-fixed").await["state"], "installed");
+}
