@@ -57,7 +57,23 @@ pub mod host {
     /// A `locker serve` process; killed when dropped.
     pub struct Host {
         pub child: Child,
+        /// `http://127.0.0.1:PORT`, the listener.
         pub url: String,
+        /// The admin token the host left in the root for the local CLI.
+        pub token: String,
+    }
+
+    impl Host {
+        /// `127.0.0.1:PORT`.
+        pub fn address(&self) -> &str {
+            self.url.trim_start_matches("http://")
+        }
+
+        /// The `Host` of a service's own origin: `NAME.locker.localhost:PORT`.
+        pub fn service_host(&self, name: &str) -> String {
+            let port = self.address().rsplit(':').next().unwrap_or_default();
+            format!("{name}.locker.localhost:{port}")
+        }
     }
 
     impl Drop for Host {
@@ -84,6 +100,7 @@ pub mod host {
         let mut host = Host {
             child,
             url: String::new(),
+            token: String::new(),
         };
         loop {
             if let Ok(text) = std::fs::read_to_string(root.join("host.json"))
@@ -91,6 +108,9 @@ pub mod host {
                 && record["pid"].as_u64() == Some(pid as u64)
             {
                 host.url = record["url"].as_str().unwrap().to_string();
+                host.token = std::fs::read_to_string(root.join("cli.token"))?
+                    .trim()
+                    .to_string();
                 break;
             }
             anyhow::ensure!(

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use locker_bench::host::{rss_kib, start};
+use locker_bench::host::{Host, rss_kib, start};
 use locker_bench::{quantile_ms, renamed_guest};
 
 fn main() -> anyhow::Result<()> {
@@ -69,10 +69,10 @@ fn main() -> anyhow::Result<()> {
         })
     );
     let sample: Vec<&String> = names.iter().take(200).collect();
-    let cold = first_requests(&host.url, &sample, greeting)?;
+    let cold = first_requests(&host, &sample, greeting)?;
     drop(host);
     let (host, _) = start(&locker, &root, &cache)?;
-    let warm = first_requests(&host.url, &sample, greeting)?;
+    let warm = first_requests(&host, &sample, greeting)?;
     let rss_after = rss_kib(host.child.id());
     for (label, mut samples) in [
         ("compiled-code cache cold (compile)", cold),
@@ -97,13 +97,12 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn first_requests(url: &str, names: &[&String], greeting: &str) -> anyhow::Result<Vec<Duration>> {
-    let client = http_get::Client;
+fn first_requests(host: &Host, names: &[&String], greeting: &str) -> anyhow::Result<Vec<Duration>> {
     names
         .iter()
         .map(|name| {
             let started = Instant::now();
-            let body = client.get(format!("{url}/{name}/"))?;
+            let body = http_get::get(host.address(), &host.service_host(name), &host.token)?;
             anyhow::ensure!(body.contains(greeting), "{name}: {body}");
             Ok(started.elapsed())
         })
@@ -139,35 +138,29 @@ mod http_get {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpStream;
 
-    pub struct Client;
-
-    impl Client {
-        pub fn get(&self, url: String) -> anyhow::Result<String> {
-            let rest = url
-                .strip_prefix("http://")
-                .ok_or_else(|| anyhow::anyhow!("not http: {url}"))?;
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let mut stream = TcpStream::connect(authority)?;
-            stream.set_nodelay(true)?;
-            write!(
-                stream,
-                "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-            )?;
-            let mut reader = BufReader::new(stream);
-            let mut status = String::new();
-            reader.read_line(&mut status)?;
-            let mut line = String::new();
-            loop {
-                line.clear();
-                reader.read_line(&mut line)?;
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
+    /// `GET /` of the origin `host`, at `address`, with the owner's token.
+    pub fn get(address: &str, host: &str, token: &str) -> anyhow::Result<String> {
+        let mut stream = TcpStream::connect(address)?;
+        stream.set_nodelay(true)?;
+        write!(
+            stream,
+            "GET / HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
+             Connection: close\r\n\r\n"
+        )?;
+        let mut reader = BufReader::new(stream);
+        let mut status = String::new();
+        reader.read_line(&mut status)?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            if line == "\r\n" || line.is_empty() {
+                break;
             }
-            let mut body = String::new();
-            reader.read_to_string(&mut body)?;
-            anyhow::ensure!(status.contains(" 200 "), "{status}{body}");
-            Ok(body)
         }
+        let mut body = String::new();
+        reader.read_to_string(&mut body)?;
+        anyhow::ensure!(status.contains(" 200 "), "{status}{body}");
+        Ok(body)
     }
 }

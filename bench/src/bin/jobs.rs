@@ -38,8 +38,19 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(status.success(), "install failed");
     let (host, _) = start(&locker, &root, &dir.path().join("cache"))?;
     let pid = host.child.id();
+    let mut owner = reqwest::header::HeaderMap::new();
+    owner.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", host.token).parse()?,
+    );
+    let ticker_host = host.service_host("ticker");
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(600))
+        .default_headers(owner)
+        .resolve(
+            ticker_host.split(':').next().unwrap_or_default(),
+            host.address().parse()?,
+        )
         .build()?;
 
     // Every job fires after all are created: creating them takes a while.
@@ -59,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         let chunks: Vec<_> = specs
             .chunks(count.div_ceil(16).max(1))
             .map(|chunk| {
-                let (http, url) = (&http, format!("{}/ticker/jobs", host.url));
+                let (http, url) = (&http, format!("http://{ticker_host}/jobs"));
                 scope.spawn(move || -> anyhow::Result<()> {
                     let response = http
                         .post(url)
