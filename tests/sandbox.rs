@@ -126,3 +126,78 @@ async fn python_services_use_relative_paths_that_persist() {
         "3"
     );
 }
+
+/// A plain HTTP server on loopback that answers every request with `body`
+/// and counts the connections it got.
+async fn loopback_server(
+    body: &'static str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (port, served)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_requests_reach_internal_addresses_only_when_the_manifest_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let (port, served) = loopback_server("internal secret").await;
+    install(&root, &guest("notes"));
+    let variant = |name: &str, allow: &str| {
+        guest_variant(dir.path(), "notes", |m| {
+            m.set("name", name);
+            m.add("network.allow_hosts", vec![allow]);
+        })
+    };
+    install(&root, &variant("by-name", "localhost"));
+    install(&root, &variant("by-address", "127.0.0.1"));
+    let locker = Locker::start(&root, &[]);
+    let fetch =
+        async |service: &str, url: String| locker.get(&format!("/{service}/fetch?url={url}")).await;
+    let server = format!("http://localhost:{port}/");
+    let admin = |host: &str| format!("http://{host}:{}/_locker/api/services", locker.port);
+
+    // Not named at all: refused by name.
+    let (code, body) = fetch("notes", server.clone()).await;
+    assert_eq!(code, 502);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    // A harmless-looking name that resolves to loopback reaches nothing
+    // there: not a server on this machine, not the locker's admin API.
+    for url in [server.clone(), admin("localhost")] {
+        let (code, body) = fetch("by-name", url.clone()).await;
+        assert_eq!(code, 502, "{url}: {body}");
+        assert!(body.contains("DestinationIpProhibited"), "{url}: {body}");
+    }
+    assert!(
+        locker
+            .host_log()
+            .contains("refused an outbound request to an internal address"),
+        "{}",
+        locker.host_log()
+    );
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Named by address, the server is reachable; the locker itself is not.
+    let (code, body) = fetch("by-address", format!("http://127.0.0.1:{port}/")).await;
+    assert_eq!((code, body.as_str()), (200, "internal secret"));
+    let (code, body) = fetch("by-address", admin("127.0.0.1")).await;
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("DestinationIpProhibited"), "{body}");
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -178,3 +178,50 @@ pub fn append_line(file: &str, line: &str) -> Result<(), String> {
         .write_all(format!("{line}\n").as_bytes())
         .map_err(|e| format!("cannot write to {file}: {e}"))
 }
+
+/// `GET url` through the host's `wasi:http/outgoing-handler`: the status and
+/// the whole body, or the error the host answered with (for example
+/// `HttpRequestDenied` for a host the manifest does not name, or
+/// `DestinationIpProhibited` for an internal address).
+pub fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{OutgoingRequest, Scheme};
+
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("http://") {
+        (Scheme::Http, rest)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (Scheme::Https, rest)
+    } else {
+        return Err(format!("{url} is not an http or https URL"));
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_scheme(Some(&scheme)).map_err(|()| "bad scheme")?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| format!("bad authority {authority:?}"))?;
+    let path = if path.is_empty() { "/" } else { path };
+    request
+        .set_path_with_query(Some(path))
+        .map_err(|()| format!("bad path {path:?}"))?;
+    let body = request.body().map_err(|()| "request body taken")?;
+    OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))?;
+    let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    let response = loop {
+        match pending.get() {
+            Some(result) => break result,
+            None => pending.subscribe().block(),
+        }
+    };
+    let response = response
+        .map_err(|()| "response taken twice".to_string())?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status();
+    let body = response.consume().map_err(|()| "response body taken")?;
+    let stream = body.stream().map_err(|()| "response stream taken")?;
+    let mut bytes = Vec::new();
+    while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((status, bytes))
+}

@@ -6,7 +6,8 @@
 //! - `GET /file?path=P`: reads P;
 //! - `GET /list`: the names in the working directory;
 //! - `GET /env`: the environment variables the service sees;
-//! - `GET /connect?addr=A`: tries a TCP connection to A.
+//! - `GET /connect?addr=A`: tries a TCP connection to A;
+//! - `GET /fetch?url=U`: fetches U over outbound HTTP and answers with it.
 //!
 //! Failures answer with the OS error, so the host's sandbox can be observed.
 
@@ -53,6 +54,14 @@ impl Guest for Notes {
             (Method::Get, "/env") => {
                 let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
                 respond(out, 200, vars.join("\n"));
+            }
+            (Method::Get, "/fetch") => {
+                // Outbound HTTP, as a connector syncs from its source.
+                let url = request.query_param("url").unwrap_or_default();
+                match locker_guest::fetch(url) {
+                    Ok((status, body)) => respond(out, status, body),
+                    Err(e) => respond(out, 502, format!("cannot fetch {url}: {e}\n")),
+                }
             }
             (Method::Get, "/connect") => {
                 let addr = request.query_param("addr").unwrap_or("127.0.0.1:80");

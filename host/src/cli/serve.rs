@@ -117,6 +117,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    supervisor.runtime.own_listener.set(address);
     let url = format!("http://{address}");
     let origin = origins.locker_origin(&address.to_string());
     root.write_host_record(&HostRecord {

@@ -247,8 +247,12 @@ impl Manifest {
                 .with_context(|| format!("in `[[schedule]]` job {:?}", entry.name))?;
         }
         for host in &self.network.allow_hosts {
-            if host.is_empty() || host.contains(['/', ' ', '@']) {
-                bail!("`network.allow_hosts` entry {host:?} is not a host name");
+            let network = host.parse::<ipnet::IpNet>().is_ok();
+            if host.is_empty() || (!network && host.contains(['/', ' ', '@'])) {
+                bail!(
+                    "`network.allow_hosts` entry {host:?} is not a host name, an IP address \
+                     or a network (`10.0.0.0/8`)"
+                );
             }
         }
         Ok(())

@@ -15,6 +15,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::code_cache::CodeCache;
+use super::outbound::OwnListener;
 use super::sandbox::InstanceState;
 use crate::capabilities::HostCapabilities;
 
@@ -46,6 +47,8 @@ pub struct Runtime {
     pub linker: Linker<InstanceState>,
     pub cache: CodeCache,
     pub pooling: bool,
+    /// The locker's listener, which guests may never reach.
+    pub own_listener: OwnListener,
     _ticker: EpochTicker,
 }
 
@@ -88,6 +91,7 @@ impl Runtime {
             linker,
             cache,
             pooling,
+            own_listener: OwnListener::default(),
             _ticker: ticker,
         })
     }

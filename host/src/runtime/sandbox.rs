@@ -23,7 +23,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::guest_output::CappedOutput;
 use super::limits::MemoryLimiter;
-use super::outbound::OutboundPolicy;
+use super::outbound::{OutboundPolicy, OutboundRules};
 use crate::capabilities::{HasCapabilities, InstanceCapabilities, ServiceCapabilities};
 
 /// How much one request may have its instance write to stdout and stderr
@@ -56,7 +56,7 @@ pub struct SandboxSpec {
     pub work_dir: std::path::PathBuf,
     pub log_file: Arc<File>,
     pub memory_limit: usize,
-    pub allow_hosts: Arc<Vec<String>>,
+    pub outbound: Arc<OutboundRules>,
     pub capabilities: ServiceCapabilities,
 }
 
@@ -84,7 +84,7 @@ impl SandboxSpec {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             outbound: OutboundPolicy {
-                allow_hosts: self.allow_hosts.clone(),
+                rules: self.outbound.clone(),
             },
             limiter: MemoryLimiter::new(self.memory_limit),
             capabilities: self.capabilities.prepare(),

@@ -21,6 +21,7 @@ use super::code_cache::CacheOutcome;
 use super::engine::Runtime;
 use super::errors::ServiceError;
 use super::loaded::LoadedService;
+use super::outbound::OutboundRules;
 use super::sandbox::SandboxSpec;
 use super::settings::Settings;
 use crate::api::{LoadReport, ServiceStatus, State};
@@ -264,7 +265,10 @@ impl Service {
             work_dir: self.work_dir.clone(),
             log_file: self.log.file()?,
             memory_limit: self.settings.memory as usize,
-            allow_hosts: Arc::new(self.installed.manifest.network.allow_hosts.clone()),
+            outbound: Arc::new(OutboundRules::new(
+                &self.installed.manifest.network.allow_hosts,
+                self.runtime.own_listener.clone(),
+            )),
             capabilities: self.capabilities.clone(),
         };
         let loaded = LoadedService::new(
