@@ -589,3 +589,108 @@ async fn tokens_open_what_their_scope_names_until_revoked_or_expired() {
     assert!(out.stderr.contains("not valid"), "{}", out.stderr);
     assert_eq!(locker.status("hello-fixed").await["state"], "installed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    install(&root, &guest("notes"));
+    let locker = Locker::start(&root, &[]);
+    assert_eq!(
+        locker
+            .put("/notes/file?path=secret.txt", "B's secret")
+            .await
+            .0,
+        201
+    );
+    let out = cli_async(&root, &["owner", "reset"]).await;
+    assert!(out.success, "{}", out.stderr);
+    let screenshots = support::workspace().join("target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let args = serde_json::json!({
+        "setup_link": out.stdout.trim(),
+        "locker": locker.origin(),
+        "a": locker.service_origin("hello-rs"),
+        "b": locker.service_origin("notes"),
+        "password": PASSWORD,
+        "manifest": std::fs::read_to_string(guest("hello-fixed").join("locker.toml")).unwrap(),
+        "screenshots": screenshots,
+    });
+    let run = tokio::process::Command::new("python3")
+        .arg(support::workspace().join("tests/browser/owner.py"))
+        .arg(args.to_string())
+        .env("PYTHONPATH", support::workspace().join(".tools/browser"))
+        .output()
+        .await
+        .expect("cannot run python3");
+    assert!(
+        run.status.success(),
+        "the browser script failed (scripts/setup-toolchains installs Chromium and Playwright): {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+
+    // The owner's own way: set-up, dashboard, a wrong then a right
+    // password, app A, app B.
+    let dashboard = seen["dashboard"].as_str().unwrap();
+    assert!(
+        dashboard.contains("hello-rs") && dashboard.contains("notes"),
+        "{dashboard}"
+    );
+    assert_eq!(seen["wrong_password"], "Wrong password.");
+    assert_eq!(seen["a_page"], "hello from rust at /, to owner\n");
+    assert_eq!(seen["b_page"], "B's secret");
+    assert_eq!(seen["b_own_write"], 201);
+
+    // What A's script got back: nothing of B's or the locker's.
+    let attack = &seen["attack"];
+    for read in ["read_b", "read_admin", "write_b_put", "make_token"] {
+        assert!(
+            attack[read]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("Failed to fetch")),
+            "{read}: {}",
+            attack[read]
+        );
+    }
+    for opaque in ["read_b_no_cors", "write_b", "stop_b", "install"] {
+        assert_eq!(
+            attack[opaque]["type"], "opaque",
+            "{opaque}: {}",
+            attack[opaque]
+        );
+        assert_eq!(attack[opaque]["body"], "", "{opaque}: {}", attack[opaque]);
+    }
+    // And nothing changed at B or at the locker.
+    let files = root.join("services/notes");
+    assert!(!files.join("pwned.txt").exists(), "A's script wrote to B");
+    assert!(
+        !files.join("pwned-too.txt").exists(),
+        "A's script wrote to B"
+    );
+    assert_eq!(
+        std::fs::read_to_string(files.join("own.txt")).unwrap(),
+        "mine"
+    );
+    assert_ne!(locker.status("notes").await["state"], "stopped");
+    let (_, services) = locker.get("/_locker/api/services").await;
+    assert!(!services.contains("hello-fixed"), "{services}");
+    let (_, tokens) = locker.get("/_locker/api/tokens").await;
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&tokens)
+            .unwrap()
+            .len(),
+        1,
+        "only the CLI's token: {tokens}"
+    );
+
+    // Logging out closed both apps: each sends the browser to the login.
+    for after in ["a_after_logout", "b_after_logout"] {
+        let url = seen[after].as_str().unwrap();
+        assert!(
+            url.starts_with(&format!("{}/_locker/login", locker.origin())),
+            "{after}: {url}"
+        );
+    }
+}

@@ -2,7 +2,7 @@
 //! directory, with plain `std::fs` and relative paths.
 //!
 //! Routes (paths are taken from the `path` query parameter, as given):
-//! - `PUT /file?path=P`: writes the request body to P, creating folders;
+//! - `PUT` (or `POST`) `/file?path=P`: writes the request body to P, creating folders;
 //! - `GET /file?path=P`: reads P;
 //! - `GET /list`: the names in the working directory;
 //! - `GET /env`: the environment variables the service sees;
@@ -24,7 +24,7 @@ impl Guest for Notes {
         let request = Request::new(request);
         let path = request.query_param("path").unwrap_or_default().to_string();
         match (&request.method, request.path.as_str()) {
-            (Method::Put, "/file") => {
+            (Method::Put | Method::Post, "/file") => {
                 let body = request.body();
                 let written = std::path::Path::new(&path)
                     .parent()

@@ -186,6 +186,7 @@ fn login_form(
         "Log in",
         &format!(
             "{}<form method=\"post\" action=\"/_locker/login\">\
+             <input type=\"text\" name=\"username\" value=\"owner\" autocomplete=\"username\" hidden>\
              <input type=\"hidden\" name=\"next\" value=\"{}\">\
              <label>Password <input type=\"password\" name=\"password\" autofocus \
              autocomplete=\"current-password\" required></label>\
@@ -312,6 +313,7 @@ fn setup_fields(code: &str, problem: Option<&str>) -> String {
     format!(
         "{}<p>This password opens your locker: its dashboard, every service and \
          the admin API.</p><form method=\"post\" action=\"/_locker/setup\">\
+         <input type=\"text\" name=\"username\" value=\"owner\" autocomplete=\"username\" hidden>\
          <input type=\"hidden\" name=\"code\" value=\"{}\">\
          <label>Password <input type=\"password\" name=\"password\" autofocus \
          autocomplete=\"new-password\" required></label>\
@@ -433,7 +435,7 @@ fn escape(text: &str) -> String {
     escaped
 }
 
-const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;\
+const STYLE: &str = "[hidden]{display:none}body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;\
 padding:0 1rem;color:#222}h1{font-size:1.6rem;font-weight:600}label{display:block;margin:1rem 0}\
 input{display:block;width:100%;padding:.5rem;font:inherit;box-sizing:border-box;margin-top:.25rem}\
 button{font:inherit;padding:.5rem 1.25rem;margin-top:.5rem;cursor:pointer}\
@@ -459,7 +461,9 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response<BoxBody> {
              base-uri 'none'",
         )
         .header("x-frame-options", "DENY")
-        .header("referrer-policy", "no-referrer")
+        // Not `no-referrer`: Chromium then sends `Origin: null` with the
+        // page's own forms, which the origin checks refuse.
+        .header("referrer-policy", "same-origin")
         .body(full(html))
         .expect("a valid page")
 }
