@@ -694,3 +694,129 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
         );
     }
 }
+
+/// A certificate authority and a certificate it signed for the locker and
+/// every service: `(chain.pem, key.pem)`, the chain holding both.
+fn wildcard_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Locker test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![
+        "locker.localhost".to_string(),
+        "*.locker.localhost".to_string(),
+    ])
+    .unwrap()
+    .signed_by(&key, &issuer)
+    .unwrap();
+    let chain = dir.join("chain.pem");
+    let key_file = dir.join("key.pem");
+    std::fs::write(&chain, leaf.pem() + &ca_cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    (chain, key_file)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tls_every_origin_is_https_and_the_cookies_are_host_only_and_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    let (chain, key) = wildcard_certificate(dir.path());
+    let tls = [
+        "--tls-cert",
+        chain.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let locker = Locker::start(&root, &tls);
+    assert_eq!(
+        locker.origin(),
+        format!("https://locker.localhost:{}", locker.port)
+    );
+
+    // A script with a token, and the CLI on this machine (which trusts the
+    // certificate the host serves), over HTTPS.
+    assert_eq!(
+        locker.get("/hello-rs/x").await,
+        (200, "hello from rust at /x, to owner\n".into())
+    );
+    let out = cli_async(&root, &["list"]).await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(out.stdout.contains("hello-rs"), "{}", out.stdout);
+    // Plain HTTP on the same port is not answered.
+    let plain = support::client_builder().build().unwrap();
+    assert!(
+        plain
+            .get(format!("http://locker.localhost:{}/", locker.port))
+            .send()
+            .await
+            .is_err()
+    );
+
+    // The owner's cookies: `__Host-`, Secure, on their own origin.
+    let out = cli_async(&root, &["owner", "reset"]).await;
+    let link = out.stdout.trim();
+    assert!(
+        link.starts_with(&format!("{}/_locker/setup?code=", locker.origin())),
+        "{link}"
+    );
+    let code = link.split("code=").nth(1).unwrap();
+    let response = locker
+        .anonymous
+        .post(format!("{}/_locker/setup", locker.origin()))
+        .header("origin", locker.origin())
+        .form(&[
+            ("code", code),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let set = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.starts_with("__Host-locker-session="), "{set}");
+    assert!(set.contains("; Secure") && set.contains("Path=/"), "{set}");
+    // A browser sent to a service goes round the ticket door on https.
+    let answer = locker
+        .anonymous
+        .get(format!("{}/page", locker.service_origin("hello-rs")))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        location(&answer).starts_with(&format!("{}/_locker/ticket?", locker.origin())),
+        "{}",
+        location(&answer)
+    );
+    locker.stop();
+
+    // A key that does not go with the certificate is named at start.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (_, other_key) = wildcard_certificate(&other);
+    let out = cli_async(
+        &root,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            chain.to_str().unwrap(),
+            "--tls-key",
+            other_key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(!out.success);
+    assert!(
+        out.stderr.contains("does not go with the certificate"),
+        "{}",
+        out.stderr
+    );
+}

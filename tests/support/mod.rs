@@ -321,12 +321,25 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().dns_resolver(std::sync::Arc::new(Loopback))
 }
 
+/// `builder`, trusting every certificate in the PEM file `chain` as a root.
+pub fn trusting(mut builder: reqwest::ClientBuilder, chain: &Path) -> reqwest::ClientBuilder {
+    let pem = std::fs::read(chain).unwrap();
+    for certificate in reqwest::Certificate::from_pem_bundle(&pem).unwrap() {
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
+}
+
 /// A running `locker serve` on a free loopback port; killed when dropped.
 pub struct Locker {
     pub root: PathBuf,
     /// `http://127.0.0.1:PORT`, as `host.json` says.
     pub address: String,
     pub port: u16,
+    /// `http`, or `https` when serving a certificate.
+    pub scheme: &'static str,
+    /// The certificate chain it serves, if any (its clients trust it).
+    pub tls_cert: Option<PathBuf>,
     child: Child,
     /// The admin token `locker serve` left in the root for the local CLI.
     pub token: String,
@@ -375,22 +388,38 @@ impl Locker {
             root: root.to_path_buf(),
             address: String::new(),
             port: 0,
+            scheme: "http",
+            tls_cert: None,
             child,
             token: String::new(),
             http: reqwest::Client::new(),
-            anonymous: client_builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            anonymous: reqwest::Client::new(),
         };
-        locker.address = locker.wait_until_serving();
+        let record = locker.wait_until_serving();
+        locker.address = format!("http://{}", record["listen"].as_str().unwrap());
         locker.port = locker.address.rsplit(':').next().unwrap().parse().unwrap();
+        if let Some(cert) = record["tls_cert"].as_str() {
+            locker.scheme = "https";
+            locker.tls_cert = Some(PathBuf::from(cert));
+        }
         locker.token = std::fs::read_to_string(root.join("cli.token"))
             .expect("locker serve writes cli.token")
             .trim()
             .to_string();
         locker.http = locker.owner_client(client_builder());
+        locker.anonymous = locker
+            .trust(client_builder().redirect(reqwest::redirect::Policy::none()))
+            .build()
+            .unwrap();
         locker
+    }
+
+    /// `builder`, trusting the certificate this locker serves (if any).
+    pub fn trust(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        match &self.tls_cert {
+            Some(chain) => trusting(builder, chain),
+            None => builder,
+        }
     }
 
     /// `builder` finished as a client that sends the owner's admin token.
@@ -400,20 +429,24 @@ impl Locker {
             reqwest::header::AUTHORIZATION,
             format!("Bearer {}", self.token).parse().unwrap(),
         );
-        builder.default_headers(headers).build().unwrap()
+        self.trust(builder)
+            .default_headers(headers)
+            .build()
+            .unwrap()
     }
 
     /// The locker's own origin: `http://locker.localhost:PORT`.
     pub fn origin(&self) -> String {
-        format!("http://locker.localhost:{}", self.port)
+        format!("{}://locker.localhost:{}", self.scheme, self.port)
     }
 
     /// A service's origin: `http://NAME.locker.localhost:PORT`.
     pub fn service_origin(&self, name: &str) -> String {
-        format!("http://{name}.locker.localhost:{}", self.port)
+        format!("{}://{name}.locker.localhost:{}", self.scheme, self.port)
     }
 
-    fn wait_until_serving(&mut self) -> String {
+    /// Waits for this process's `host.json`, and returns it.
+    fn wait_until_serving(&mut self) -> Value {
         let started = Instant::now();
         let record_path = self.root.join("host.json");
         loop {
@@ -424,7 +457,7 @@ impl Locker {
                 && let Ok(record) = serde_json::from_str::<Value>(&text)
                 && record["pid"].as_u64() == Some(self.child.id() as u64)
             {
-                return record["url"].as_str().unwrap().to_string();
+                return record;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),

@@ -47,7 +47,7 @@ pub(super) fn access(target: &Target) -> Result<Access> {
                 Some(token) => token.clone(),
                 None => read_cli_token(&root)?,
             };
-            Access::Host(AdminClient::new(&record.url, &token)?)
+            Access::Host(AdminClient::local(&record, &token)?)
         }
         RootAccess::Offline(lock) => Access::Offline {
             catalog: SqliteCatalog::open(&root)?,

@@ -1,5 +1,7 @@
 //! The CLI's side of the admin API.
 
+use std::net::{Ipv4Addr, SocketAddr};
+
 use anyhow::{Context, Result, bail};
 use serde::de::DeserializeOwned;
 
@@ -8,6 +10,7 @@ use crate::api::{
     SessionView, TokenRequest, TokenView,
 };
 use crate::package::Package;
+use crate::store::root::HostRecord;
 
 pub struct AdminClient {
     base: String,
@@ -17,6 +20,38 @@ pub struct AdminClient {
 impl AdminClient {
     /// A client of the host at `host_url` that sends `token` with every request.
     pub fn new(host_url: &str, token: &str) -> Result<AdminClient> {
+        AdminClient::build(host_url, token, reqwest::Client::builder())
+    }
+
+    /// A client of the host serving a root on this machine: it connects to
+    /// the address the host listens on and trusts the certificate it serves.
+    pub fn local(record: &HostRecord, token: &str) -> Result<AdminClient> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(listen) = record.listen
+            && let Ok(url) = reqwest::Url::parse(&record.url)
+            && let Some(host) = url.host_str()
+        {
+            let to = if listen.ip().is_unspecified() {
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port())
+            } else {
+                listen
+            };
+            builder = builder.resolve(host, to);
+        }
+        if let Some(cert) = &record.tls_cert {
+            let pem = std::fs::read(cert).with_context(|| {
+                format!("cannot read the host's certificate {}", cert.display())
+            })?;
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        AdminClient::build(&record.url, token, builder)
+    }
+
+    fn build(host_url: &str, token: &str, builder: reqwest::ClientBuilder) -> Result<AdminClient> {
         let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
             .context("the API token is not a valid header value")?;
         authorization.set_sensitive(true);
@@ -24,7 +59,7 @@ impl AdminClient {
             reqwest::header::AUTHORIZATION,
             authorization,
         )]);
-        let http = reqwest::Client::builder()
+        let http = builder
             .default_headers(headers)
             .dns_resolver(std::sync::Arc::new(LocalhostNames))
             .build()
@@ -215,12 +250,12 @@ impl reqwest::dns::Resolve for LocalhostNames {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
         Box::pin(async move {
-            let addresses: Vec<std::net::SocketAddr> =
-                if host == "localhost" || host.ends_with(".localhost") {
-                    vec![(std::net::Ipv4Addr::LOCALHOST, 0).into()]
-                } else {
-                    tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
-                };
+            let addresses: Vec<SocketAddr> = if host == "localhost" || host.ends_with(".localhost")
+            {
+                vec![(Ipv4Addr::LOCALHOST, 0).into()]
+            } else {
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
+            };
             Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
         })
     }

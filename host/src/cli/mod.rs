@@ -58,7 +58,7 @@ pub(crate) struct Target {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the locker: the admin API and every installed service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Install a service from a package folder (locker.toml + component) or a .wasm.
     Install {
         /// A folder holding locker.toml and the component it names, or a .wasm file.
@@ -235,7 +235,7 @@ pub fn run(cli: Cli) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::serve(args).await,
+            Command::Serve(args) => serve::serve(*args).await,
             Command::Install {
                 path,
                 manifest,

@@ -69,6 +69,13 @@ pub(super) struct ServeArgs {
     /// A login session ends this long after login, however much it is used.
     #[arg(long, default_value = "30days", value_parser = humantime::parse_duration)]
     session_lifetime: Duration,
+    /// Serve HTTPS with this certificate chain (PEM); it must name the
+    /// domain and `*.<domain>` (a wildcard certificate covers every service).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     #[command(flatten)]
     root: Target,
 }
@@ -102,7 +109,11 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         event_retention: args.event_retention,
         ..HostOptions::default()
     };
-    let origins = Origins::new(&args.domain, false)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::http::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let origins = Origins::new(&args.domain, tls.is_some())?;
     let supervisor = tokio::task::block_in_place(|| Supervisor::new(root.clone(), options))?;
     let owner = Arc::new(Owner::open(
         &root,
@@ -118,12 +129,23 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     supervisor.runtime.own_listener.set(address);
-    let url = format!("http://{address}");
     let origin = origins.locker_origin(&address.to_string());
+    // Over TLS the CLI must ask for the name the certificate holds.
+    let url = if tls.is_some() {
+        origin.clone()
+    } else {
+        format!("http://{address}")
+    };
     root.write_host_record(&HostRecord {
         pid: std::process::id(),
         url: url.clone(),
         origin: origin.clone(),
+        listen: Some(address),
+        tls_cert: args
+            .tls_cert
+            .as_ref()
+            .map(|cert| cert.canonicalize())
+            .transpose()?,
     })?;
     tracing::info!(
         root = %root.dir().display(),
@@ -146,7 +168,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         max_per_client: args.max_connections_per_client,
     };
     let front = Arc::new(Front::new(supervisor, owner, origins));
-    let served = crate::http::serve(front, listener, limits, shutdown_signal()).await;
+    let served = crate::http::serve(front, listener, tls, limits, shutdown_signal()).await;
     drop(background);
     root.remove_host_record();
     served

@@ -3,8 +3,8 @@
 //! each door (`gate`); the host's pages (`pages`: login, set-up, tickets,
 //! dashboard); the owner's admin API (`admin`) and its live event stream
 //! (`event_stream`); and proxying a request to a service (`proxy`).
-//! `connections` bounds what clients may hold open, and `body` holds the
-//! response helpers they share.
+//! `connections` bounds what clients may hold open, `tls` serves the
+//! owner's certificate, and `body` holds the response helpers they share.
 
 pub mod admin;
 pub mod body;
@@ -16,6 +16,7 @@ pub mod origins;
 pub mod pages;
 pub mod proxy;
 pub mod server;
+pub mod tls;
 
 pub use connections::ConnectionLimits;
 pub use front::Front;

@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::body::{BoxBody, after_discarding, error_response, full};
 use super::connections::{ConnectionLimits, OpenConnections};
@@ -36,6 +37,7 @@ use crate::runtime::ServiceError;
 pub async fn serve(
     front: Arc<Front>,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -76,6 +78,7 @@ pub async fn serve(
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let head_timeout = open.limits.head_timeout;
         let stopping = stopping.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
             // A client that sends nothing at all is closed at the same bound
@@ -90,8 +93,27 @@ pub async fn serve(
             if !matches!(peeked, Ok(Ok(1))) {
                 return;
             }
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
+            let ended = match tls {
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                // The handshake shares the head's bound.
+                Some(tls) => match tokio::time::timeout(head_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                },
+            };
+            if let Err(e) = ended {
                 tracing::debug!("connection ended: {e}");
             }
         });

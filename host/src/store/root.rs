@@ -190,6 +190,12 @@ pub struct HostRecord {
     /// The locker's origin in a browser, e.g. `http://locker.localhost:8042`.
     #[serde(default)]
     pub origin: String,
+    /// The address it listens on (`url` may name the domain instead).
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The certificate it serves over TLS, for the local CLI to trust.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
 }
 
 /// Writes a file so that readers see either the old or the new content, never half.
