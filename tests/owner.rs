@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use support::{Locker, cli_async, guest, guest_variant, install, snapshot};
 
@@ -529,7 +531,7 @@ async fn tokens_open_what_their_scope_names_until_revoked_or_expired() {
         status(&short, Method::GET, locker.url("/_locker/api/health")).await,
         200
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
         status(&short, Method::GET, locker.url("/_locker/api/health")).await,
         StatusCode::UNAUTHORIZED
@@ -626,7 +628,7 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
         .expect("cannot run python3");
     assert!(
         run.status.success(),
-        "the browser script failed (scripts/setup-toolchains installs Chromium and Playwright): {}",
+        "the browser script failed (scripts/setup-test-tools installs Chromium and Playwright): {}",
         String::from_utf8_lossy(&run.stderr)
     );
     let seen: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
@@ -695,9 +697,12 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
     }
 }
 
-/// A certificate authority and a certificate it signed for the locker and
-/// every service: `(chain.pem, key.pem)`, the chain holding both.
-fn wildcard_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+/// A certificate authority (`ca.pem`) and a certificate it signed for
+/// `names`: `(chain.pem, key.pem)`, all in `dir`, the chain holding both.
+fn certificate_for(
+    dir: &std::path::Path,
+    names: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -706,18 +711,22 @@ fn wildcard_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca, ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![
-        "locker.localhost".to_string(),
-        "*.locker.localhost".to_string(),
-    ])
-    .unwrap()
-    .signed_by(&key, &issuer)
-    .unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let leaf = rcgen::CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
     let chain = dir.join("chain.pem");
     let key_file = dir.join("key.pem");
     std::fs::write(&chain, leaf.pem() + &ca_cert.pem()).unwrap();
     std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
     (chain, key_file)
+}
+
+/// A certificate for the locker and every service (a wildcard).
+fn wildcard_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    certificate_for(dir, &["locker.localhost", "*.locker.localhost"])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -819,4 +828,185 @@ async fn over_tls_every_origin_is_https_and_the_cookies_are_host_only_and_secure
         "{}",
         out.stderr
     );
+}
+
+/// A free port on loopback (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Debian's pebble (Let's Encrypt's test ACME server) and its mock DNS,
+/// which answers 127.0.0.1 for every name; pebble checks `tls-alpn-01`
+/// challenges on `tls_port`. Killed when dropped.
+struct Pebble {
+    directory: String,
+    management: String,
+    /// The CA of pebble's own HTTPS (not of the certificates it issues).
+    server_ca: std::path::PathBuf,
+    children: Vec<std::process::Child>,
+}
+
+impl Pebble {
+    fn start(dir: &std::path::Path, tls_port: u16) -> Pebble {
+        let (chain, key) = certificate_for(dir, &["localhost", "127.0.0.1"]);
+        let (listen, management, dns) = (free_port(), free_port(), free_port());
+        let config = dir.join("pebble.json");
+        std::fs::write(
+            &config,
+            serde_json::json!({ "pebble": {
+                "listenAddress": format!("127.0.0.1:{listen}"),
+                "managementListenAddress": format!("127.0.0.1:{management}"),
+                "certificate": chain, "privateKey": key,
+                "httpPort": free_port(), "tlsPort": tls_port,
+                "ocspResponderURL": "", "externalAccountBindingRequired": false,
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+        let dns_server = std::process::Command::new("pebble-challtestsrv")
+            .args([
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+                "-http01",
+                "",
+                "-https01",
+                "",
+            ])
+            .args(["-tlsalpn01", "", "-dns01", &format!("127.0.0.1:{dns}")])
+            .args(["-management", &format!("127.0.0.1:{}", free_port())])
+            .stdout(log("challtestsrv.log"))
+            .stderr(log("challtestsrv.err"))
+            .spawn()
+            .expect("pebble-challtestsrv (Debian's pebble; scripts/setup-test-tools installs it)");
+        let pebble = std::process::Command::new("pebble")
+            .args(["-config", config.to_str().unwrap(), "-strict=false"])
+            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"))
+            .spawn()
+            .expect("pebble (Debian's; scripts/setup-test-tools installs it)");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() {
+            assert!(started.elapsed().as_secs() < 20, "pebble did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Pebble {
+            directory: format!("https://127.0.0.1:{listen}/dir"),
+            management: format!("https://127.0.0.1:{management}"),
+            server_ca: dir.join("ca.pem"),
+            children: vec![dns_server, pebble],
+        }
+    }
+
+    /// The root that signs the certificates pebble issues (made at its start).
+    async fn issuing_root(&self) -> String {
+        let client = support::trusting(reqwest::Client::builder(), &self.server_ca)
+            .build()
+            .unwrap();
+        let response = client
+            .get(format!("{}/roots/0", self.management))
+            .send()
+            .await
+            .unwrap();
+        response.text().await.unwrap()
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acme_certificates_from_pebble_name_the_locker_and_every_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    let port = free_port();
+    let pebble = Pebble::start(dir.path(), port);
+    let listen = format!("127.0.0.1:{port}");
+    let locker = Locker::start(
+        &root,
+        &[
+            "--listen",
+            &listen,
+            "--acme-directory",
+            &pebble.directory,
+            "--acme-server-root",
+            pebble.server_ca.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(locker.scheme, "https");
+    let issuing_root = dir.path().join("issuing-root.pem");
+    std::fs::write(&issuing_root, pebble.issuing_root().await).unwrap();
+    let client = locker.owner_client(support::trusting(support::client_builder(), &issuing_root));
+    let answer = async |service: &str| {
+        let url = format!("{}/x", locker.service_origin(service));
+        match client.get(url).send().await {
+            Ok(response) => Ok(response.text().await.unwrap()),
+            Err(error) => Err(format!("{error:?}")),
+        }
+    };
+    let hello = support::eventually(
+        "a certificate from pebble",
+        Duration::from_secs(60),
+        async || answer("hello-rs").await,
+    )
+    .await;
+    assert_eq!(hello, "hello from rust at /x, to owner\n");
+
+    // A service installed later gets its name on a new certificate.
+    assert!(
+        answer("notes").await.is_err(),
+        "notes has no certificate yet"
+    );
+    let out = cli_async(&root, &["install", guest("notes").to_str().unwrap()]).await;
+    assert!(out.success, "{}", out.stderr);
+    support::eventually(
+        "a certificate naming notes",
+        Duration::from_secs(60),
+        async || answer("notes").await,
+    )
+    .await;
+    let names = std::fs::read_to_string(root.join("tls/names.json")).unwrap();
+    assert!(names.contains("\"notes.locker.localhost\""), "{names}");
+    let key = std::fs::metadata(root.join("tls/key.pem")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o077,
+        0
+    );
+    locker.stop();
+
+    // After a restart the stored certificate is served at once.
+    let locker = Locker::start(
+        &root,
+        &[
+            "--listen",
+            &listen,
+            "--acme-directory",
+            &pebble.directory,
+            "--acme-server-root",
+            pebble.server_ca.to_str().unwrap(),
+        ],
+    );
+    let client = locker.owner_client(support::trusting(support::client_builder(), &issuing_root));
+    let response = client
+        .get(format!("{}/", locker.service_origin("notes")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404, "notes answers its own 404 for /");
 }

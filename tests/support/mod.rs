@@ -375,8 +375,12 @@ impl Locker {
     fn spawn(root: &Path, extra: &[&str], mut command: Command) -> Locker {
         std::fs::create_dir_all(root).unwrap();
         let log = std::fs::File::create(root.with_extension("host.log")).unwrap();
+        command.arg("serve");
+        if !extra.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         let child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg("--root")
             .arg(root)
             .args(extra)
             .env_remove("LOCKER_ROOT")
@@ -414,11 +418,12 @@ impl Locker {
         locker
     }
 
-    /// `builder`, trusting the certificate this locker serves (if any).
+    /// `builder`, trusting the certificate this locker serves (if any; one
+    /// from ACME is not there until it is issued).
     pub fn trust(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         match &self.tls_cert {
-            Some(chain) => trusting(builder, chain),
-            None => builder,
+            Some(chain) if chain.exists() => trusting(builder, chain),
+            _ => builder,
         }
     }
 

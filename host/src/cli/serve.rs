@@ -11,6 +11,7 @@ use clap::Args;
 
 use super::Target;
 use crate::bus::DeliveryPolicy;
+use crate::http::certificates::{AcmeSettings, Certificates, keep_certified};
 use crate::http::{ConnectionLimits, Front, Origins};
 use crate::jobs::JobPolicy;
 use crate::owner::{Owner, SessionPolicy};
@@ -76,6 +77,18 @@ pub(super) struct ServeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve HTTPS with certificates from this ACME server (Let's Encrypt:
+    /// https://acme-v02.api.letsencrypt.org/directory), naming the domain
+    /// and every service; the server checks them on this port (tls-alpn-01).
+    #[arg(long, conflicts_with = "tls_cert")]
+    acme_directory: Option<String>,
+    /// An address the ACME server may write to about the certificates.
+    #[arg(long, requires = "acme_directory")]
+    acme_contact: Option<String>,
+    /// A CA certificate (PEM) to trust for the ACME server's own HTTPS
+    /// (for a test server such as pebble).
+    #[arg(long, requires = "acme_directory")]
+    acme_server_root: Option<PathBuf>,
     #[command(flatten)]
     root: Target,
 }
@@ -109,9 +122,25 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         event_retention: args.event_retention,
         ..HostOptions::default()
     };
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::http::tls::acceptor(cert, key)?),
+    let certificates = Arc::new(Certificates::default());
+    let served_cert = match (&args.tls_cert, &args.tls_key, &args.acme_directory) {
+        (Some(cert), Some(key), _) => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            certificates
+                .install(&read(cert)?, &read(key)?)
+                .with_context(|| {
+                    format!("cannot serve {} with {}", cert.display(), key.display())
+                })?;
+            Some(cert.canonicalize()?)
+        }
+        (_, _, Some(_)) => Some(root.dir().join("tls/cert.pem")),
         _ => None,
+    };
+    let tls = match served_cert {
+        Some(_) => Some(certificates.acceptor()?),
+        None => None,
     };
     let origins = Origins::new(&args.domain, tls.is_some())?;
     let supervisor = tokio::task::block_in_place(|| Supervisor::new(root.clone(), options))?;
@@ -141,12 +170,28 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         url: url.clone(),
         origin: origin.clone(),
         listen: Some(address),
-        tls_cert: args
-            .tls_cert
-            .as_ref()
-            .map(|cert| cert.canonicalize())
-            .transpose()?,
+        tls_cert: served_cert,
     })?;
+    let acme = args.acme_directory.map(|directory| {
+        let settings = AcmeSettings {
+            directory,
+            contact: args.acme_contact.into_iter().collect(),
+            server_root: args.acme_server_root,
+            dir: root.dir().join("tls"),
+        };
+        let (supervisor, domain) = (supervisor.clone(), origins.domain().to_string());
+        let names = move || {
+            let mut names = vec![domain.clone()];
+            names.extend(
+                supervisor
+                    .statuses()
+                    .into_iter()
+                    .map(|s| format!("{}.{domain}", s.name)),
+            );
+            names
+        };
+        tokio::spawn(keep_certified(settings, certificates.clone(), names))
+    });
     tracing::info!(
         root = %root.dir().display(),
         services = supervisor.statuses().len(),
@@ -170,6 +215,9 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
     let front = Arc::new(Front::new(supervisor, owner, origins));
     let served = crate::http::serve(front, listener, tls, limits, shutdown_signal()).await;
     drop(background);
+    if let Some(acme) = acme {
+        acme.abort();
+    }
     root.remove_host_record();
     served
 }

@@ -3,11 +3,13 @@
 //! each door (`gate`); the host's pages (`pages`: login, set-up, tickets,
 //! dashboard); the owner's admin API (`admin`) and its live event stream
 //! (`event_stream`); and proxying a request to a service (`proxy`).
-//! `connections` bounds what clients may hold open, `tls` serves the
-//! owner's certificate, and `body` holds the response helpers they share.
+//! `connections` bounds what clients may hold open, `certificates` is what
+//! TLS serves (the owner's files, or ACME), and `body` holds the response
+//! helpers they share.
 
 pub mod admin;
 pub mod body;
+pub mod certificates;
 pub mod connections;
 pub mod event_stream;
 pub mod front;
@@ -16,7 +18,6 @@ pub mod origins;
 pub mod pages;
 pub mod proxy;
 pub mod server;
-pub mod tls;
 
 pub use connections::ConnectionLimits;
 pub use front::Front;

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::body::{BoxBody, after_discarding, error_response, full};
+use super::certificates::ACME_TLS_ALPN;
 use super::connections::{ConnectionLimits, OpenConnections};
 use super::front::Front;
 use super::gate::{self, ServiceVerdict};
@@ -101,6 +102,10 @@ pub async fn serve(
                 }
                 // The handshake shares the head's bound.
                 Some(tls) => match tokio::time::timeout(head_timeout, tls.accept(stream)).await {
+                    // An ACME server checking a challenge: the handshake was all.
+                    Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
+                        return;
+                    }
                     Ok(Ok(stream)) => {
                         let connection =
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
