@@ -16,14 +16,14 @@
 //! `Authorization`, and says who is calling in [`CALLER_HEADER`], replacing
 //! any copy the client sent.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
 use super::body::{BoxBody, error_response, full};
 use super::origins::Origins;
-use crate::owner::{Door, Owner, Session};
+use crate::owner::{Door, Owner, Session, TokenEntry};
 
 /// The one header that tells a guest who is calling: `owner`, or
 /// `anonymous` on a public route.
@@ -127,14 +127,47 @@ fn refused(status: StatusCode, message: &str) -> Response<BoxBody> {
     response
 }
 
+/// The last token one connection showed, once checked: a client that sends
+/// the same `Authorization` with every request (a script, a benchmark)
+/// costs one hash per connection, not one per request. A revocation
+/// anywhere makes every connection check again.
+#[derive(Default)]
+pub struct TokenMemo(Mutex<Option<(HeaderValue, u64, Arc<TokenEntry>)>>);
+
+impl TokenMemo {
+    fn recall(&self, header: &HeaderValue, generation: u64) -> Option<Arc<TokenEntry>> {
+        match &*self.0.lock().unwrap() {
+            Some((seen, at, entry)) if at == &generation && seen == header => Some(entry.clone()),
+            _ => None,
+        }
+    }
+
+    fn remember(&self, header: &HeaderValue, generation: u64, entry: &Arc<TokenEntry>) {
+        *self.0.lock().unwrap() = Some((header.clone(), generation, entry.clone()));
+    }
+}
+
 /// Checks a token against the door; `None` if the request carries none.
 fn token_verdict<B>(
     owner: &Owner,
     request: &Request<B>,
     door: Door<'_>,
+    memo: &TokenMemo,
 ) -> Option<Result<(), Response<BoxBody>>> {
+    let header = request.headers().get(AUTHORIZATION)?;
     let token = bearer(request)?;
-    Some(match owner.check_token(token) {
+    let generation = owner.tokens.generation();
+    let entry = match memo.recall(header, generation) {
+        Some(entry) => Some(entry).filter(|entry| entry.live()),
+        None => {
+            let entry = owner.check_token(token);
+            if let Some(entry) = &entry {
+                memo.remember(header, generation, entry);
+            }
+            entry
+        }
+    };
+    Some(match entry.as_deref().map(|entry| &entry.scope) {
         Some(scope) if scope.opens(door) => Ok(()),
         Some(scope) => Err(refused(
             StatusCode::FORBIDDEN,
@@ -154,13 +187,14 @@ pub fn admin<B>(
     origins: &Origins,
     request: &Request<B>,
     authority: &str,
+    memo: &TokenMemo,
 ) -> Result<(), Response<BoxBody>> {
     let door = if changes_state(request.method()) {
         Door::AdminChange
     } else {
         Door::AdminRead
     };
-    if let Some(verdict) = token_verdict(owner, request, door) {
+    if let Some(verdict) = token_verdict(owner, request, door, memo) {
         return verdict;
     }
     if owner_session(owner, origins, request).is_none() {
@@ -211,11 +245,12 @@ pub fn service<B>(
     service: &str,
     authority: &str,
     public: bool,
+    memo: &TokenMemo,
 ) -> ServiceVerdict {
     if public {
         return ServiceVerdict::Pass(Caller::Anonymous);
     }
-    if let Some(verdict) = token_verdict(owner, request, Door::Service(service)) {
+    if let Some(verdict) = token_verdict(owner, request, Door::Service(service), memo) {
         return match verdict {
             Ok(()) => ServiceVerdict::Pass(Caller::Owner),
             Err(response) => ServiceVerdict::Refuse(response),

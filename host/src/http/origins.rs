@@ -112,11 +112,11 @@ impl Origins {
 
 /// The request's `host[:port]`: the URI's authority (HTTP/2, or an
 /// absolute-form request), else the `Host` header.
-pub fn authority<B>(request: &Request<B>) -> Option<&str> {
+pub fn host_header<B>(request: &Request<B>) -> Option<http::HeaderValue> {
     if let Some(authority) = request.uri().authority() {
-        return Some(authority.as_str());
+        return http::HeaderValue::from_str(authority.as_str()).ok();
     }
-    request.headers().get(http::header::HOST)?.to_str().ok()
+    request.headers().get(http::header::HOST).cloned()
 }
 
 /// `host` of `host[:port]` (IPv6 literals keep their brackets).

@@ -26,8 +26,8 @@ use super::body::{BoxBody, after_discarding, error_response, full};
 use super::certificates::ACME_TLS_ALPN;
 use super::connections::{ConnectionLimits, OpenConnections};
 use super::front::Front;
-use super::gate::{self, ServiceVerdict};
-use super::origins::{Destination, authority};
+use super::gate::{self, ServiceVerdict, TokenMemo};
+use super::origins::{Destination, host_header};
 use super::pages;
 use super::proxy::{proxy, service_error_response};
 use crate::api::ADMIN_PREFIX;
@@ -71,10 +71,13 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let front = front.clone();
-        let client = peer.ip();
+        let visitor = Arc::new(Visitor {
+            client: peer.ip(),
+            tokens: TokenMemo::default(),
+        });
         let service = hyper::service::service_fn(move |request| {
-            let front = front.clone();
-            async move { Ok::<_, Infallible>(route(&front, client, request).await) }
+            let (front, visitor) = (front.clone(), visitor.clone());
+            async move { Ok::<_, Infallible>(route(&front, &visitor, request).await) }
         });
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let head_timeout = open.limits.head_timeout;
@@ -134,19 +137,29 @@ pub async fn serve(
     Ok(())
 }
 
+/// One client connection, as the gate sees it.
+struct Visitor {
+    client: IpAddr,
+    tokens: TokenMemo,
+}
+
 async fn route(
     front: &Arc<Front>,
-    client: IpAddr,
+    visitor: &Visitor,
     request: Request<Incoming>,
 ) -> Response<BoxBody> {
-    let Some(authority) = authority(&request).map(str::to_string) else {
+    // Kept as the header value (a reference-counted slice of what hyper
+    // read), so routing copies no strings.
+    let Some(host) = host_header(&request) else {
         return error_response(StatusCode::BAD_REQUEST, "the request names no host");
     };
-    match front.origins.destination(&authority) {
-        Destination::Locker => locker_origin(front, request, &authority, client).await,
+    let Ok(authority) = host.to_str() else {
+        return error_response(StatusCode::BAD_REQUEST, "the request's host is not text");
+    };
+    match front.origins.destination(authority) {
+        Destination::Locker => locker_origin(front, request, authority, visitor).await,
         Destination::Service(name) => {
-            let name = name.to_string();
-            service_origin(front, request, &name, &authority, client).await
+            service_origin(front, request, name, authority, visitor).await
         }
         Destination::Foreign => error_response(
             StatusCode::MISDIRECTED_REQUEST,
@@ -164,14 +177,21 @@ async fn locker_origin(
     front: &Arc<Front>,
     request: Request<Incoming>,
     authority: &str,
-    client: IpAddr,
+    visitor: &Visitor,
 ) -> Response<BoxBody> {
     let path = request.uri().path();
     if path
         .strip_prefix(ADMIN_PREFIX)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     {
-        if let Err(refused) = gate::admin(&front.owner, &front.origins, &request, authority) {
+        let checked = gate::admin(
+            &front.owner,
+            &front.origins,
+            &request,
+            authority,
+            &visitor.tokens,
+        );
+        if let Err(refused) = checked {
             return after_discarding(request, refused).await;
         }
         return super::admin::handle(front, request, authority).await;
@@ -179,7 +199,7 @@ async fn locker_origin(
     let first = path.strip_prefix('/').unwrap_or_default();
     let (name, rest) = first.split_once('/').unwrap_or((first, ""));
     if path.starts_with("/_locker/") || path == "/" {
-        return match pages::locker_page(front, request, authority, client).await {
+        return match pages::locker_page(front, request, authority, visitor.client).await {
             Some(response) => response,
             None => error_response(StatusCode::NOT_FOUND, "no such page of the locker"),
         };
@@ -213,7 +233,7 @@ async fn service_origin(
     mut request: Request<Incoming>,
     name: &str,
     authority: &str,
-    client: IpAddr,
+    visitor: &Visitor,
 ) -> Response<BoxBody> {
     let Some(service) = front.supervisor.service(name) else {
         return service_error_response(&ServiceError::NotFound(name.to_string()));
@@ -230,7 +250,7 @@ async fn service_origin(
         };
     }
     let public = service.installed().manifest.is_public(path);
-    if public && !front.public_routes.admit(client) {
+    if public && !front.public_routes.admit(visitor.client) {
         return error_response(
             StatusCode::TOO_MANY_REQUESTS,
             "too many requests to public routes",
@@ -243,6 +263,7 @@ async fn service_origin(
         name,
         authority,
         public,
+        &visitor.tokens,
     ) {
         ServiceVerdict::Pass(caller) => caller,
         ServiceVerdict::Ticket => return pages::ticket_round(front, &request, name, authority),

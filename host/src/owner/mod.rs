@@ -14,6 +14,7 @@ pub mod tokens;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
@@ -22,7 +23,7 @@ pub use password::SetupError;
 pub use scope::{Door, Scope};
 pub use sessions::{Session, SessionPolicy, Sessions};
 pub use throttle::LoginThrottle;
-pub use tokens::Tokens;
+pub use tokens::{TokenEntry, Tokens};
 
 use crate::api::TokenView;
 use crate::store::LockerRoot;
@@ -76,7 +77,7 @@ impl Owner {
         password::verify(&self.store, password)
     }
 
-    pub fn check_token(&self, token: &str) -> Option<Scope> {
+    pub fn check_token(&self, token: &str) -> Option<Arc<TokenEntry>> {
         self.tokens.check(token, &self.store)
     }
 
@@ -107,7 +108,9 @@ impl Owner {
     pub fn ensure_cli_token(&self, root: &LockerRoot) -> Result<()> {
         let path = root.cli_token_path();
         if let Ok(token) = std::fs::read_to_string(&path)
-            && self.check_token(token.trim()) == Some(Scope::Admin)
+            && self
+                .check_token(token.trim())
+                .is_some_and(|entry| entry.scope == Scope::Admin)
         {
             return Ok(());
         }

@@ -4,7 +4,7 @@
 //! and a map lookup.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
@@ -59,17 +59,28 @@ fn parse(token: &str) -> Option<(&str, &str)> {
     token.strip_prefix(PREFIX)?.split_once('_')
 }
 
-struct Entry {
+/// A token the host accepts: what it opens, and until when.
+pub struct TokenEntry {
     hash: String,
-    scope: Scope,
-    expires_at: Option<i64>,
+    pub scope: Scope,
+    pub expires_at: Option<i64>,
     last_used: AtomicI64,
+}
+
+impl TokenEntry {
+    /// Not expired yet.
+    pub fn live(&self) -> bool {
+        self.expires_at.is_none_or(|expires| expires > now_millis())
+    }
 }
 
 /// The tokens a serving host accepts.
 #[derive(Default)]
 pub struct Tokens {
-    by_id: RwLock<HashMap<String, Arc<Entry>>>,
+    by_id: RwLock<HashMap<String, Arc<TokenEntry>>>,
+    /// Counts revocations, so whoever remembers a checked token knows when
+    /// to check it again.
+    generation: AtomicU64,
 }
 
 impl Tokens {
@@ -86,7 +97,7 @@ impl Tokens {
             .scope
             .parse()
             .with_context(|| format!("token {} has a scope this build does not know", stored.id))?;
-        let entry = Entry {
+        let entry = TokenEntry {
             hash: stored.hash.clone(),
             scope,
             expires_at: stored.expires_at,
@@ -101,20 +112,26 @@ impl Tokens {
 
     pub fn remove(&self, id: &str) {
         self.by_id.write().unwrap().remove(id);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// The scope of a valid, unexpired token. Records its use in `store`
+    /// Changes whenever a token is revoked.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The entry of a valid, unexpired token. Records its use in `store`
     /// now and then (not on every request).
-    pub fn check(&self, token: &str, store: &OwnerStore) -> Option<Scope> {
+    pub fn check(&self, token: &str, store: &OwnerStore) -> Option<Arc<TokenEntry>> {
         let (id, secret) = parse(token)?;
         let entry = self.by_id.read().unwrap().get(id)?.clone();
         if secret::hash(secret) != entry.hash {
             return None;
         }
-        let now = now_millis();
-        if entry.expires_at.is_some_and(|expires| expires <= now) {
+        if !entry.live() {
             return None;
         }
+        let now = now_millis();
         let last = entry.last_used.load(Ordering::Relaxed);
         if now - last > TOUCH_EVERY_MS
             && entry
@@ -125,6 +142,6 @@ impl Tokens {
         {
             tracing::warn!("cannot record the use of token {id}: {error:#}");
         }
-        Some(entry.scope.clone())
+        Some(entry)
     }
 }
