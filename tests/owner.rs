@@ -578,6 +578,20 @@ async fn tokens_open_what_their_scope_names_until_revoked_or_expired() {
     let out = cli_async(
         &elsewhere,
         &[
+            "logs",
+            "hello-rs",
+            "--url",
+            &locker.origin(),
+            "--token",
+            &admin,
+        ],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(out.stdout.contains("loaded"), "{}", out.stdout);
+    let out = cli_async(
+        &elsewhere,
+        &[
             "stop",
             "hello-fixed",
             "--url",

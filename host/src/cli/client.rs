@@ -149,6 +149,27 @@ impl AdminClient {
         self.send(self.http.post(url)).await
     }
 
+    /// A service's log from byte `from`, and where the next read starts.
+    pub async fn log(&self, name: &str, from: u64) -> Result<(Vec<u8>, u64)> {
+        let url = format!("{}/services/{name}/log?from={from}", self.base);
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the locker host at {}", self.base))?;
+        if !response.status().is_success() {
+            let answer: serde_json::Value = response.json().await.unwrap_or_default();
+            bail!("{}", answer["error"].as_str().unwrap_or("the host refused"));
+        }
+        let next = response
+            .headers()
+            .get("x-log-next")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .context("the host's answer has no x-log-next")?;
+        Ok((response.bytes().await?.to_vec(), next))
+    }
+
     pub async fn tokens(&self) -> Result<Vec<TokenView>> {
         self.send(self.http.get(format!("{}/tokens", self.base)))
             .await

@@ -276,3 +276,74 @@ impl Sessions {
         self.alive(&session, store)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, OwnerStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = crate::store::LockerRoot::open(dir.path()).unwrap();
+        let store = OwnerStore::open(&root).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_session_ends_when_idle_or_too_old_and_takes_its_grants_along() {
+        let (_dir, store) = store();
+        let lasting = Sessions::load(&store, SessionPolicy::default()).unwrap();
+        let secret = lasting.start(&store, "127.0.0.1").unwrap();
+        let session = lasting
+            .check(&secret, &store)
+            .expect("a fresh session holds");
+        let ticket = lasting.issue_ticket(&session, "notes", "/a");
+        assert!(
+            lasting.redeem_ticket(&ticket, "photos", &store).is_none(),
+            "another service's ticket"
+        );
+        let ticket = lasting.issue_ticket(&session, "notes", "/a");
+        let (grant, path) = lasting.redeem_ticket(&ticket, "notes", &store).unwrap();
+        assert_eq!(path, "/a");
+        assert!(
+            lasting.redeem_ticket(&ticket, "notes", &store).is_none(),
+            "a ticket is good once"
+        );
+        assert!(lasting.check_grant(&grant, "notes", &store));
+        assert!(!lasting.check_grant(&grant, "photos", &store));
+        assert!(lasting.revoke(&session.id, &store));
+        assert!(lasting.check(&secret, &store).is_none());
+        assert!(
+            !lasting.check_grant(&grant, "notes", &store),
+            "the grant ended with its session"
+        );
+
+        // Loaded again from the store with no idle time allowed: gone.
+        let secret = lasting.start(&store, "127.0.0.1").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let strict = SessionPolicy {
+            idle: Duration::from_millis(1),
+            ..SessionPolicy::default()
+        };
+        let reloaded = Sessions::load(&store, strict).unwrap();
+        assert!(
+            reloaded.check(&secret, &store).is_none(),
+            "an idle session held"
+        );
+        assert!(
+            store.sessions().unwrap().is_empty(),
+            "the ended session stayed stored"
+        );
+
+        let young = SessionPolicy {
+            lifetime: Duration::from_millis(1),
+            ..SessionPolicy::default()
+        };
+        let short = Sessions::load(&store, young).unwrap();
+        let secret = short.start(&store, "127.0.0.1").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            short.check(&secret, &store).is_none(),
+            "a session outlived its lifetime"
+        );
+    }
+}

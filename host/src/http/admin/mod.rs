@@ -4,6 +4,7 @@
 //! GET    /_locker/api/health
 //! GET    /_locker/api/services                      every service and its state
 //! GET    /_locker/api/services/{name}
+//! GET    /_locker/api/services/{name}/log[?from=N]  its log from byte N (header x-log-next)
 //! POST   /_locker/api/services                      install: multipart `manifest` + `component`
 //! PUT    /_locker/api/services/{name}               upgrade, keeping its data: the same parts
 //! DELETE /_locker/api/services/{name}[?keep_data=true]

@@ -37,6 +37,24 @@ pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) 
                 .map_err(|e| ApiError::from_anyhow(e, StatusCode::INTERNAL_SERVER_ERROR))?;
             Ok(json_response(StatusCode::CREATED, &status))
         }
+        (&Method::GET, ["services", name, "log"]) => {
+            crate::package::manifest::validate_service_name(name)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+            let from = Query::of(&request)
+                .get("from")
+                .and_then(|f| f.parse().ok())
+                .unwrap_or(0);
+            let path = supervisor.root.log_path(name);
+            let (bytes, next) = tokio::task::spawn_blocking(move || read_log(&path, from))
+                .await
+                .map_err(|e| internal(e.into()))?
+                .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, format!("{e:#}")))?;
+            Ok(http::Response::builder()
+                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .header(LOG_NEXT_HEADER, next)
+                .body(crate::http::body::full(bytes))
+                .expect("a valid response"))
+        }
         (&Method::GET, ["services", name]) => {
             let service = supervisor.service(name).ok_or_else(|| {
                 ApiError::new(
@@ -149,6 +167,25 @@ pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) 
             format!("no admin route {method} {ADMIN_PREFIX}{path}"),
         )),
     }
+}
+
+/// The header of a log answer that says where the next read starts.
+pub const LOG_NEXT_HEADER: &str = "x-log-next";
+
+/// Up to 1 MiB of the log at `path` from byte `from` (from the start if the
+/// log is now shorter: it was rotated), and the offset after it.
+fn read_log(path: &std::path::Path, from: u64) -> anyhow::Result<(Vec<u8>, u64)> {
+    use anyhow::Context;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("there is no log at {}", path.display()))?;
+    let length = file.metadata()?.len();
+    let start = if from > length { 0 } else { from };
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.take(1024 * 1024).read_to_end(&mut bytes)?;
+    let next = start + bytes.len() as u64;
+    Ok((bytes, next))
 }
 
 /// Reads an install request: multipart parts `manifest` (TOML) and `component` (wasm).
