@@ -21,11 +21,19 @@ struct Browser<'a> {
 
 impl<'a> Browser<'a> {
     fn new(locker: &'a Locker) -> Browser<'a> {
-        let http = support::client_builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let http = locker
+            .trust(support::client_builder().redirect(reqwest::redirect::Policy::none()))
             .build()
             .unwrap();
         Browser { locker, http }
+    }
+
+    /// The session cookie's name: `__Host-` over TLS.
+    fn session_cookie(&self) -> &'static str {
+        match self.locker.scheme {
+            "https" => "__Host-locker-session",
+            _ => "locker-session",
+        }
     }
 
     /// Chooses the password through a fresh set-up link; returns the session cookie.
@@ -57,7 +65,7 @@ impl<'a> Browser<'a> {
         // The link works once.
         let again = self.http.get(link).send().await.unwrap();
         assert_eq!(again.status(), StatusCode::FORBIDDEN);
-        cookie(&response, "locker-session")
+        cookie(&response, self.session_cookie())
     }
 
     async fn log_in(&self, password: &str) -> reqwest::Response {
@@ -125,6 +133,9 @@ fn cookie(response: &reqwest::Response, name: &str) -> String {
         "{set}"
     );
     assert!(!set.to_ascii_lowercase().contains("domain="), "{set}");
+    if name.starts_with("__Host-") {
+        assert!(set.contains("; Secure") && set.contains("Path=/"), "{set}");
+    }
     set.split(';').next().unwrap()[name.len() + 1..].to_string()
 }
 
@@ -506,6 +517,26 @@ async fn tokens_open_what_their_scope_names_until_revoked_or_expired() {
         status(&read, Method::GET, locker.url("/hello-rs/")).await,
         StatusCode::FORBIDDEN
     );
+    // Nor install: the package is refused before it is read.
+    let package = reqwest::multipart::Form::new()
+        .text(
+            "manifest",
+            std::fs::read_to_string(guest("notes").join("locker.toml")).unwrap(),
+        )
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(
+                std::fs::read(guest("notes").join("notes_rs.wasm")).unwrap(),
+            ),
+        );
+    let install = read
+        .post(locker.url("/_locker/api/services"))
+        .multipart(package)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(install.status(), StatusCode::FORBIDDEN);
+    assert!(!root.join("packages/notes").exists());
 
     let hello_only = with(&token(&["--scope", "service:hello-rs"]).await);
     assert_eq!(
@@ -781,29 +812,7 @@ async fn over_tls_every_origin_is_https_and_the_cookies_are_host_only_and_secure
     );
 
     // The owner's cookies: `__Host-`, Secure, on their own origin.
-    let out = cli_async(&root, &["owner", "reset"]).await;
-    let link = out.stdout.trim();
-    assert!(
-        link.starts_with(&format!("{}/_locker/setup?code=", locker.origin())),
-        "{link}"
-    );
-    let code = link.split("code=").nth(1).unwrap();
-    let response = locker
-        .anonymous
-        .post(format!("{}/_locker/setup", locker.origin()))
-        .header("origin", locker.origin())
-        .form(&[
-            ("code", code),
-            ("password", PASSWORD),
-            ("confirm", PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let set = response.headers()["set-cookie"].to_str().unwrap();
-    assert!(set.starts_with("__Host-locker-session="), "{set}");
-    assert!(set.contains("; Secure") && set.contains("Path=/"), "{set}");
+    Browser::new(&locker).set_up().await;
     // A browser sent to a service goes round the ticket door on https.
     let answer = locker
         .anonymous

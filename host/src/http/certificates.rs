@@ -11,8 +11,6 @@
 //! so a restart serves at once and orders nothing new.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -27,6 +25,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
+
+use crate::store::root::write_atomically;
 
 /// The ALPN protocol of `tls-alpn-01` challenges.
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -222,9 +222,17 @@ async fn order(
     let chain = order.poll_certificate(&RetryPolicy::default()).await?;
     certificates.install(chain.as_bytes(), key.as_bytes())?;
     std::fs::create_dir_all(&settings.dir)?;
-    write_private(&settings.dir.join("key.pem"), key.as_bytes())?;
-    std::fs::write(settings.dir.join("cert.pem"), &chain)?;
-    std::fs::write(settings.dir.join("names.json"), serde_json::to_vec(names)?)?;
+    write_atomically(&settings.dir.join("key.pem"), key.as_bytes(), &settings.dir)?;
+    write_atomically(
+        &settings.dir.join("cert.pem"),
+        chain.as_bytes(),
+        &settings.dir,
+    )?;
+    write_atomically(
+        &settings.dir.join("names.json"),
+        &serde_json::to_vec(names)?,
+        &settings.dir,
+    )?;
     not_after(chain.as_bytes())
 }
 
@@ -254,7 +262,7 @@ async fn open_account(settings: &AcmeSettings) -> Result<Account> {
         .await
         .with_context(|| format!("cannot open an ACME account at {}", settings.directory))?;
     std::fs::create_dir_all(&settings.dir)?;
-    write_private(&stored, &serde_json::to_vec(&credentials)?)?;
+    write_atomically(&stored, &serde_json::to_vec(&credentials)?, &settings.dir)?;
     Ok(account)
 }
 
@@ -286,19 +294,4 @@ fn not_after(chain: &[u8]) -> Result<std::time::SystemTime> {
         .map_err(|e| anyhow!("cannot read the certificate: {e}"))?;
     let seconds = parsed.validity().not_after.timestamp();
     Ok(std::time::UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64))
-}
-
-/// Writes a secret file readable only by its owner.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let staged = path.with_extension("new");
-    let _ = std::fs::remove_file(&staged);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&staged)
-        .with_context(|| format!("cannot create {}", staged.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&staged, path).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -5,6 +5,7 @@
 //! login attempts (`throttle`). The HTTP front door asks this unit who is
 //! calling; the root's `owner` tables keep what must survive a restart.
 
+pub mod last_use;
 pub mod password;
 pub mod scope;
 pub mod secret;
@@ -12,12 +13,10 @@ pub mod sessions;
 pub mod throttle;
 pub mod tokens;
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 pub use password::SetupError;
 pub use scope::{Door, Scope};
@@ -28,6 +27,7 @@ pub use tokens::{TokenEntry, Tokens};
 use crate::api::TokenView;
 use crate::store::LockerRoot;
 use crate::store::owner::OwnerStore;
+use crate::store::root::write_atomically;
 
 /// The label of the token the local CLI uses (kept in `<root>/cli.token`).
 pub const CLI_TOKEN_LABEL: &str = "local CLI";
@@ -120,18 +120,6 @@ impl Owner {
             }
         }
         let (token, _) = self.create_token(&Scope::Admin, CLI_TOKEN_LABEL, None)?;
-        let staged = root.tmp_dir().join("cli.token");
-        let _ = std::fs::remove_file(&staged);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&staged)
-            .with_context(|| format!("cannot create {}", staged.display()))?;
-        file.write_all(token.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&staged, &path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
+        write_atomically(&path, token.as_bytes(), &root.tmp_dir())
     }
 }

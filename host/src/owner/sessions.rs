@@ -13,12 +13,13 @@
 //! the ticket round once more, unseen).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Result;
 
+use super::last_use::LastUse;
 use super::secret;
 use crate::api::SessionView;
 use crate::clock::{from_millis, now_millis, rfc3339};
@@ -44,16 +45,13 @@ impl Default for SessionPolicy {
 
 /// A ticket is good once, for this long.
 const TICKET_LIFETIME_MS: i64 = 60_000;
-/// How often a session's `last_seen` is written back, at most.
-const TOUCH_EVERY_MS: i64 = 60_000;
 
 pub struct Session {
     pub id: String,
     hash: String,
     client: String,
     created_at: i64,
-    last_seen: AtomicI64,
-    stored_seen: AtomicI64,
+    last_seen: LastUse,
     ended: AtomicBool,
 }
 
@@ -64,8 +62,7 @@ impl Session {
             hash: stored.hash.clone(),
             client: stored.client.clone(),
             created_at: stored.created_at,
-            last_seen: AtomicI64::new(stored.last_seen),
-            stored_seen: AtomicI64::new(stored.last_seen),
+            last_seen: LastUse::new(stored.last_seen),
             ended: AtomicBool::new(false),
         }
     }
@@ -75,7 +72,7 @@ impl Session {
             id: self.id.clone(),
             client: self.client.clone(),
             created_at: rfc3339(from_millis(self.created_at)),
-            last_seen: rfc3339(from_millis(self.last_seen.load(Ordering::Relaxed))),
+            last_seen: rfc3339(from_millis(self.last_seen.get())),
         }
     }
 }
@@ -151,7 +148,7 @@ impl Sessions {
             return false;
         }
         let now = now_millis();
-        let idle = now - session.last_seen.load(Ordering::Relaxed);
+        let idle = now - session.last_seen.get();
         let age = now - session.created_at;
         if idle > self.policy.idle.as_millis() as i64
             || age > self.policy.lifetime.as_millis() as i64
@@ -159,13 +156,7 @@ impl Sessions {
             self.end(session, store);
             return false;
         }
-        session.last_seen.store(now, Ordering::Relaxed);
-        let stored = session.stored_seen.load(Ordering::Relaxed);
-        if now - stored > TOUCH_EVERY_MS
-            && session
-                .stored_seen
-                .compare_exchange(stored, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+        if session.last_seen.mark(now)
             && let Err(error) = store.touch_session(&session.id, now)
         {
             tracing::warn!("cannot record the use of session {}: {error:#}", session.id);

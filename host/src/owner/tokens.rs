@@ -4,11 +4,12 @@
 //! and a map lookup.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
 
+use super::last_use::LastUse;
 use super::scope::Scope;
 use super::secret;
 use crate::api::TokenView;
@@ -16,9 +17,6 @@ use crate::clock::{from_millis, now_millis, rfc3339};
 use crate::store::owner::{OwnerStore, StoredToken};
 
 const PREFIX: &str = "locker_";
-
-/// How often a token's `last_used` is written back, at most.
-const TOUCH_EVERY_MS: i64 = 60_000;
 
 /// Makes and records a token; returns it (the only time it is seen) and its view.
 pub fn create(
@@ -64,7 +62,7 @@ pub struct TokenEntry {
     hash: String,
     pub scope: Scope,
     pub expires_at: Option<i64>,
-    last_used: AtomicI64,
+    last_used: LastUse,
 }
 
 impl TokenEntry {
@@ -101,7 +99,7 @@ impl Tokens {
             hash: stored.hash.clone(),
             scope,
             expires_at: stored.expires_at,
-            last_used: AtomicI64::new(stored.last_used.unwrap_or(0)),
+            last_used: LastUse::new(stored.last_used.unwrap_or(0)),
         };
         self.by_id
             .write()
@@ -132,12 +130,7 @@ impl Tokens {
             return None;
         }
         let now = now_millis();
-        let last = entry.last_used.load(Ordering::Relaxed);
-        if now - last > TOUCH_EVERY_MS
-            && entry
-                .last_used
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+        if entry.last_used.mark(now)
             && let Err(error) = store.touch_token(id, now)
         {
             tracing::warn!("cannot record the use of token {id}: {error:#}");

@@ -198,7 +198,9 @@ pub struct HostRecord {
     pub tls_cert: Option<PathBuf>,
 }
 
-/// Writes a file so that readers see either the old or the new content, never half.
+/// Writes a file so that readers see either the old or the new content, never
+/// half. The file is readable and writable by its owner only (0600, as
+/// `tempfile` makes it), so it may hold a secret.
 pub fn write_atomically(path: &Path, bytes: &[u8], tmp_dir: &Path) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir)
         .with_context(|| format!("cannot create a temporary file in {}", tmp_dir.display()))?;
