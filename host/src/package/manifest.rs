@@ -173,14 +173,26 @@ impl Manifest {
         toml::to_string(self).expect("a manifest always serializes")
     }
 
-    /// Whether `path` is one of the service's public routes.
+    /// Whether `path` is one of the service's public routes. A path that a
+    /// guest might read as another one (dot segments, encoded slashes or
+    /// dots, backslashes) is never public: `/webhook/../private` must not
+    /// pass as `/webhook/*`.
     pub fn is_public(&self, path: &str) -> bool {
-        self.public
-            .iter()
-            .any(|route| match route.strip_suffix('*') {
-                Some(prefix) => path.starts_with(prefix),
-                None => path == route,
-            })
+        let lowered = path.to_ascii_lowercase();
+        let ambiguous = path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+            || ["%2e", "%2f", "%5c", "\\"]
+                .iter()
+                .any(|s| lowered.contains(s));
+        !ambiguous
+            && self
+                .public
+                .iter()
+                .any(|route| match route.strip_suffix('*') {
+                    Some(prefix) => path.starts_with(prefix),
+                    None => path == route,
+                })
     }
 
     fn validate(&self) -> Result<()> {
@@ -320,6 +332,15 @@ mod tests {
         assert!(manifest.is_public("/oauth/callback"));
         assert!(!manifest.is_public("/oauth"));
         assert!(!manifest.is_public("/"));
+        for sneaky in [
+            "/oauth/../private",
+            "/oauth/./x",
+            "/oauth/%2e%2e/private",
+            "/oauth/a%2Fb",
+            "/oauth/..\\x",
+        ] {
+            assert!(!manifest.is_public(sneaky), "{sneaky}");
+        }
     }
 
     #[test]
