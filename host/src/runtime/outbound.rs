@@ -126,18 +126,25 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Loopback, private, link-local or unspecified: inside the machine or its
-/// network, not the internet.
+/// Loopback, private, link-local, unspecified ("this network", `0.0.0.0/8`,
+/// which Linux takes for this machine), broadcast or multicast: inside the
+/// machine or its network, not the internet.
 fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.octets()[0] == 0
+                || v4.is_broadcast()
+                || v4.is_multicast()
         }
         IpAddr::V6(v6) => {
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_unique_local()
                 || v6.is_unicast_link_local()
+                || v6.is_multicast()
         }
     }
 }
@@ -355,6 +362,9 @@ mod tests {
             "192.168.1.1:80",
             "169.254.169.254:80",
             "0.0.0.0:80",
+            "0.1.2.3:80",
+            "255.255.255.255:80",
+            "224.0.0.1:80",
             "[::1]:80",
             "[fd00::1]:80",
             "[fe80::1]:80",
