@@ -167,17 +167,21 @@ async fn slow_and_silent_connections_are_closed_and_cannot_starve_other_clients(
     );
     let address = locker.address.trim_start_matches("http://").to_string();
 
-    // 150 clients that never finish their request head, 50 that send nothing:
-    // all this address may hold.
+    // All this address may hold: 120 clients that never finish their
+    // request head, 20 that send the first byte of the HTTP/2 preface (or
+    // all of it) and stop, 20 that keep their connection alive after one
+    // request, 40 that send nothing.
     let mut slow = Vec::new();
     for n in 0..200 {
         let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-        if n < 150 {
-            stream
-                .write_all(b"GET /hello-rs/ HTTP/1.1\r\nHost: locker\r\n")
-                .await
-                .unwrap();
-        }
+        let first: &[u8] = match n {
+            0..120 => b"GET /hello-rs/ HTTP/1.1\r\nHost: locker\r\n",
+            120..130 => b"P",
+            130..140 => b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            140..160 => b"GET / HTTP/1.1\r\nHost: locker.localhost\r\n\r\n",
+            _ => b"",
+        };
+        stream.write_all(first).await.unwrap();
         slow.push(stream);
     }
     // One more from the same address is closed at once, long before the

@@ -190,6 +190,21 @@ async fn without_credentials_only_public_routes_answer() {
     let answer = anyone.get(&ticket_door).send().await.unwrap();
     assert_eq!(answer.status(), StatusCode::SEE_OTHER);
     assert!(location(&answer).starts_with("/_locker/login?next="));
+    // Whether a service is installed is not for a stranger to find out.
+    let answer = anyone
+        .get(format!("{}/private", locker.service_origin("no-such-app")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    // A host whose port is not a number would end up in redirects.
+    for host in [
+        "locker.localhost:@evil.example",
+        "hello-rs.locker.localhost:1@evil.example",
+    ] {
+        let head = raw_request(&locker, &format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
+        assert!(head.starts_with("HTTP/1.1 421"), "{host}: {head}");
+    }
     // Nobody can make a token or a set-up link without being the owner.
     let answer = anyone
         .post(locker.url("/_locker/api/tokens"))
@@ -239,6 +254,39 @@ async fn without_credentials_only_public_routes_answer() {
         "{headers}"
     );
     assert!(!headers.contains(&locker.token), "{headers}");
+
+    // A service's answers stay on its origin: no other page may frame
+    // them or load them as a resource.
+    let answer = locker.http.get(format!("{hello}/x")).send().await.unwrap();
+    let policies: Vec<_> = answer
+        .headers()
+        .get_all("content-security-policy")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        policies.contains(&"frame-ancestors 'self'".to_string()),
+        "{policies:?}"
+    );
+    assert_eq!(
+        answer.headers()["cross-origin-resource-policy"],
+        "same-origin"
+    );
+}
+
+/// Sends `request` as it is over a fresh connection and returns what came
+/// back (the host closes the connection or it times out).
+async fn raw_request(locker: &Locker, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = locker.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("no answer")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -662,6 +710,7 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
         "b": locker.service_origin("notes"),
         "password": PASSWORD,
         "manifest": std::fs::read_to_string(guest("hello-fixed").join("locker.toml")).unwrap(),
+        "component": guest("hello-fixed").join("hello_fixed_rs.wasm"),
         "screenshots": screenshots,
     });
     let run = tokio::process::Command::new("python3")
@@ -692,7 +741,15 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
 
     // What A's script got back: nothing of B's or the locker's.
     let attack = &seen["attack"];
-    for read in ["read_b", "read_admin", "write_b_put", "make_token"] {
+    // B's answers are not even delivered to A's page as opaque ones: they
+    // are B's alone (`Cross-Origin-Resource-Policy`).
+    for read in [
+        "read_b",
+        "read_b_no_cors",
+        "read_admin",
+        "write_b_put",
+        "make_token",
+    ] {
         assert!(
             attack[read]["error"]
                 .as_str()
@@ -701,7 +758,7 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
             attack[read]
         );
     }
-    for opaque in ["read_b_no_cors", "write_b", "stop_b", "install"] {
+    for opaque in ["write_b", "stop_b", "install"] {
         assert_eq!(
             attack[opaque]["type"], "opaque",
             "{opaque}: {}",
@@ -709,6 +766,9 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
         );
         assert_eq!(attack[opaque]["body"], "", "{opaque}: {}", attack[opaque]);
     }
+    // A cannot frame B (to lure the owner's clicks there), nor the locker.
+    assert_eq!(seen["frames"]["b"], "blocked", "{}", seen["frames"]);
+    assert_eq!(seen["frames"]["locker"], "blocked", "{}", seen["frames"]);
     // And nothing changed at B or at the locker.
     let files = root.join("services/notes");
     assert!(!files.join("pwned.txt").exists(), "A's script wrote to B");

@@ -8,6 +8,7 @@ this script has tried everything a hostile page could.
 Prints one JSON object: what each step saw.
 """
 
+import base64
 import json
 import os
 import sys
@@ -30,7 +31,7 @@ CHROMIUM_FLAGS = [
 # What app A's script tries, from A's own page: read B and the admin API,
 # change B and the locker. Each result says what the script got back.
 ATTACK = """
-async ([locker, b, manifest]) => {
+async ([locker, b, manifest, component]) => {
   const attempt = async (name, url, options) => {
     try {
       const response = await fetch(url, { credentials: "include", ...options });
@@ -43,7 +44,9 @@ async ([locker, b, manifest]) => {
   };
   const form = new FormData();
   form.append("manifest", manifest);
-  form.append("component", new Blob([new Uint8Array([0, 97, 115, 109])]), "component.wasm");
+  // A real component: only the host's door can keep it out.
+  const bytes = Uint8Array.from(atob(component), (c) => c.charCodeAt(0));
+  form.append("component", new Blob([bytes]), "component.wasm");
   return Object.fromEntries(await Promise.all([
     attempt("read_b", b + "/file?path=secret.txt", {}),
     attempt("read_b_no_cors", b + "/file?path=secret.txt", { mode: "no-cors" }),
@@ -59,6 +62,32 @@ async ([locker, b, manifest]) => {
   ]));
 }
 """
+
+
+# App A's script puts B's page and the locker's dashboard in frames of its own.
+FRAMES = """
+([locker, b]) => {
+  for (const url of [b + "/file?path=secret.txt", locker + "/"]) {
+    const frame = document.createElement("iframe");
+    frame.src = url;
+    frame.width = 400;
+    frame.height = 120;
+    document.body.appendChild(frame);
+  }
+}
+"""
+
+
+def frame_state(page, url):
+    """Whether the frame that was sent to `url` shows it, or Chromium's
+    error page because the page refused to be framed."""
+    for frame in page.frames[1:]:
+        if frame.url == url:
+            return "shown"
+        if frame.url.startswith("chrome-error://"):
+            continue
+    errors = [f.url for f in page.frames[1:] if f.url.startswith("chrome-error://")]
+    return "blocked" if len(errors) >= 1 else "missing: " + ", ".join(f.url for f in page.frames)
 
 
 def shot(page, name):
@@ -109,7 +138,17 @@ def main():
             """async () => (await fetch("/file?path=own.txt", { method: "POST", body: "mine" })).status"""
         )
 
-        seen["attack"] = page.evaluate(ATTACK, [LOCKER, B, ARGS["manifest"]])
+        with open(ARGS["component"], "rb") as f:
+            component = base64.b64encode(f.read()).decode()
+        seen["attack"] = page.evaluate(ATTACK, [LOCKER, B, ARGS["manifest"], component])
+
+        # A frames B and the locker: both refuse to be shown in it.
+        page.evaluate(FRAMES, [LOCKER, B])
+        page.wait_for_timeout(1500)
+        seen["frames"] = {
+            name: frame_state(page, url) for name, url in (("b", B + "/file?path=secret.txt"), ("locker", LOCKER + "/"))
+        }
+        shot(page, "4b-app-a-framing")
 
         # Log out from the dashboard: both apps are closed again.
         page.goto(LOCKER + "/")

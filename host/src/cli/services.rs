@@ -20,7 +20,29 @@ pub(super) async fn install(root: &Target, path: &Path, manifest: Option<&Path>)
         "installed {} {} ({}, {})",
         status.name, status.version, status.kind, status.digest
     );
+    print_access(&package.manifest);
     Ok(())
+}
+
+/// What the owner just let the service do beyond its own folder: whom it
+/// may call out to (an internal address or network named by IP stands out:
+/// it opens the machine's own network), and which routes need no login.
+fn print_access(manifest: &crate::package::Manifest) {
+    for entry in &manifest.network.allow_hosts {
+        let by_address = entry.parse::<ipnet::IpNet>().is_ok()
+            || entry.parse::<std::net::IpAddr>().is_ok()
+            || entry.parse::<std::net::SocketAddr>().is_ok();
+        if by_address {
+            println!(
+                "  may reach {entry} (named by address: internal addresses there are open to it)"
+            );
+        } else {
+            println!("  may reach {entry}");
+        }
+    }
+    for route in &manifest.public {
+        println!("  public, with no login: {route}");
+    }
 }
 
 pub(super) async fn upgrade(root: &Target, path: &Path, manifest: Option<&Path>) -> Result<()> {
@@ -34,6 +56,7 @@ pub(super) async fn upgrade(root: &Target, path: &Path, manifest: Option<&Path>)
         "upgraded {} to {} ({})",
         status.name, status.version, status.digest
     );
+    print_access(&package.manifest);
     Ok(())
 }
 

@@ -350,6 +350,28 @@ pub fn keep_cookies_home(response: &mut Response<BoxBody>) {
     }
 }
 
+/// Keeps a service's pages and answers to its own origin in the browser:
+/// no other page may frame it (a sibling's frame could lure the owner's
+/// clicks into it, with its own `Origin`), and none may load its answers as
+/// images, scripts or styles (siblings are one site to the browser, so such
+/// loads would land in the sibling's process). The framing rule is a policy
+/// of its own beside any the service sends, which can only narrow it; a
+/// service that means its files to be embedded elsewhere says so with its
+/// own `Cross-Origin-Resource-Policy`.
+pub fn fence_in(response: &mut Response<BoxBody>) {
+    let headers = response.headers_mut();
+    headers.append(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'self'"),
+    );
+    if !headers.contains_key("cross-origin-resource-policy") {
+        headers.insert(
+            "cross-origin-resource-policy",
+            HeaderValue::from_static("same-origin"),
+        );
+    }
+}
+
 /// A redirect (303: the next request is a GET).
 pub fn see_other(location: &str) -> Response<BoxBody> {
     Response::builder()

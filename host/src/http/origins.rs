@@ -52,6 +52,11 @@ impl Origins {
 
     /// Where a request for `authority` (`host[:port]`) goes.
     pub fn destination<'a>(&self, authority: &'a str) -> Destination<'a> {
+        // A port that is not a number (`locker.localhost:@evil.example`)
+        // would end up in the redirects built from it.
+        if !port_is_numeric(authority) {
+            return Destination::Foreign;
+        }
         let host = host_of(authority);
         let host = host.strip_suffix('.').unwrap_or(host);
         if host.eq_ignore_ascii_case(&self.domain) || is_loopback_name(host) {
@@ -133,6 +138,16 @@ fn port_suffix(authority: &str) -> &str {
     &authority[host.len()..]
 }
 
+/// Whether what follows the host is nothing, or `:` and a port number.
+fn port_is_numeric(authority: &str) -> bool {
+    match port_suffix(authority).strip_prefix(':') {
+        None => port_suffix(authority).is_empty(),
+        Some(port) => {
+            !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+        }
+    }
+}
+
 fn is_loopback_name(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host == "[::1]"
@@ -169,6 +184,10 @@ mod tests {
             "_x.locker.localhost",
             "locker.localhost.evil.example",
             "10.0.0.1:8042",
+            "locker.localhost:@evil.example",
+            "notes.locker.localhost:80@evil.example",
+            "locker.localhost:",
+            "[::1]x",
             "",
         ] {
             assert_eq!(

@@ -28,6 +28,8 @@ use crate::owner::SetupError;
 
 /// The largest form the pages take.
 const MAX_FORM_BYTES: usize = 16 * 1024;
+/// How long a form may take to arrive.
+const FORM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A page of the locker's origin, or `None` if `path` is not one.
 pub async fn locker_page(
@@ -377,10 +379,17 @@ async fn setup(
     }
 }
 
-/// A path on this origin to go on to: `/…`, never `//host` or a URL.
+/// A path on this origin to go on to: `next` if it is a path on this origin, else `/`. Browsers drop tabs and
+/// newlines from a `Location` and read `\\` as `/`, so `/\t/evil.example` or
+/// `/\\evil.example` would leave the origin: any control character or
+/// backslash makes it `/`.
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.chars().any(|c| c == '\\' || c.is_control()) =>
+        {
             path.to_string()
         }
         _ => "/".to_string(),
@@ -397,17 +406,30 @@ fn query(request: &Request<Incoming>) -> HashMap<String, String> {
 async fn read_form(
     request: Request<Incoming>,
 ) -> Result<HashMap<String, String>, Response<BoxBody>> {
-    let bytes = Limited::new(request.into_body(), MAX_FORM_BYTES)
-        .collect()
-        .await
-        .map_err(|_| {
-            page(
+    // Anyone may post the login form: one sent a byte at a time must not
+    // hold its connection for longer than a request head may take.
+    let collected = tokio::time::timeout(
+        FORM_TIMEOUT,
+        Limited::new(request.into_body(), MAX_FORM_BYTES).collect(),
+    )
+    .await;
+    let bytes = match collected {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(_)) => {
+            return Err(page(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Refused",
                 "<p>That form is too large.</p>",
-            )
-        })?
-        .to_bytes();
+            ));
+        }
+        Err(_) => {
+            return Err(page(
+                StatusCode::REQUEST_TIMEOUT,
+                "Refused",
+                "<p>That form took too long to arrive.</p>",
+            ));
+        }
+    };
     Ok(form_urlencoded::parse(&bytes).into_owned().collect())
 }
 
@@ -479,6 +501,10 @@ mod tests {
             "//evil.example",
             "https://evil.example",
             "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/x\\..\\\\evil.example",
             "notes",
         ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");

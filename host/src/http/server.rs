@@ -14,17 +14,18 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::body::{BoxBody, after_discarding, error_response, full};
 use super::certificates::ACME_TLS_ALPN;
-use super::connections::{ConnectionLimits, OpenConnections};
+use super::connections::{Activity, ConnectionLimits, OpenConnections, Tracked};
 use super::front::Front;
 use super::gate::{self, ServiceVerdict, TokenMemo};
 use super::origins::{Destination, host_header};
@@ -42,17 +43,15 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Also bounds how long a keep-alive connection waits for its next request.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.head_timeout);
+    // Each connection's own watchdog bounds heads and idle time, over HTTP/1
+    // and HTTP/2 alike (hyper's timer covers only HTTP/1 heads, and costs a
+    // timer per request).
+    builder.http1().header_read_timeout(None);
     let open = OpenConnections::new(limits);
-    // Ends the wait for a first byte when the host shuts down: a connection
-    // that has not sent one yet holds up no graceful shutdown.
+    // Tells every connection to finish its requests and close.
     let stopping = tokio_util::sync::CancellationToken::new();
+    let connections = tokio_util::task::TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -70,71 +69,96 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let front = front.clone();
-        let visitor = Arc::new(Visitor {
-            client: peer.ip(),
-            tokens: TokenMemo::default(),
-        });
-        let service = hyper::service::service_fn(move |request| {
-            let (front, visitor) = (front.clone(), visitor.clone());
-            async move { Ok::<_, Infallible>(route(&front, &visitor, request).await) }
-        });
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
-        let head_timeout = open.limits.head_timeout;
-        let stopping = stopping.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
+        let connection = Connection {
+            front: front.clone(),
+            visitor: Arc::new(Visitor {
+                client: peer.ip(),
+                tokens: TokenMemo::default(),
+            }),
+            activity: Activity::new(),
+            head_timeout: open.limits.head_timeout,
+            stopping: stopping.clone(),
+        };
+        let (builder, tls) = (builder.clone(), tls.clone());
+        connections.spawn(async move {
             let _slot = slot;
-            // A client that sends nothing at all is closed at the same bound
-            // as one that never finishes its request head (hyper's timer
-            // starts only once it reads a head, after telling HTTP/1 from
-            // HTTP/2 by the first bytes).
-            let mut first = [0u8; 1];
-            let peeked = tokio::select! {
-                peeked = tokio::time::timeout(head_timeout, stream.peek(&mut first)) => peeked,
-                () = stopping.cancelled() => return,
-            };
-            if !matches!(peeked, Ok(Ok(1))) {
-                return;
-            }
-            let ended = match tls {
-                None => {
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(connection.into_owned()).await
-                }
+            match tls {
+                None => connection.serve(&builder, TokioIo::new(stream)).await,
                 // The handshake shares the head's bound.
-                Some(tls) => match tokio::time::timeout(head_timeout, tls.accept(stream)).await {
-                    // An ACME server checking a challenge: the handshake was all.
-                    Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
-                        return;
+                Some(tls) => {
+                    match tokio::time::timeout(connection.head_timeout, tls.accept(stream)).await {
+                        // An ACME server checking a challenge: the handshake was all.
+                        Ok(Ok(stream))
+                            if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {}
+                        Ok(Ok(stream)) => connection.serve(&builder, TokioIo::new(stream)).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => {}
                     }
-                    Ok(Ok(stream)) => {
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                },
-            };
-            if let Err(e) = ended {
-                tracing::debug!("connection ended: {e}");
+                }
             }
         });
     }
     stopping.cancel();
+    connections.close();
     tracing::info!("shutting down: waiting for open requests");
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = connections.wait() => {}
         () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
             tracing::warn!("some connections did not finish in time");
         }
     }
     Ok(())
+}
+
+/// One accepted connection and what watches over it.
+struct Connection {
+    front: Arc<Front>,
+    visitor: Arc<Visitor>,
+    activity: Arc<Activity>,
+    head_timeout: Duration,
+    stopping: tokio_util::sync::CancellationToken,
+}
+
+impl Connection {
+    /// Serves HTTP/1 or HTTP/2 (told apart by the first bytes) until the
+    /// client closes, the host stops, or the connection has had no request
+    /// in flight for the head timeout. Then it is asked to close (finishing
+    /// what it has begun, which for a half-sent head or preface is nothing),
+    /// and dropped if it is still idle one more bound later.
+    async fn serve<I>(self, builder: &auto::Builder<TokioExecutor>, io: I)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (front, visitor, activity) = (self.front, self.visitor, self.activity.clone());
+        let service = hyper::service::service_fn(move |request| {
+            let (front, visitor) = (front.clone(), visitor.clone());
+            let in_flight = activity.begin();
+            async move {
+                let response = route(&front, &visitor, request).await;
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+            }
+        });
+        let connection = builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        let mut closing = false;
+        let ended = loop {
+            tokio::select! {
+                ended = connection.as_mut() => break ended,
+                () = self.stopping.cancelled(), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = self.activity.idle_for(self.head_timeout), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = self.activity.idle_for(self.head_timeout * 2), if closing => break Ok(()),
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!("connection ended: {e}");
+        }
+    }
 }
 
 /// One client connection, as the gate sees it.
@@ -235,9 +259,9 @@ async fn service_origin(
     authority: &str,
     visitor: &Visitor,
 ) -> Response<BoxBody> {
-    let Some(service) = front.supervisor.service(name) else {
-        return service_error_response(&ServiceError::NotFound(name.to_string()));
-    };
+    // Whether a service is installed is the owner's to know: a stranger
+    // gets the same answer for any name.
+    let service = front.supervisor.service(name);
     let path = request.uri().path();
     if path.starts_with("/_locker/") {
         return if path == "/_locker/enter" {
@@ -249,7 +273,9 @@ async fn service_origin(
             )
         };
     }
-    let public = service.installed().manifest.is_public(path);
+    let public = service
+        .as_ref()
+        .is_some_and(|service| service.installed().manifest.is_public(path));
     if public && !front.public_routes.admit(visitor.client) {
         return error_response(
             StatusCode::TOO_MANY_REQUESTS,
@@ -269,8 +295,12 @@ async fn service_origin(
         ServiceVerdict::Ticket => return pages::ticket_round(front, &request, name, authority),
         ServiceVerdict::Refuse(response) => return after_discarding(request, response).await,
     };
+    let Some(service) = service else {
+        return service_error_response(&ServiceError::NotFound(name.to_string()));
+    };
     gate::hand_to_guest(&mut request, &front.origins, caller);
     let mut response = proxy(service, request).await;
     gate::keep_cookies_home(&mut response);
+    gate::fence_in(&mut response);
     response
 }

@@ -39,8 +39,9 @@ impl OwnListener {
         let Some(own) = self.0.get() else {
             return false;
         };
+        let (own_ip, target_ip) = (canonical(own.ip()), canonical(target.ip()));
         own.port() == target.port()
-            && (own.ip().is_unspecified() || own.ip() == target.ip() || target.ip().is_loopback())
+            && (own_ip.is_unspecified() || own_ip == target_ip || target_ip.is_loopback())
     }
 }
 
@@ -126,27 +127,73 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Loopback, private, link-local, unspecified ("this network", `0.0.0.0/8`,
-/// which Linux takes for this machine), broadcast or multicast: inside the
-/// machine or its network, not the internet.
+/// Networks inside the machine, its network or its provider's, not the
+/// internet: loopback, "this network" (`0.0.0.0/8`, which Linux takes for
+/// this machine), private (RFC 1918, `fc00::/7`), carrier-grade NAT
+/// (`100.64.0.0/10`: Alibaba's metadata service, Tailscale peers),
+/// link-local (`169.254.0.0/16`, the cloud metadata service; `fe80::/10`,
+/// and the old site-local `fec0::/10`), IETF protocol assignments
+/// (`192.0.0.0/24`), benchmarking (`198.18.0.0/15`), reserved
+/// (`240.0.0.0/4`, broadcast), multicast, and NAT64's local-use prefix.
+const INTERNAL_NETWORKS: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "64:ff9b:1::/48",
+    "fc00::/7",
+    "fe80::/10",
+    "fec0::/10",
+    "ff00::/8",
+];
+
+fn internal_networks() -> &'static [IpNet] {
+    static NETWORKS: OnceLock<Vec<IpNet>> = OnceLock::new();
+    NETWORKS.get_or_init(|| {
+        INTERNAL_NETWORKS
+            .iter()
+            .map(|net| net.parse().expect("a valid network"))
+            .collect()
+    })
+}
+
+/// Whether `ip` (already canonical) is inside the machine or its network.
+/// An IPv6 address that carries an IPv4 one (NAT64's `64:ff9b::/96`, 6to4's
+/// `2002::/16`, the old IPv4-compatible `::a.b.c.d`) is internal when that
+/// IPv4 address is: a gateway would deliver it there.
 fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.octets()[0] == 0
-                || v4.is_broadcast()
-                || v4.is_multicast()
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_unique_local()
-                || v6.is_unicast_link_local()
-                || v6.is_multicast()
-        }
+    if internal_networks().iter().any(|net| net.contains(&ip)) {
+        return true;
     }
+    match ip {
+        IpAddr::V6(v6) => embedded_ipv4(v6).is_some_and(|v4| is_internal(IpAddr::V4(v4))),
+        IpAddr::V4(_) => false,
+    }
+}
+
+/// The IPv4 address a NAT64, 6to4 or IPv4-compatible IPv6 address carries.
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let octets = v6.octets();
+    let segments = v6.segments();
+    let last_four = |o: &[u8; 16]| std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..6] == [0; 6] {
+        return Some(last_four(&octets));
+    }
+    if segments[0] == 0x2002 {
+        return Some(std::net::Ipv4Addr::new(
+            octets[2], octets[3], octets[4], octets[5],
+        ));
+    }
+    None
 }
 
 /// `host[:port]`, with IPv6 literals in brackets.
@@ -370,11 +417,27 @@ mod tests {
             "[fe80::1]:80",
             "[::ffff:127.0.0.1]:80",
             "[::ffff:169.254.169.254]:80",
+            "100.100.100.200:80",
+            "192.0.0.8:80",
+            "198.18.0.1:80",
+            "240.0.0.1:80",
+            "[64:ff9b::a9fe:a9fe]:80",
+            "[64:ff9b::7f00:1]:80",
+            "[64:ff9b:1::1]:80",
+            "[2002:7f00:1::1]:80",
+            "[2002:a9fe:a9fe::]:80",
+            "[::127.0.0.1]:80",
+            "[::]:80",
+            "[fec0::1]:80",
+            "[ff02::1]:80",
         ] {
             assert!(!by_name.permits(internal.parse().unwrap()), "{internal}");
         }
         assert!(by_name.permits("93.184.216.34:443".parse().unwrap()));
         assert!(by_name.permits("[2606:2800:220:1::1]:443".parse().unwrap()));
+        // Public IPv4 addresses behind NAT64 or 6to4 are public.
+        assert!(by_name.permits("[64:ff9b::5db8:d822]:443".parse().unwrap()));
+        assert!(by_name.permits("[2002:5db8:d822::1]:443".parse().unwrap()));
 
         let by_address = rules(&["127.0.0.1", "192.168.0.0/16"]);
         assert!(by_address.permits("127.0.0.1:9000".parse().unwrap()));
@@ -383,5 +446,13 @@ mod tests {
         // Never the locker's own listener.
         assert!(!by_address.permits("127.0.0.1:8042".parse().unwrap()));
         assert!(!rules(&["127.0.0.0/8"]).permits("127.0.0.5:8042".parse().unwrap()));
+        // However the address is written.
+        let loopback_named = rules(&["127.0.0.1", "::ffff:127.0.0.1"]);
+        assert!(!loopback_named.permits("[::ffff:127.0.0.1]:8042".parse().unwrap()));
+        let public = OwnListener::default();
+        public.set("203.0.113.9:443".parse().unwrap());
+        let rules = OutboundRules::new(&["example.com".to_string()], public);
+        assert!(!rules.permits("[::ffff:203.0.113.9]:443".parse().unwrap()));
+        assert!(!rules.permits("203.0.113.9:443".parse().unwrap()));
     }
 }
