@@ -80,6 +80,83 @@ async fn request_bodies_stream_through_to_the_guest_and_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn wasi_03_components_built_with_the_spin_sdk_answer_beside_02_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    for name in ["hello-spin", "unruly-p3", "hello-rs"] {
+        install(&root, &guest(name));
+    }
+    // The owner sees which WASI each service speaks, before and while it runs.
+    let listed = support::cli_async(&root, &["list"]).await;
+    assert!(listed.success, "{}", listed.stderr);
+    let row = |name: &str| {
+        listed
+            .stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} is not listed: {}", listed.stdout))
+            .split_whitespace()
+            .nth(3)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        (row("hello-spin"), row("hello-rs")),
+        ("0.3".into(), "0.2".into())
+    );
+    let locker = Locker::start(&root, &[]);
+
+    // The Spin SDK's README hello, unmodified.
+    assert_eq!(
+        locker.get("/hello-spin/").await,
+        (200, "Hello, Spin".into())
+    );
+    let status = locker.status("hello-spin").await;
+    assert_eq!(status["wasi"], "0.3", "{status:#}");
+    assert_eq!(status["state"], "idle");
+    assert_eq!(locker.status("hello-rs").await["wasi"], "0.2");
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+
+    // 8 MiB streamed up in pieces and back as it arrives.
+    let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = body
+        .chunks(64 * 1024)
+        .map(|piece| Ok(piece.to_vec()))
+        .collect();
+    let response = locker
+        .http
+        .post(locker.url("/unruly-p3/echo"))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echoed = response.bytes().await.unwrap();
+    assert_eq!(echoed.len(), body.len());
+    assert!(
+        echoed.to_vec() == body,
+        "the echo differs from what was sent"
+    );
+
+    // Trailers of a chunked request reach the guest.
+    let host = locker.service_origin("unruly-p3");
+    let answer = locker
+        .raw_request(&format!(
+            "POST /trailers HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             Transfer-Encoding: chunked\r\nTrailer: x-checksum\r\nConnection: close\r\n\r\n\
+             5\r\nhello\r\n6\r\n world\r\n0\r\nx-checksum: abc123\r\n\r\n",
+            host.trim_start_matches("http://"),
+            locker.token
+        ))
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("11 bytes\nx-checksum: abc123\n"),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn fifty_concurrent_first_requests_share_one_load() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");

@@ -94,6 +94,53 @@ async fn a_guest_that_traps_gets_a_500_and_the_host_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_03_guest_that_loops_hoards_or_traps_is_stopped_while_a_02_one_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("unruly-p3"));
+    install(&root, &guest("hello-rs"));
+    let locker = Locker::start(&root, &[]);
+    assert_eq!(locker.get("/unruly-p3/").await.0, 200);
+
+    let started = Instant::now();
+    let looping = locker.get("/unruly-p3/loop");
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for _ in 0..20 {
+            let (code, body) = locker.get("/hello-rs/during").await;
+            assert_eq!(code, 200, "{body}");
+        }
+    };
+    let ((code, body), ()) = tokio::join!(looping, others);
+    assert_eq!(code, 504, "{body}");
+    assert!(
+        body.contains("\\\"unruly-p3\\\" did not answer within its deadline of 2s"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let (code, body) = locker.get("/unruly-p3/grow").await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains("\\\"unruly-p3\\\" ran out of memory (its limit is 32.0 MiB)"),
+        "{body}"
+    );
+    let (code, body) = locker.get("/unruly-p3/panic").await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("\\\"unruly-p3\\\" crashed"), "{body}");
+
+    // Each failure ended its instance; the next request gets a fresh one.
+    assert_eq!(locker.get("/unruly-p3/fine").await.0, 200);
+    assert_eq!(locker.get("/hello-rs/").await.0, 200);
+    let log = std::fs::read_to_string(root.join("logs/unruly-p3.log")).unwrap();
+    assert!(log.contains("unruly-p3 panics on purpose"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_guest_that_floods_its_log_is_cut_off_at_its_budget() {
     let dir = tempfile::tempdir().unwrap();
     let locker = locker_with_unruly_and_hello(dir.path()).await;

@@ -197,3 +197,93 @@ async fn each_request_to_a_reused_instance_has_its_own_log_budget() {
     assert_eq!(log.matches("output truncated").count(), 2, "{}", log.len());
     assert!(log.len() >= 2 << 20, "the log holds {} bytes", log.len());
 }
+
+/// `/instance?ms=N` of a WASI 0.3 service, `times` at once: which instance
+/// answered each.
+async fn instances_at_once(locker: &Locker, service: &str, times: usize, ms: u64) -> Vec<String> {
+    let requests = (0..times).map(|_| {
+        let path = format!("/{service}/instance?ms={ms}");
+        async move { locker.get(&path).await }
+    });
+    futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|(code, body)| {
+            assert_eq!(code, 200, "{body}");
+            body.split_whitespace().next().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_03_instance_serves_several_requests_at_once_and_only_its_own_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("unruly-p3"));
+    install(
+        &root,
+        &guest_variant(dir.path(), "unruly-p3", |m| {
+            m.set("name", "four-at-once")
+                .add("limits.concurrency", 4)
+                .add("limits.max_instances", 20);
+        }),
+    );
+    install(
+        &root,
+        &guest_variant(dir.path(), "unruly-p3", |m| {
+            m.set("name", "one-instance").add("limits.max_instances", 1);
+        }),
+    );
+    let locker = Locker::start(&root, &[]);
+
+    // 40 requests at once to each of two services, each request waiting
+    // 400 ms inside its instance: they overlap.
+    let (default, four) = tokio::join!(
+        instances_at_once(&locker, "unruly-p3", 40, 400),
+        instances_at_once(&locker, "four-at-once", 40, 400),
+    );
+    let distinct = |ids: &[String]| {
+        ids.iter()
+            .cloned()
+            .collect::<std::collections::HashSet<_>>()
+    };
+    let (default_ids, four_ids) = (distinct(&default), distinct(&four));
+    assert!(
+        default_ids.len() < 40 / 2,
+        "40 requests took {} instances of unruly-p3",
+        default_ids.len()
+    );
+    // Four at a time per instance: at least ten instances for forty.
+    assert!(
+        (10..40).contains(&four_ids.len()),
+        "40 requests took {} instances of four-at-once",
+        four_ids.len()
+    );
+    assert!(
+        default_ids.is_disjoint(&four_ids),
+        "an instance answered for two services"
+    );
+    // The admin API counts the instances each service made: fewer than
+    // requests (some may have been started for a request another instance
+    // took first, so at least as many as answered).
+    for (service, answered) in [
+        ("unruly-p3", default_ids.len()),
+        ("four-at-once", four_ids.len()),
+    ] {
+        let status = locker.status(service).await;
+        assert_eq!(status["requests"], 40);
+        let made = status["instances"].as_u64().unwrap() as usize;
+        assert!(
+            (answered..40).contains(&made),
+            "{service}: {answered} answered, {status:#}"
+        );
+    }
+
+    // A trap ends the instance; the next request gets a fresh one.
+    let before = instances_at_once(&locker, "one-instance", 5, 100).await;
+    assert_eq!(distinct(&before).len(), 1, "{before:?}");
+    assert_eq!(locker.get("/one-instance/panic").await.0, 500);
+    let after = instances_at_once(&locker, "one-instance", 1, 0).await;
+    assert_ne!(after[0], before[0], "the trapped instance served again");
+    assert_eq!(locker.status("one-instance").await["instances"], 2);
+}

@@ -201,3 +201,39 @@ async fn outbound_requests_reach_internal_addresses_only_when_the_manifest_names
     assert!(body.contains("DestinationIpProhibited"), "{body}");
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_03_outbound_requests_pass_the_same_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let (port, served) = loopback_server("internal secret").await;
+    // `unruly-p3` names `127.0.0.1` and `localhost`; the copy names nothing.
+    install(&root, &guest("unruly-p3"));
+    install(
+        &root,
+        &guest_variant(dir.path(), "unruly-p3", |m| {
+            m.set("name", "unnamed-p3").remove("network");
+        }),
+    );
+    let locker = Locker::start(&root, &[]);
+    let fetch = async |service: &str, url: String| {
+        let (code, body) = locker.get(&format!("/{service}/fetch?url={url}")).await;
+        assert_eq!(code, 200, "{body}");
+        body
+    };
+    let admin = format!("http://127.0.0.1:{}/_locker/api/services", locker.port);
+
+    let refused = fetch("unnamed-p3", format!("http://127.0.0.1:{port}/")).await;
+    assert!(refused.contains("HttpRequestDenied"), "{refused}");
+    for url in [format!("http://localhost:{port}/"), admin] {
+        let refused = fetch("unruly-p3", url.clone()).await;
+        assert!(
+            refused.contains("DestinationIpProhibited"),
+            "{url}: {refused}"
+        );
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let reached = fetch("unruly-p3", format!("http://127.0.0.1:{port}/")).await;
+    assert_eq!(reached, "status 200\n");
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -22,8 +22,15 @@ pub struct ServiceStatus {
     pub digest: String,
     pub installed_at: String,
     pub state: State,
+    /// The WASI version its HTTP handler speaks (`0.2`, `0.3`), if it has one.
+    #[serde(default)]
+    pub wasi: Option<String>,
     pub loads: u64,
     pub requests: u64,
+    /// Instances made since the host started (a fresh instance per request,
+    /// or fewer with reuse and WASI 0.3's concurrency).
+    #[serde(default)]
+    pub instances: u64,
     pub in_flight: usize,
     pub last_error: Option<String>,
     pub last_load: Option<LoadReport>,
@@ -83,6 +90,9 @@ pub struct Settings {
     /// A reused instance unused this long is dropped.
     #[serde(default, with = "humantime_serde")]
     pub reuse_idle: Duration,
+    /// Requests one instance of a WASI 0.3 service serves at once.
+    #[serde(default = "one")]
+    pub concurrency: u32,
 }
 
 fn one() -> u32 {

@@ -489,6 +489,21 @@ impl Locker {
         format!("{}/{rest}", self.service_origin(service))
     }
 
+    /// Sends `request` as written over a fresh connection and returns what
+    /// comes back until the host closes it (send `Connection: close`).
+    pub async fn raw_request(&self, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.address.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("the host kept the connection open for 10 s")
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
     pub async fn get(&self, path: &str) -> (u16, String) {
         self.send(self.http.get(self.url(path))).await
     }

@@ -72,8 +72,8 @@ pub(super) async fn list(root: &Target, json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<10} {:<11} {:<10} {:>6} {:>9}  LAST ERROR",
-        "NAME", "VERSION", "KIND", "STATE", "LOADS", "REQUESTS"
+        "{:<20} {:<10} {:<11} {:<5} {:<10} {:>6} {:>9} {:>9}  LAST ERROR",
+        "NAME", "VERSION", "KIND", "WASI", "STATE", "LOADS", "REQUESTS", "INSTANCES"
     );
     for s in statuses {
         let state = serde_json::to_value(s.state)?
@@ -81,13 +81,15 @@ pub(super) async fn list(root: &Target, json: bool) -> Result<()> {
             .unwrap_or_default()
             .to_string();
         println!(
-            "{:<20} {:<10} {:<11} {:<10} {:>6} {:>9}  {}",
+            "{:<20} {:<10} {:<11} {:<5} {:<10} {:>6} {:>9} {:>9}  {}",
             s.name,
             s.version,
             s.kind,
+            s.wasi.as_deref().unwrap_or("-"),
             state,
             s.loads,
             s.requests,
+            s.instances,
             s.last_error.unwrap_or_default()
         );
     }

@@ -1,6 +1,9 @@
 //! Response bodies and the small responses every part of the front door
 //! builds.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -48,4 +51,40 @@ pub async fn after_discarding(
     let body = http_body_util::Limited::new(request.into_body(), DISCARD_LIMIT);
     let _ = tokio::time::timeout(DISCARD_TIME, body.collect()).await;
     response
+}
+
+/// A body that holds `guard` until it is done or dropped: a request counts
+/// in flight while its response streams.
+pub struct Guarded<B, G> {
+    body: B,
+    _guard: G,
+}
+
+impl<B, G> Guarded<B, G> {
+    pub fn new(body: B, guard: G) -> Guarded<B, G> {
+        Guarded {
+            body,
+            _guard: guard,
+        }
+    }
+}
+
+impl<B: hyper::body::Body + Unpin, G: Unpin> hyper::body::Body for Guarded<B, G> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }

@@ -9,10 +9,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -162,42 +160,6 @@ impl Drop for InFlight {
         let now = activity.opened.elapsed().as_millis() as u64;
         activity.idle_since.store(now, Ordering::SeqCst);
         activity.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A response body that keeps its request counted in flight until it is
-/// done (or dropped).
-pub struct Tracked<B> {
-    body: B,
-    _in_flight: InFlight,
-}
-
-impl<B> Tracked<B> {
-    pub fn new(body: B, in_flight: InFlight) -> Tracked<B> {
-        Tracked {
-            body,
-            _in_flight: in_flight,
-        }
-    }
-}
-
-impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -1,6 +1,9 @@
-//! One HTTP request to one service: a fresh instance (or, for a service that
-//! opts into reuse, a warm one that served its earlier requests), the
-//! guest's `wasi:http/incoming-handler`, and the limits around it.
+//! One HTTP request to one service: for WASI 0.2, a fresh instance (or, for
+//! a service that opts into reuse, a warm one that served its earlier
+//! requests) and the guest's `wasi:http/incoming-handler`; for WASI 0.3, an
+//! instance of the service with room for one more request
+//! (`runtime::concurrent`) and its `wasi:http/handler`; the limits around
+//! both.
 //!
 //! The guest sees the request's own path (its origin is its own), with the
 //! headers the gate left it. Bodies stream both ways. The guest's run is bounded by its deadline twice over: an epoch
@@ -17,23 +20,29 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use wasmtime::Store;
 use wasmtime::component::Resource;
-use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
+use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
-use super::body::{BoxBody, error_response};
+use super::body::{BoxBody, Guarded, error_response};
 use crate::runtime::call::{self, Outcome};
-use crate::runtime::loaded::{Claim, LoadedService, rearm};
+use crate::runtime::concurrent::ConcurrentHttp;
+use crate::runtime::loaded::{Claim, HttpHandler, LoadedService, rearm};
 use crate::runtime::sandbox::InstanceState;
 use crate::runtime::warm_pool::WarmProxy;
 use crate::runtime::{Service, ServiceError};
 
-/// Proxies `request` (already through the gate) to `service`.
-pub async fn proxy(service: Arc<Service>, request: Request<Incoming>) -> Response<BoxBody> {
+/// Proxies `request` (already through the gate) to `service`; `https`
+/// when the locker serves TLS.
+pub async fn proxy(
+    service: Arc<Service>,
+    request: Request<Incoming>,
+    https: bool,
+) -> Response<BoxBody> {
     service.count_request();
-    match forward(&service, request).await {
+    match forward(&service, request, https).await {
         Ok(response) => response,
         Err(error) => {
             if error.is_guest_failure() {
@@ -49,12 +58,18 @@ pub fn service_error_response(error: &ServiceError) -> Response<BoxBody> {
     error_response(error.status(), &error.to_string())
 }
 
+/// The guest's bindings: a warm instance's, or where a fresh one's export
+/// is (it is instantiated in the run).
+enum Guest {
+    Warm(Proxy),
+    Fresh(ProxyIndices),
+}
+
 /// An instance ready to take a request: warm from the pool, or fresh.
 struct Ready {
     store: Store<InstanceState>,
     memory_hit: Arc<AtomicBool>,
-    /// The warm instance's bindings; a fresh one is instantiated in the run.
-    proxy: Option<Proxy>,
+    guest: Guest,
     /// Requests it served before this one.
     served: u32,
 }
@@ -65,15 +80,84 @@ type Run = Outcome<()>;
 async fn forward(
     service: &Arc<Service>,
     request: Request<Incoming>,
+    https: bool,
 ) -> Result<Response<BoxBody>, ServiceError> {
-    let settings = &service.settings;
-    let deadline = Instant::now() + settings.timeout;
+    let deadline = Instant::now() + service.settings.timeout;
     refuse_large_body(service, &request)?;
 
     let loaded = service.loaded().await?;
-    if loaded.http.is_none() {
-        return Err(ServiceError::NoHttp(service.name.clone()));
+    match &loaded.http {
+        None => Err(ServiceError::NoHttp(service.name.clone())),
+        Some(HttpHandler::P2(indices)) => {
+            forward_p2(service, &loaded, indices, request, deadline).await
+        }
+        Some(HttpHandler::P3(concurrent)) => {
+            forward_p3(service, &loaded, concurrent, request, deadline, https).await
+        }
     }
+}
+
+/// A WASI 0.3 request: its URI made absolute (the guest reads its scheme
+/// and authority there), handed to an instance with room for it. The
+/// request counts in flight until its response body is done.
+async fn forward_p3(
+    service: &Service,
+    loaded: &Arc<LoadedService>,
+    concurrent: &ConcurrentHttp,
+    request: Request<Incoming>,
+    deadline: Instant,
+    https: bool,
+) -> Result<Response<BoxBody>, ServiceError> {
+    let in_flight = loaded.begin_request();
+    let (mut parts, body) = request.into_parts();
+    let authority = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok());
+    let mut uri = http::uri::Parts::from(parts.uri);
+    uri.scheme = Some(if https {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    if uri.authority.is_none() {
+        uri.authority = authority;
+    }
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    parts.uri = http::Uri::from_parts(uri).map_err(|e| ServiceError::Host {
+        service: service.name.clone(),
+        reason: format!("the request's URI: {e}"),
+    })?;
+    let body: WasiBody = limited_body(body, service.settings.max_body).boxed_unsync();
+    let request = Request::from_parts(parts, body);
+    let response = concurrent.handle(request, deadline).await?;
+    Ok(response.map(|body| Guarded::new(body.map_err(|e| e.into()), in_flight).boxed_unsync()))
+}
+
+/// The request body as the guest reads it: cut off at `max_body` as it
+/// streams, for a body without a length.
+fn limited_body(
+    body: Incoming,
+    max_body: u64,
+) -> impl hyper::body::Body<Data = bytes::Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static
+{
+    Limited::new(body, max_body as usize).map_err(move |e| match e.downcast::<hyper::Error>() {
+        Ok(e) => wasmtime_wasi_http::Error::Hyper(*e),
+        Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
+    })
+}
+
+/// A WASI 0.2 request.
+async fn forward_p2(
+    service: &Arc<Service>,
+    loaded: &Arc<LoadedService>,
+    indices: &ProxyIndices,
+    request: Request<Incoming>,
+    deadline: Instant,
+) -> Result<Response<BoxBody>, ServiceError> {
+    let settings = &service.settings;
     let claim = loaded.admit(settings, deadline).await?;
     let reuse = loaded.warm.reuses(settings);
     let mut ready = match reuse.then(|| loaded.warm.take()).flatten() {
@@ -82,7 +166,7 @@ async fn forward(
             Ready {
                 store: warm.store,
                 memory_hit: warm.memory_hit,
-                proxy: Some(warm.proxy),
+                guest: Guest::Warm(warm.proxy),
                 served: warm.served,
             }
         }
@@ -91,7 +175,7 @@ async fn forward(
             Ready {
                 store,
                 memory_hit,
-                proxy: None,
+                guest: Guest::Fresh(indices.clone()),
                 served: 0,
             }
         }
@@ -113,7 +197,7 @@ async fn forward(
     // Most guests answer and finish within one poll: then the run needs no
     // task of its own. One that is still writing its body when the head
     // arrives is moved to a task and streams from there.
-    let no_answer = |outcome| Err(no_answer(service, &loaded, served, outcome, &memory_hit));
+    let no_answer = |outcome| Err(no_answer(service, loaded, served, outcome, &memory_hit));
     tokio::select! {
         biased;
         outcome = &mut guest => match receiver.try_recv() {
@@ -162,12 +246,7 @@ fn hand_over(
     ServiceError,
 > {
     let max_body = service.settings.max_body;
-    let request = request.map(move |body| {
-        Limited::new(body, max_body as usize).map_err(move |e| match e.downcast::<hyper::Error>() {
-            Ok(e) => wasmtime_wasi_http::Error::Hyper(*e),
-            Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
-        })
-    });
+    let request = request.map(move |body| limited_body(body, max_body));
     let host_error = |e: wasmtime::Error| ServiceError::Host {
         service: service.name.clone(),
         reason: format!("{e:#}"),
@@ -187,7 +266,7 @@ async fn run_guest(
     service: Arc<Service>,
     loaded: Arc<LoadedService>,
     claim: Claim,
-    mut ready: Ready,
+    ready: Ready,
     (incoming, outparam): (
         Resource<HostIncomingRequest>,
         Resource<HostResponseOutparam>,
@@ -196,19 +275,24 @@ async fn run_guest(
     reuse: bool,
 ) -> Run {
     let _claim = claim;
-    let store = &mut ready.store;
+    let Ready {
+        mut store,
+        memory_hit,
+        guest,
+        served,
+    } = ready;
     let run = async {
-        let proxy = match ready.proxy.take() {
-            Some(proxy) => proxy,
-            None => {
-                let instance = loaded.pre.instantiate_async(&mut *store).await?;
-                let indices = loaded.http.as_ref().expect("checked before admission");
-                indices.load(&mut *store, &instance)?
+        let proxy = match guest {
+            Guest::Warm(proxy) => proxy,
+            Guest::Fresh(indices) => {
+                let instance = loaded.pre.instantiate_async(&mut store).await?;
+                loaded.count_instance();
+                indices.load(&mut store, &instance)?
             }
         };
         proxy
             .wasi_http_incoming_handler()
-            .call_handle(&mut *store, incoming, outparam)
+            .call_handle(&mut store, incoming, outparam)
             .await?;
         Ok(proxy)
     };
@@ -216,10 +300,10 @@ async fn run_guest(
         Ok(Ok(proxy)) => {
             if reuse {
                 let warm = WarmProxy {
-                    store: ready.store,
+                    store,
                     proxy,
-                    memory_hit: ready.memory_hit,
-                    served: ready.served + 1,
+                    memory_hit,
+                    served: served + 1,
                     idle_since: std::time::Instant::now(),
                 };
                 loaded.warm.keep(warm, &service.settings);

@@ -23,9 +23,10 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::body::Guarded;
 use super::body::{BoxBody, after_discarding, error_response, full};
 use super::certificates::ACME_TLS_ALPN;
-use super::connections::{Activity, ConnectionLimits, OpenConnections, Tracked};
+use super::connections::{Activity, ConnectionLimits, OpenConnections};
 use super::front::Front;
 use super::gate::{self, ServiceVerdict, TokenMemo};
 use super::origins::{Destination, host_header};
@@ -135,7 +136,7 @@ impl Connection {
             let in_flight = activity.begin();
             async move {
                 let response = route(&front, &visitor, request).await;
-                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+                Ok::<_, Infallible>(response.map(|body| Guarded::new(body, in_flight)))
             }
         });
         let connection = builder.serve_connection_with_upgrades(io, service);
@@ -299,7 +300,7 @@ async fn service_origin(
         return service_error_response(&ServiceError::NotFound(name.to_string()));
     };
     gate::hand_to_guest(&mut request, &front.origins, caller);
-    let mut response = proxy(service, request).await;
+    let mut response = proxy(service, request, front.origins.secure).await;
     gate::keep_cookies_home(&mut response);
     gate::fence_in(&mut response);
     response

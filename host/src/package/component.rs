@@ -9,8 +9,10 @@ use wasmparser::{Encoding, Parser, Payload};
 
 use super::manifest::Manifest;
 
-/// The interface a service exports to receive HTTP requests.
+/// The interface a WASI 0.2 service exports to receive HTTP requests.
 const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+/// The interface a WASI 0.3 service exports to receive HTTP requests.
+const HTTP_HANDLER_P3: &str = "wasi:http/handler@0.3";
 /// The interface a service exports to receive events.
 pub const EVENT_HANDLER: &str = "locker:service/event-handler@0.1";
 /// The interface a service exports to run jobs.
@@ -29,7 +31,8 @@ pub struct Package {
 /// What a component exports, as far as the host cares.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Exports {
-    /// The exact `wasi:http/incoming-handler` version it exports.
+    /// The exact `wasi:http/incoming-handler` (WASI 0.2) or
+    /// `wasi:http/handler` (WASI 0.3) it exports.
     #[serde(default)]
     pub http_handler: Option<String>,
     /// The exact `locker:service/event-handler` version it exports.
@@ -38,6 +41,38 @@ pub struct Exports {
     /// The exact `locker:service/job-handler` version it exports.
     #[serde(default)]
     pub job_handler: Option<String>,
+}
+
+/// Which WASI a service's HTTP handler speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WasiHttp {
+    /// `wasi:http/incoming-handler@0.2.x`: one request per call, one call
+    /// at a time per instance.
+    P2,
+    /// `wasi:http/handler@0.3.x`: an async export, several requests at once
+    /// per instance.
+    P3,
+}
+
+impl WasiHttp {
+    pub fn version(self) -> &'static str {
+        match self {
+            WasiHttp::P2 => "0.2",
+            WasiHttp::P3 => "0.3",
+        }
+    }
+}
+
+impl Exports {
+    /// The WASI version of its HTTP handler, if it has one.
+    pub fn wasi_http(&self) -> Option<WasiHttp> {
+        let export = self.http_handler.as_deref()?;
+        Some(if export.starts_with(HTTP_HANDLER_P3) {
+            WasiHttp::P3
+        } else {
+            WasiHttp::P2
+        })
+    }
 }
 
 impl Package {
@@ -127,7 +162,7 @@ pub fn inspect_component(bytes: &[u8]) -> Result<Exports> {
                 for export in section {
                     let export = export.map_err(|e| anyhow::anyhow!("invalid component: {e}"))?;
                     let name = export.name.name;
-                    if name.starts_with(HTTP_HANDLER) {
+                    if name.starts_with(HTTP_HANDLER) || name.starts_with(HTTP_HANDLER_P3) {
                         exports.http_handler = Some(name.to_string());
                     } else if name.starts_with(EVENT_HANDLER) {
                         exports.event_handler = Some(name.to_string());
@@ -141,7 +176,7 @@ pub fn inspect_component(bytes: &[u8]) -> Result<Exports> {
     }
     if exports == Exports::default() {
         bail!(
-            "it exports none of `{HTTP_HANDLER}.x`, `{EVENT_HANDLER}.x` and `{JOB_HANDLER}.x`, so the host cannot call it"
+            "it exports none of `{HTTP_HANDLER}.x`, `{HTTP_HANDLER_P3}.x`, `{EVENT_HANDLER}.x` and `{JOB_HANDLER}.x`, so the host cannot call it"
         );
     }
     Ok(exports)

@@ -16,12 +16,13 @@
 //! max_instances = 16             # instances running at once
 //! max_body = "8 MiB"             # largest request body
 //! idle_unload = "5m"             # unload after this long without requests
+//! concurrency = 16               # WASI 0.3: requests one instance serves at once
 //!
 //! [network]
 //! allow_hosts = ["api.example.com"]   # outbound HTTP; nothing else is reachable
 //!
-//! [reuse]                        # opt in: one instance serves many requests in turn
-//! max_requests = 1000            # then it is replaced by a fresh one
+//! [reuse]                        # WASI 0.2: opt in to one instance serving many requests
+//! max_requests = 1000            # in turn, then a fresh one (0.3: always on, 1000)
 //! idle = "30s"                   # an unused instance is dropped after this long
 //!
 //! [[schedule]]                   # jobs, run by the component's `job-handler`
@@ -123,6 +124,8 @@ pub struct Limits {
     pub max_body: Option<ByteSize>,
     #[serde(default, with = "humantime_serde")]
     pub idle_unload: Option<Duration>,
+    /// Requests one instance of a WASI 0.3 service serves at once.
+    pub concurrency: Option<u32>,
 }
 
 /// How far a service lets the host reuse its HTTP instances. A reused
@@ -240,6 +243,9 @@ impl Manifest {
         }
         if limits.max_instances == Some(0) {
             bail!("`limits.max_instances` must be at least 1");
+        }
+        if limits.concurrency == Some(0) {
+            bail!("`limits.concurrency` must be at least 1");
         }
         if let Some(reuse) = &self.reuse {
             if reuse.max_requests == 0 {

@@ -8,5 +8,5 @@ pub mod job_spec;
 pub mod manifest;
 pub mod topics;
 
-pub use component::{Exports, Package};
+pub use component::{Exports, Package, WasiHttp};
 pub use manifest::Manifest;

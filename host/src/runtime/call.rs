@@ -41,6 +41,7 @@ pub async fn instantiate<T>(
     let (mut store, memory_hit) = loaded.new_store(service.engine(), &service.settings)?;
     let made = tokio::time::timeout_at(deadline, async {
         let instance = loaded.pre.instantiate_async(&mut store).await?;
+        loaded.count_instance();
         find(&mut store, &instance)
     })
     .await;

@@ -81,6 +81,14 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("cannot link wasi:http")?;
+        // WASI 0.3 beside 0.2: a component imports one or the other (or, as
+        // Rust's std on wasm32-wasip2 does, 0.2's CLI with 0.3's HTTP).
+        wasmtime_wasi::p3::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot link WASI 0.3")?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot link wasi:http 0.3")?;
         HostCapabilities::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
             .context("cannot link Locker's interfaces")?;
@@ -109,6 +117,8 @@ fn compatibility_key(engine: &Engine) -> String {
 fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // WASI 0.3's async exports, streams and futures.
+    config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     // Compiled code is cached by the host itself (see `code_cache`).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use http::StatusCode;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceError {
     #[error("no service named {0:?} is installed")]
     NotFound(String),

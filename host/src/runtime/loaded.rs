@@ -2,7 +2,7 @@
 //! are, its sandbox, and admission: at most `max_instances` instances at
 //! once, each counted in flight until it is done.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use wasmtime::Store;
 use wasmtime::component::InstancePre;
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
+use super::concurrent::ConcurrentHttp;
 use super::engine::EPOCH_TICK;
 use super::errors::ServiceError;
 use super::sandbox::{InstanceState, SandboxSpec};
@@ -18,12 +19,21 @@ use super::settings::Settings;
 use super::warm_pool::WarmPool;
 use crate::bindings::{EventHandlerIndices, JobHandlerIndices};
 
+/// How a loaded service serves HTTP.
+pub enum HttpHandler {
+    /// WASI 0.2: where its `wasi:http/incoming-handler` is; an instance per
+    /// request, or a warm one with `[reuse]`.
+    P2(ProxyIndices),
+    /// WASI 0.3: instances that serve several requests at once.
+    P3(ConcurrentHttp),
+}
+
 /// A loaded service: compiled, linked, ready to instantiate per request.
 pub struct LoadedService {
     pub name: String,
     pub pre: InstancePre<InstanceState>,
-    /// Where its `wasi:http/incoming-handler` is, if it serves HTTP.
-    pub http: Option<ProxyIndices>,
+    /// How it serves HTTP, if it does.
+    pub http: Option<HttpHandler>,
     /// Where its `locker:service/event-handler` is, if it handles events.
     pub events: Option<EventHandlerIndices>,
     /// Where its `locker:service/job-handler` is, if it runs jobs.
@@ -33,6 +43,8 @@ pub struct LoadedService {
     pub permits: Arc<Semaphore>,
     /// HTTP instances kept between requests (opt-in reuse).
     pub warm: WarmPool,
+    /// Every instance its service made (shared with the service, across loads).
+    instances: Arc<AtomicU64>,
     in_flight: AtomicUsize,
     last_used: Mutex<Instant>,
 }
@@ -48,12 +60,13 @@ impl LoadedService {
         name: String,
         pre: InstancePre<InstanceState>,
         exports: (
-            Option<ProxyIndices>,
+            Option<HttpHandler>,
             Option<EventHandlerIndices>,
             Option<JobHandlerIndices>,
         ),
         sandbox: SandboxSpec,
         max_instances: u32,
+        instances: Arc<AtomicU64>,
     ) -> LoadedService {
         let (http, events, jobs) = exports;
         LoadedService {
@@ -65,6 +78,7 @@ impl LoadedService {
             sandbox,
             permits: Arc::new(Semaphore::new(max_instances as usize)),
             warm: WarmPool::default(),
+            instances,
             in_flight: AtomicUsize::new(0),
             last_used: Mutex::new(Instant::now()),
         }
@@ -111,6 +125,11 @@ impl LoadedService {
         store.limiter(|state| &mut state.limiter);
         arm_deadline(&mut store, settings.timeout);
         Ok((store, memory_hit))
+    }
+
+    /// Counts an instance made.
+    pub fn count_instance(&self) {
+        self.instances.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Marks a request as in flight until the guard drops.

@@ -1,10 +1,12 @@
 //! Running services: the wasmtime engine and its linker, the compiled-code
 //! cache, the sandbox of one instance, each service's single-flight cold
-//! start and idle unload, the HTTP warm pool, and the one path by which a
+//! start and idle unload, the HTTP warm pool (WASI 0.2) and concurrent
+//! instances (WASI 0.3), and the one path by which a
 //! guest export is called (load → admit → instantiate → deadline → settle).
 
 pub mod call;
 pub mod code_cache;
+pub mod concurrent;
 pub mod engine;
 pub mod errors;
 pub mod guest_output;

@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
+use wasmtime_wasi_http::p3::bindings::ServiceIndices;
 
 use super::code_cache::CacheOutcome;
+use super::concurrent::{self, ConcurrentHttp, InstanceParts};
 use super::engine::Runtime;
 use super::errors::ServiceError;
-use super::loaded::LoadedService;
+use super::loaded::{HttpHandler, LoadedService};
 use super::outbound::OutboundRules;
 use super::sandbox::SandboxSpec;
 use super::settings::Settings;
@@ -29,6 +31,7 @@ use crate::bindings::{EventHandlerIndices, JobHandlerIndices};
 use crate::bus::Bus;
 use crate::capabilities::ServiceCapabilities;
 use crate::clock::now_rfc3339;
+use crate::package::WasiHttp;
 use crate::store::{InstalledService, ServiceLog};
 
 struct LoadFailure {
@@ -69,6 +72,8 @@ pub struct Service {
     failure: Mutex<Option<LoadFailure>>,
     loads: AtomicU64,
     requests: AtomicU64,
+    /// Instances made, across loads.
+    instances: Arc<AtomicU64>,
     last_error: Mutex<Option<String>>,
     last_load: Mutex<Option<LoadReport>>,
     /// Cancelled when the service is replaced or removed: work tied to it
@@ -94,8 +99,13 @@ pub fn unloaded_status(installed: &InstalledService, settings: Settings) -> Serv
         } else {
             State::Installed
         },
+        wasi: installed
+            .exports
+            .wasi_http()
+            .map(|wasi| wasi.version().to_string()),
         loads: 0,
         requests: 0,
+        instances: 0,
         in_flight: 0,
         last_error: None,
         last_load: None,
@@ -122,6 +132,7 @@ impl Service {
             failure: Mutex::new(None),
             loads: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            instances: Arc::new(AtomicU64::new(0)),
             last_error: Mutex::new(None),
             last_load: Mutex::new(None),
             retired: CancellationToken::new(),
@@ -250,9 +261,6 @@ impl Service {
         std::fs::create_dir_all(&self.work_dir)
             .with_context(|| format!("cannot create {}", self.work_dir.display()))?;
         let exports = &self.installed.exports;
-        let http = find_export(&exports.http_handler, "wasi:http/incoming-handler", || {
-            ProxyIndices::new(&pre)
-        })?;
         let events = find_export(
             &exports.event_handler,
             "locker:service/event-handler",
@@ -271,12 +279,40 @@ impl Service {
             )),
             capabilities: self.capabilities.clone(),
         };
+        let http = match exports.wasi_http() {
+            None => None,
+            Some(WasiHttp::P2) => {
+                find_export(&exports.http_handler, "wasi:http/incoming-handler", || {
+                    ProxyIndices::new(&pre)
+                })?
+                .map(HttpHandler::P2)
+            }
+            Some(WasiHttp::P3) => find_export(&exports.http_handler, "wasi:http/handler", || {
+                ServiceIndices::new(&pre)
+            })?
+            .map(|indices| {
+                HttpHandler::P3(ConcurrentHttp::new(InstanceParts {
+                    service: self.name.clone(),
+                    engine: self.runtime.engine.clone(),
+                    pre: pre.clone(),
+                    indices,
+                    sandbox: sandbox.clone(),
+                    settings: self.settings.clone(),
+                    max_requests: match &self.installed.manifest.reuse {
+                        Some(reuse) => reuse.max_requests,
+                        None => concurrent::DEFAULT_MAX_REQUESTS,
+                    },
+                    made: self.instances.clone(),
+                }))
+            }),
+        };
         let loaded = LoadedService::new(
             self.name.clone(),
             pre,
             (http, events, jobs),
             sandbox,
             self.settings.max_instances,
+            self.instances.clone(),
         );
         Ok((Arc::new(loaded), outcome))
     }
@@ -375,6 +411,7 @@ impl Service {
             state: self.state(),
             loads: self.loads.load(Ordering::SeqCst),
             requests: self.requests.load(Ordering::Relaxed),
+            instances: self.instances.load(Ordering::Relaxed),
             in_flight: self
                 .loaded
                 .read()

@@ -32,6 +32,9 @@ impl Default for Defaults {
 
 /// How long a reused instance may wait for its next request by default.
 const REUSE_IDLE: Duration = Duration::from_secs(30);
+/// Requests one instance of a WASI 0.3 service serves at once by default
+/// (what `wasmtime serve` takes too).
+const CONCURRENCY: u32 = 16;
 
 impl Settings {
     /// The manifest's limits with `defaults` filled in; memory is capped at
@@ -54,6 +57,7 @@ impl Settings {
                 .as_ref()
                 .and_then(|r| r.idle)
                 .unwrap_or(REUSE_IDLE),
+            concurrency: limits.concurrency.unwrap_or(CONCURRENCY),
         }
     }
 
