@@ -72,24 +72,59 @@ impl ConcurrentHttp {
 
     /// Serves one request, or says why the service did not answer it by
     /// `deadline`.
+    ///
+    /// When no instance has room and `max_instances` are alive, the handler
+    /// cannot make another: it gives the request back, and it is offered
+    /// again shortly, when one of the instances may have room (the handler
+    /// tells no one when it does), until the deadline.
     pub async fn handle(
         &self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         deadline: tokio::time::Instant,
     ) -> Result<http::Response<WasiBody>, ServiceError> {
         let parts = &self.handler.state().parts;
-        let fate = Arc::new(Fate::default());
-        let handled = tokio::time::timeout_at(deadline, self.handler.handle(fate.clone(), request));
-        match handled.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(explain(parts, &fate, error).await),
-            Err(_) => Err(ServiceError::DeadlineExceeded {
-                service: parts.service.clone(),
-                deadline: parts.settings.timeout,
-            }),
+        let mut pause = FIRST_RETRY;
+        loop {
+            let fate = Arc::new(Fate::default());
+            let handled =
+                tokio::time::timeout_at(deadline, self.handler.handle(fate.clone(), request));
+            let error = match handled.await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    return Err(ServiceError::DeadlineExceeded {
+                        service: parts.service.clone(),
+                        deadline: parts.settings.timeout,
+                    });
+                }
+            };
+            let failed = match error.downcast::<InstantiationError<Arc<Fate>>>() {
+                Ok(failed) => failed,
+                Err(error) => return Err(explain(parts, &fate, error).await),
+            };
+            let cause = match failed.error.downcast_ref::<ServiceError>() {
+                Some(cause) => cause.clone(),
+                None => ServiceError::Host {
+                    service: parts.service.clone(),
+                    reason: format!("{:#}", failed.error),
+                },
+            };
+            if !matches!(cause, ServiceError::Busy { .. })
+                || tokio::time::Instant::now() + pause >= deadline
+            {
+                return Err(cause);
+            }
+            request = failed.request.into_inner().expect("not poisoned");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LAST_RETRY);
         }
     }
 }
+
+/// How long a request waits before it is offered again to instances that
+/// were all full.
+const FIRST_RETRY: Duration = Duration::from_millis(1);
+const LAST_RETRY: Duration = Duration::from_millis(16);
 
 /// Names why the handler gave `error` instead of a response.
 async fn explain(parts: &InstanceParts, fate: &Fate, error: wasmtime::Error) -> ServiceError {
@@ -105,15 +140,6 @@ async fn explain(parts: &InstanceParts, fate: &Fate, error: wasmtime::Error) -> 
         return ServiceError::GuestError {
             service: service.clone(),
             reason: format!("{code:?}"),
-        };
-    }
-    if let Some(failed) = error.downcast_ref::<InstantiationError<Arc<Fate>>>() {
-        return match failed.error.downcast_ref::<ServiceError>() {
-            Some(error) => error.clone(),
-            None => ServiceError::Host {
-                service: service.clone(),
-                reason: format!("{:#}", failed.error),
-            },
         };
     }
     // The instance ended under the request: it says why when it is dropped.
@@ -173,15 +199,14 @@ impl HandlerState for Instances {
     async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiry, Worker>> {
         let parts = &self.parts;
         let settings = &parts.settings;
-        let slot = tokio::time::timeout(settings.timeout, self.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| {
-                wasmtime::Error::new(ServiceError::Busy {
-                    service: parts.service.clone(),
-                    max: settings.max_instances,
-                })
-            })?
-            .expect("the semaphore is never closed");
+        // At the cap, the request goes back to `handle` rather than waiting
+        // here: an instance alive may take it first.
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+            wasmtime::Error::new(ServiceError::Busy {
+                service: parts.service.clone(),
+                max: settings.max_instances,
+            })
+        })?;
         let state = parts.sandbox.instance_state().map_err(|e| {
             wasmtime::Error::new(ServiceError::Host {
                 service: parts.service.clone(),
