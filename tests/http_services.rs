@@ -117,6 +117,42 @@ async fn wasi_03_components_built_with_the_spin_sdk_answer_beside_02_ones() {
     assert_eq!(locker.status("hello-rs").await["wasi"], "0.2");
     assert_eq!(locker.get("/hello-rs/").await.0, 200);
 
+    // Behind the same gate: a stranger is refused; the guest sees its own
+    // origin, who calls, and none of the host's credentials.
+    let answer = locker
+        .anonymous
+        .get(format!("{}/headers", locker.service_origin("unruly-p3")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    let answer = locker
+        .http
+        .get(format!("{}/headers", locker.service_origin("unruly-p3")))
+        .header("x-locker-caller", "service:forged")
+        .header("cookie", "theme=dark; locker-grant=stolen")
+        .send()
+        .await
+        .unwrap();
+    let headers = answer.text().await.unwrap();
+    assert!(
+        headers.starts_with(&format!(
+            "uri: {}/headers\n",
+            locker.service_origin("unruly-p3")
+        )),
+        "{headers}"
+    );
+    assert!(headers.contains("x-locker-caller: owner\n"), "{headers}");
+    assert!(
+        !headers.contains("forged") && !headers.contains("stolen"),
+        "{headers}"
+    );
+    assert!(headers.contains("cookie: theme=dark\n"), "{headers}");
+    assert!(
+        !headers.to_ascii_lowercase().contains("authorization"),
+        "{headers}"
+    );
+
     // 8 MiB streamed up in pieces and back as it arrives.
     let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let pieces: Vec<Result<Vec<u8>, std::io::Error>> = body

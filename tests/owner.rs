@@ -478,6 +478,32 @@ async fn logins_are_rate_limited_and_sessions_can_be_listed_and_ended() {
         "{statuses:?}"
     );
 
+    // Guesses spread over many addresses meet the limit of all logins.
+    let mut overall_limited = false;
+    'addresses: for last in 10..20u8 {
+        let guesser = support::client_builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .unwrap();
+        for _ in 0..5 {
+            let answer = guesser
+                .post(format!("{}/_locker/login", locker.origin()))
+                .header("origin", locker.origin())
+                .form(&[("password", "guess")])
+                .send()
+                .await
+                .unwrap();
+            if answer.status() == StatusCode::TOO_MANY_REQUESTS {
+                overall_limited = true;
+                break 'addresses;
+            }
+        }
+    }
+    assert!(
+        overall_limited,
+        "50 guesses from ten addresses were all tried"
+    );
+
     let out = cli_async(&root, &["owner", "sessions", "--json"]).await;
     assert!(out.success, "{}", out.stderr);
     let sessions: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
@@ -1055,6 +1081,24 @@ async fn acme_certificates_from_pebble_name_the_locker_and_every_service() {
     .await;
     let names = std::fs::read_to_string(root.join("tls/names.json")).unwrap();
     assert!(names.contains("\"notes.locker.localhost\""), "{names}");
+    // One removed is left off the next certificate.
+    let out = cli_async(&root, &["uninstall", "hello-rs"]).await;
+    assert!(out.success, "{}", out.stderr);
+    support::eventually(
+        "a certificate without hello-rs",
+        Duration::from_secs(60),
+        async || {
+            let names = std::fs::read_to_string(root.join("tls/names.json")).unwrap_or_default();
+            if names.contains("\"notes.locker.localhost\"")
+                && !names.contains("hello-rs.locker.localhost")
+            {
+                Ok(())
+            } else {
+                Err(names)
+            }
+        },
+    )
+    .await;
     let key = std::fs::metadata(root.join("tls/key.pem")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o077,

@@ -286,4 +286,16 @@ async fn a_wasi_03_instance_serves_several_requests_at_once_and_only_its_own_ser
     let after = instances_at_once(&locker, "one-instance", 1, 0).await;
     assert_ne!(after[0], before[0], "the trapped instance served again");
     assert_eq!(locker.status("one-instance").await["instances"], 2);
+
+    // Stopped and started again, the service's idle instance is gone with
+    // its load: its one slot is free for a new instance at once.
+    for command in ["stop", "start"] {
+        let out = support::cli_async(&locker.root, &[command, "one-instance"]).await;
+        assert!(out.success, "{}", out.stderr);
+    }
+    let again = instances_at_once(&locker, "one-instance", 1, 0).await;
+    assert_ne!(
+        again[0], after[0],
+        "an instance outlived its service's stop"
+    );
 }

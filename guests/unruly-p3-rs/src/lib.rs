@@ -4,6 +4,7 @@
 //! - `/echo`: streams the request body back as it arrives (trailers too);
 //! - `/trailers`: reads the whole request, answers its trailers as text;
 //! - `/fetch?url=U`: an outbound GET, answered with its status or error;
+//! - `/headers`: the request's URI and headers, one per line;
 //! - `/instance?ms=N`: waits N ms (asynchronously: the instance may take
 //!   other requests meanwhile), then names this instance and how many
 //!   requests it has taken;
@@ -73,6 +74,13 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
                 Ok(response) => format!("status {}\n", response.status().as_u16()),
                 Err(error) => format!("error: {error:?}\n"),
             })
+        }
+        "/headers" => {
+            let mut seen = format!("uri: {}\n", request.uri());
+            for (name, value) in request.headers() {
+                seen.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
+            }
+            text(seen)
         }
         "/instance" => {
             let ms = query(&request, "ms")

@@ -88,3 +88,51 @@ impl<B: hyper::body::Body + Unpin, G: Unpin> hyper::body::Body for Guarded<B, G>
         self.body.size_hint()
     }
 }
+
+/// A body that ends with an error once `deadline` passes: a service's whole
+/// answer, its body included, is bounded by its deadline.
+pub struct Deadlined<B> {
+    body: B,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> Deadlined<B> {
+    pub fn new(body: B, deadline: tokio::time::Instant) -> Deadlined<B> {
+        Deadlined {
+            body,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+}
+
+impl<B> hyper::body::Body for Deadlined<B>
+where
+    B: hyper::body::Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(
+                "the service's deadline passed while its body streamed".into(),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -26,7 +26,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
-use super::body::{BoxBody, Guarded, error_response};
+use super::body::{BoxBody, Deadlined, Guarded, error_response};
 use crate::runtime::call::{self, Outcome};
 use crate::runtime::concurrent::ConcurrentHttp;
 use crate::runtime::loaded::{Claim, HttpHandler, LoadedService, rearm};
@@ -89,7 +89,7 @@ async fn forward(
     match &loaded.http {
         None => Err(ServiceError::NoHttp(service.name.clone())),
         Some(HttpHandler::P2(indices)) => {
-            forward_p2(service, &loaded, indices, request, deadline).await
+            forward_p2(service, &loaded, indices, request, deadline, https).await
         }
         Some(HttpHandler::P3(concurrent)) => {
             forward_p3(service, &loaded, concurrent, request, deadline, https).await
@@ -110,6 +110,8 @@ async fn forward_p3(
 ) -> Result<Response<BoxBody>, ServiceError> {
     let in_flight = loaded.begin_request();
     let (mut parts, body) = request.into_parts();
+    // Routing read the host from the URI's authority, else this header;
+    // the guest reads it from the URI.
     let authority = parts
         .headers
         .get(http::header::HOST)
@@ -133,7 +135,8 @@ async fn forward_p3(
     let body: WasiBody = limited_body(body, service.settings.max_body).boxed_unsync();
     let request = Request::from_parts(parts, body);
     let response = concurrent.handle(request, deadline).await?;
-    Ok(response.map(|body| Guarded::new(body.map_err(|e| e.into()), in_flight).boxed_unsync()))
+    // Its body too must be done by the deadline, as a 0.2 guest's run is.
+    Ok(response.map(|body| Guarded::new(Deadlined::new(body, deadline), in_flight).boxed_unsync()))
 }
 
 /// The request body as the guest reads it: cut off at `max_body` as it
@@ -156,6 +159,7 @@ async fn forward_p2(
     indices: &ProxyIndices,
     request: Request<Incoming>,
     deadline: Instant,
+    https: bool,
 ) -> Result<Response<BoxBody>, ServiceError> {
     let settings = &service.settings;
     let claim = loaded.admit(settings, deadline).await?;
@@ -183,7 +187,8 @@ async fn forward_p2(
     let served = ready.served;
     let memory_hit = ready.memory_hit.clone();
     let (sender, mut receiver) = oneshot::channel();
-    let (incoming, outparam) = hand_over(service, &mut ready, request, sender)?;
+    let scheme = if https { Scheme::Https } else { Scheme::Http };
+    let (incoming, outparam) = hand_over(service, &mut ready, request, scheme, sender)?;
     let mut guest = Box::pin(run_guest(
         service.clone(),
         loaded.clone(),
@@ -237,6 +242,7 @@ fn hand_over(
     service: &Service,
     ready: &mut Ready,
     request: Request<Incoming>,
+    scheme: Scheme,
     sender: oneshot::Sender<Result<Response<HyperOutgoingBody>, ErrorCode>>,
 ) -> Result<
     (
@@ -253,7 +259,7 @@ fn hand_over(
     };
     let mut http = ready.store.data_mut().http();
     let incoming = http
-        .new_incoming_request(Scheme::Http, request)
+        .new_incoming_request(scheme, request)
         .map_err(host_error)?;
     let outparam = http.new_response_outparam(sender).map_err(host_error)?;
     Ok((incoming, outparam))

@@ -5,10 +5,14 @@
 //! request meanwhile. That is reuse for 0.3 services, always on: each
 //! instance takes up to `limits.concurrency` requests at once and
 //! `reuse.max_requests` in all (1,000 by default), and is dropped after
-//! `reuse.idle` without one; at most `limits.max_instances` run at once.
-//! A trap, a deadline or the memory limit ends the instance (with every
-//! request it held); the next request gets a fresh one. An instance only
-//! ever serves its own service: every service has its own pool.
+//! `reuse.idle` without one; at most `limits.max_instances` run at once
+//! (counted with the instances its events and jobs use). A trap, a deadline
+//! or the memory limit ends the instance (with every request it held); the
+//! next request gets a fresh one. An instance only ever serves its own
+//! service: every load of a service has its own pool, and when the load is
+//! dropped (idle unload, stop, upgrade, uninstall) its instances take no
+//! more requests and end: at once if idle, else once their requests are
+//! done or past their deadline.
 //!
 //! The dispatching is wasmtime-wasi-http's `ProxyHandler` (what `wasmtime
 //! serve` runs): it hands a request to an instance with room for it, or
@@ -22,6 +26,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use wasmtime::component::{GuestTaskId, InstancePre};
 use wasmtime::{Engine, Store, StoreContextMut};
 use wasmtime_wasi_http::handler::{
@@ -36,6 +41,7 @@ use super::engine::EPOCH_TICK;
 use super::errors::ServiceError;
 use super::sandbox::{InstanceState, SandboxSpec};
 use super::settings::Settings;
+use crate::store::ServiceLog;
 
 /// Requests one 0.3 instance serves in all when the manifest has no `[reuse]`.
 pub const DEFAULT_MAX_REQUESTS: u32 = 1000;
@@ -60,13 +66,20 @@ pub struct InstanceParts {
     pub max_requests: u32,
     /// Counts every instance the service makes.
     pub made: Arc<AtomicU64>,
+    /// The service's instance slots, one per instance alive, up to
+    /// `max_instances` (shared with its events and jobs).
+    pub slots: Arc<Semaphore>,
+    /// Where an instance that ends by a failure is noted.
+    pub log: ServiceLog,
 }
 
 impl ConcurrentHttp {
     pub fn new(parts: InstanceParts) -> ConcurrentHttp {
-        let slots = Arc::new(Semaphore::new(parts.settings.max_instances as usize));
         ConcurrentHttp {
-            handler: ProxyHandler::new(Instances { parts, slots }),
+            handler: ProxyHandler::new(Instances {
+                parts,
+                retired: CancellationToken::new(),
+            }),
         }
     }
 
@@ -118,6 +131,14 @@ impl ConcurrentHttp {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LAST_RETRY);
         }
+    }
+}
+
+/// The load is gone: its instances take no more requests and end (their
+/// tasks hold the handler, not the load).
+impl Drop for ConcurrentHttp {
+    fn drop(&mut self) {
+        self.handler.state().retired.cancel();
     }
 }
 
@@ -187,8 +208,8 @@ impl Fate {
 /// The service's instances, as the handler makes them.
 struct Instances {
     parts: InstanceParts,
-    /// One per instance alive, up to `max_instances`.
-    slots: Arc<Semaphore>,
+    /// Cancelled when the load they belong to is dropped.
+    retired: CancellationToken,
 }
 
 impl HandlerState for Instances {
@@ -201,7 +222,7 @@ impl HandlerState for Instances {
         let settings = &parts.settings;
         // At the cap, the request goes back to `handle` rather than waiting
         // here: an instance alive may take it first.
-        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+        let slot = parts.slots.clone().try_acquire_owned().map_err(|_| {
             wasmtime::Error::new(ServiceError::Busy {
                 service: parts.service.clone(),
                 max: settings.max_instances,
@@ -247,9 +268,11 @@ impl HandlerState for Instances {
             store,
             proxy: Proxy::P3(service),
             view: <InstanceState as WasiHttpView>::http,
-            expiration: Expiry::new(settings),
+            expiration: Expiry::new(settings, self.retired.clone()),
             state: Worker {
                 service: parts.service.clone(),
+                log: parts.log.clone(),
+                retired: self.retired.clone(),
                 timeout: settings.timeout,
                 memory: settings.memory,
                 concurrency: settings.concurrency as usize,
@@ -269,6 +292,8 @@ fn deadline_ticks(timeout: Duration) -> u64 {
 /// One instance's limits and the requests it holds.
 struct Worker {
     service: String,
+    log: ServiceLog,
+    retired: CancellationToken,
     timeout: Duration,
     memory: u64,
     concurrency: usize,
@@ -286,7 +311,10 @@ impl WorkerState for Worker {
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         // An instance that touched its memory limit is near its end: it
         // finishes what it holds and takes nothing more.
-        if self.memory_hit.load(Ordering::Relaxed) || total >= self.max_requests {
+        if self.memory_hit.load(Ordering::Relaxed)
+            || total >= self.max_requests
+            || self.retired.is_cancelled()
+        {
             ShouldAccept::Never
         } else if concurrent >= self.concurrency {
             ShouldAccept::No
@@ -319,7 +347,10 @@ impl WorkerState for Worker {
         };
         let hit = self.memory_hit.load(Ordering::Relaxed);
         let error = ServiceError::from_run(&self.service, self.timeout, self.memory, error, hit);
-        tracing::debug!(service = %self.service, "an instance ended: {error}");
+        // Its requests each say why; this is for a response that was still
+        // streaming, or work the guest did after answering.
+        tracing::warn!(service = %self.service, "an instance ended: {error}");
+        self.log.note(&format!("an instance ended: {error}"));
         for fate in self.waiting.lock().unwrap().drain(..) {
             if let Some(fate) = fate.upgrade() {
                 fate.settle(error.clone());
@@ -331,21 +362,26 @@ impl WorkerState for Worker {
 /// When an instance is done for: idle past `reuse.idle`, or still busy a
 /// while past its newest request's deadline (the second line of defence
 /// `ProxyHandler` asks for: a guest stuck in a host call is not stopped by
-/// the epoch).
+/// the epoch); once its load is retired, at once when idle, and a deadline
+/// after retirement at the latest.
 struct Expiry {
     timeout: Duration,
     idle: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
     armed: Option<Instant>,
+    retired: Pin<Box<WaitForCancellationFutureOwned>>,
+    retired_at: Option<Instant>,
 }
 
 impl Expiry {
-    fn new(settings: &Settings) -> Expiry {
+    fn new(settings: &Settings, retired: CancellationToken) -> Expiry {
         Expiry {
             timeout: settings.timeout,
             idle: settings.reuse_idle,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             armed: None,
+            retired: Box::pin(retired.cancelled_owned()),
+            retired_at: None,
         }
     }
 }
@@ -358,11 +394,20 @@ impl WorkerExpiration for Expiry {
         start: Instant,
     ) -> Poll<()> {
         let this = self.get_mut();
+        if this.retired_at.is_none() && this.retired.as_mut().poll(cx).is_ready() {
+            this.retired_at = Some(Instant::now());
+        }
+        if this.retired_at.is_some() && status == WorkerStatus::Idle {
+            return Poll::Ready(());
+        }
         let bound = match status {
             WorkerStatus::Idle => this.idle,
             WorkerStatus::Requests | WorkerStatus::PostReturn => this.timeout + EPOCH_TICK * 10,
         };
-        let end = start + bound;
+        let mut end = start + bound;
+        if let Some(retired_at) = this.retired_at {
+            end = end.min(retired_at + this.timeout + EPOCH_TICK * 10);
+        }
         if this.armed != Some(end) {
             this.sleep
                 .as_mut()

@@ -1,5 +1,13 @@
-//! The wasmtime engine shared by every service, and the linker that gives
-//! components their WASI imports.
+//! The wasmtime engines shared by every service, and the linkers that give
+//! components their WASI imports: one for WASI 0.2 components, one for WASI
+//! 0.3 ones.
+//!
+//! They differ in one setting: wasmtime's support for concurrent calls
+//! (component-model async, which WASI 0.3 is built on) makes every call into
+//! a component go through its concurrent event loop and every store carry
+//! the state for it. A 0.2 component needs none of that, and its requests
+//! are 13 – 22 % cheaper without (BENCHMARKS.md), so it runs on an engine
+//! with that support off.
 //!
 //! Instances come from the pooling allocator (pre-reserved slots, copy-on-write
 //! memory images: instantiation costs microseconds). Where the address space is
@@ -18,6 +26,7 @@ use super::code_cache::CodeCache;
 use super::outbound::OwnListener;
 use super::sandbox::InstanceState;
 use crate::capabilities::HostCapabilities;
+use crate::package::WasiHttp;
 
 /// How often the epoch advances: the granularity of request deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -40,12 +49,19 @@ impl Default for PoolSettings {
     }
 }
 
-/// The engine, the linker built for it, the compiled-code cache, and which
-/// allocator is in use.
-pub struct Runtime {
+/// An engine, the linker built for it, and its compiled-code cache.
+pub struct Flavor {
     pub engine: Engine,
     pub linker: Linker<InstanceState>,
     pub cache: CodeCache,
+}
+
+/// The two flavours, and which allocator is in use.
+pub struct Runtime {
+    /// For WASI 0.2 components (and those with no HTTP handler).
+    pub sync: Flavor,
+    /// For WASI 0.3 components: component-model async.
+    pub concurrent: Flavor,
     pub pooling: bool,
     /// The locker's listener, which guests may never reach.
     pub own_listener: OwnListener,
@@ -53,10 +69,40 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// The engine and a linker with WASI, wasi:http and every capability;
-    /// compiled code is cached in `cache_dir`.
+    /// Both engines and their linkers (WASI, wasi:http and every
+    /// capability); compiled code is cached in `cache_dir`.
     pub fn new(pool: &PoolSettings, cache_dir: PathBuf) -> Result<Runtime> {
-        let mut pooled = base_config();
+        let (sync, sync_pooled) = Flavor::new(pool, &cache_dir, false)?;
+        let (concurrent, concurrent_pooled) = Flavor::new(pool, &cache_dir, true)?;
+        let ticker = EpochTicker::start(vec![sync.engine.clone(), concurrent.engine.clone()]);
+        Ok(Runtime {
+            sync,
+            concurrent,
+            pooling: sync_pooled && concurrent_pooled,
+            own_listener: OwnListener::default(),
+            _ticker: ticker,
+        })
+    }
+
+    /// The flavour a component whose HTTP handler speaks `wasi` runs on.
+    pub fn flavor(&self, wasi: Option<WasiHttp>) -> &Flavor {
+        match wasi {
+            Some(WasiHttp::P3) => &self.concurrent,
+            Some(WasiHttp::P2) | None => &self.sync,
+        }
+    }
+}
+
+impl Flavor {
+    /// An engine (from the instance pool if the address space allows),
+    /// with WASI 0.3 and concurrency support if `concurrent`; and whether
+    /// it pools.
+    fn new(
+        pool: &PoolSettings,
+        cache_dir: &std::path::Path,
+        concurrent: bool,
+    ) -> Result<(Flavor, bool)> {
+        let mut pooled = base_config(concurrent);
         pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(pool)));
         let (engine, pooling) = match Engine::new(&pooled) {
             Ok(engine) => (engine, true),
@@ -64,7 +110,7 @@ impl Runtime {
                 tracing::warn!(
                     "the pooling allocator is unavailable ({e:#}); falling back to on-demand instances"
                 );
-                let mut config = base_config();
+                let mut config = base_config(concurrent);
                 config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
                 (
                     Engine::new(&config)
@@ -81,27 +127,28 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("cannot link wasi:http")?;
-        // WASI 0.3 beside 0.2: a component imports one or the other (or, as
-        // Rust's std on wasm32-wasip2 does, 0.2's CLI with 0.3's HTTP).
-        wasmtime_wasi::p3::add_to_linker(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("cannot link WASI 0.3")?;
-        wasmtime_wasi_http::p3::add_to_linker(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("cannot link wasi:http 0.3")?;
+        if concurrent {
+            // WASI 0.3 beside 0.2: a component imports one or the other (or,
+            // as Rust's std on wasm32-wasip2 does, 0.2's CLI with 0.3's HTTP).
+            wasmtime_wasi::p3::add_to_linker(&mut linker)
+                .map_err(anyhow::Error::from)
+                .context("cannot link WASI 0.3")?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut linker)
+                .map_err(anyhow::Error::from)
+                .context("cannot link wasi:http 0.3")?;
+        }
         HostCapabilities::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
             .context("cannot link Locker's interfaces")?;
-        let cache = CodeCache::new(cache_dir, compatibility_key(&engine))?;
-        let ticker = EpochTicker::start(engine.clone());
-        Ok(Runtime {
-            engine,
-            linker,
-            cache,
+        let cache = CodeCache::new(cache_dir.to_path_buf(), compatibility_key(&engine))?;
+        Ok((
+            Flavor {
+                engine,
+                linker,
+                cache,
+            },
             pooling,
-            own_listener: OwnListener::default(),
-            _ticker: ticker,
-        })
+        ))
     }
 }
 
@@ -114,11 +161,13 @@ fn compatibility_key(engine: &Engine) -> String {
     format!("{:016x}", hasher.finish())
 }
 
-fn base_config() -> Config {
+fn base_config(concurrent: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    // WASI 0.3's async exports, streams and futures.
-    config.wasm_component_model_async(true);
+    // WASI 0.3's async exports, streams and futures, and the concurrent
+    // calls they need; off for 0.2 components (see the module's doc).
+    config.wasm_component_model_async(concurrent);
+    config.concurrency_support(concurrent);
     config.epoch_interruption(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     // Compiled code is cached by the host itself (see `code_cache`).
@@ -157,13 +206,13 @@ fn pooling_config(pool: &PoolSettings) -> PoolingAllocationConfig {
     config
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread.
+/// Advances the engines' epochs every [`EPOCH_TICK`] on its own thread.
 struct EpochTicker {
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> EpochTicker {
+    fn start(engines: Vec<Engine>) -> EpochTicker {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         std::thread::Builder::new()
@@ -171,7 +220,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .expect("cannot start the epoch thread");

@@ -39,7 +39,8 @@ pub struct LoadedService {
     /// Where its `locker:service/job-handler` is, if it runs jobs.
     pub jobs: Option<JobHandlerIndices>,
     pub sandbox: SandboxSpec,
-    /// One per instance running at once, up to `max_instances`.
+    /// One per instance running at once, up to `max_instances`: the
+    /// service's, shared by HTTP, events and jobs, and by every load.
     pub permits: Arc<Semaphore>,
     /// HTTP instances kept between requests (opt-in reuse).
     pub warm: WarmPool,
@@ -65,7 +66,7 @@ impl LoadedService {
             Option<JobHandlerIndices>,
         ),
         sandbox: SandboxSpec,
-        max_instances: u32,
+        permits: Arc<Semaphore>,
         instances: Arc<AtomicU64>,
     ) -> LoadedService {
         let (http, events, jobs) = exports;
@@ -76,7 +77,7 @@ impl LoadedService {
             events,
             jobs,
             sandbox,
-            permits: Arc::new(Semaphore::new(max_instances as usize)),
+            permits,
             warm: WarmPool::default(),
             instances,
             in_flight: AtomicUsize::new(0),

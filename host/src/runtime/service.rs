@@ -74,6 +74,9 @@ pub struct Service {
     requests: AtomicU64,
     /// Instances made, across loads.
     instances: Arc<AtomicU64>,
+    /// One per instance alive, up to `max_instances`, whatever it serves and
+    /// whichever load made it.
+    permits: Arc<tokio::sync::Semaphore>,
     last_error: Mutex<Option<String>>,
     last_load: Mutex<Option<LoadReport>>,
     /// Cancelled when the service is replaced or removed: work tied to it
@@ -115,6 +118,9 @@ pub fn unloaded_status(installed: &InstalledService, settings: Settings) -> Serv
 
 impl Service {
     pub fn new(installed: InstalledService, parts: ServiceParts) -> Service {
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            parts.settings.max_instances as usize,
+        ));
         Service {
             name: installed.manifest.name.clone(),
             stopped: AtomicBool::new(installed.stopped),
@@ -133,6 +139,7 @@ impl Service {
             loads: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             instances: Arc::new(AtomicU64::new(0)),
+            permits,
             last_error: Mutex::new(None),
             last_load: Mutex::new(None),
             retired: CancellationToken::new(),
@@ -147,9 +154,12 @@ impl Service {
         &self.log
     }
 
-    /// The engine its instances run in.
+    /// The engine its instances run in: the one for its WASI version.
     pub fn engine(&self) -> &wasmtime::Engine {
-        &self.runtime.engine
+        &self
+            .runtime
+            .flavor(self.installed.exports.wasi_http())
+            .engine
     }
 
     /// Ends the work tied to this service; it was replaced or removed.
@@ -241,15 +251,17 @@ impl Service {
 
     async fn load(&self) -> Result<(Arc<LoadedService>, CacheOutcome)> {
         let runtime = self.runtime.clone();
+        let wasi = self.installed.exports.wasi_http();
         let digest = self.installed.digest.clone();
         let component_path = self.component_path.clone();
         // Compiling is CPU-bound: keep it off the threads that serve requests.
         let (pre, outcome) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let flavor = runtime.flavor(wasi);
             let (component, outcome) =
-                runtime
+                flavor
                     .cache
-                    .load(&runtime.engine, &digest, &component_path)?;
-            let instance_pre = runtime
+                    .load(&flavor.engine, &digest, &component_path)?;
+            let instance_pre = flavor
                 .linker
                 .instantiate_pre(&component)
                 .map_err(anyhow::Error::from)
@@ -293,7 +305,7 @@ impl Service {
             .map(|indices| {
                 HttpHandler::P3(ConcurrentHttp::new(InstanceParts {
                     service: self.name.clone(),
-                    engine: self.runtime.engine.clone(),
+                    engine: self.engine().clone(),
                     pre: pre.clone(),
                     indices,
                     sandbox: sandbox.clone(),
@@ -303,6 +315,8 @@ impl Service {
                         None => concurrent::DEFAULT_MAX_REQUESTS,
                     },
                     made: self.instances.clone(),
+                    slots: self.permits.clone(),
+                    log: self.log.clone(),
                 }))
             }),
         };
@@ -311,7 +325,7 @@ impl Service {
             pre,
             (http, events, jobs),
             sandbox,
-            self.settings.max_instances,
+            self.permits.clone(),
             self.instances.clone(),
         );
         Ok((Arc::new(loaded), outcome))
