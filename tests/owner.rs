@@ -259,6 +259,22 @@ async fn without_credentials_only_public_routes_answer() {
     );
     assert!(!headers.contains(&locker.token), "{headers}");
 
+    // Public routes are open, but not to a flood from one client.
+    let mut codes = Vec::new();
+    for _ in 0..300 {
+        let answer = anyone
+            .get(format!("{hello}/hook/flood"))
+            .send()
+            .await
+            .unwrap();
+        codes.push(answer.status().as_u16());
+    }
+    assert!(codes.contains(&200), "{codes:?}");
+    assert!(
+        codes.contains(&429),
+        "300 requests in a row were all let through"
+    );
+
     // A service's answers stay on its origin: no other page may frame
     // them or load them as a resource.
     let answer = locker.http.get(format!("{hello}/x")).send().await.unwrap();
