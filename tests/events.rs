@@ -510,3 +510,102 @@ async fn history_is_pruned_after_its_retention_but_never_an_event_still_owed() {
     let fresh = publish(&locker, "bench/tick", "{}").await;
     assert!(fresh > unhandled, "{fresh} after {unhandled}");
 }
+
+/// The host's own events on `topic`, as the admin API lists them.
+async fn host_events(locker: &Locker, topic: &str) -> Vec<Value> {
+    let (code, body) = locker
+        .get(&format!("/_locker/api/events?topic={topic}&limit=100"))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str::<Vec<Value>>(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_says_once_when_a_service_comes_online_and_when_an_event_goes_unhandled() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    let locker = Locker::start(&root, &["--idle-timeout", "300ms"]);
+    let online = async |locker: &Locker, count: usize| {
+        eventually(
+            "locker/service.online",
+            Duration::from_secs(10),
+            async || {
+                let events = host_events(locker, "locker/service.online").await;
+                if events.len() == count {
+                    Ok(events)
+                } else {
+                    Err(Value::from(events))
+                }
+            },
+        )
+        .await
+    };
+
+    // Its first load after install says it is online; an unload and a
+    // second load do not say it again.
+    publish(&locker, "note/changed", r#"{"n": 1}"#).await;
+    let first = online(&locker, 1).await;
+    let payload: Value = serde_json::from_str(first[0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["service"], "publisher");
+    assert_eq!(first[0]["source"], "locker");
+    locker
+        .wait_for_status("publisher", Duration::from_secs(10), |s| {
+            s["state"] == "installed"
+        })
+        .await;
+    publish(&locker, "note/changed", r#"{"n": 2}"#).await;
+    assert_eq!(locker.status("publisher").await["loads"], 2);
+
+    // Nobody subscribes to notes: each event is announced as unhandled,
+    // once, and the announcement itself makes no other.
+    let unhandled = eventually(
+        "two locker/event.unhandled",
+        Duration::from_secs(10),
+        async || {
+            let events = host_events(&locker, "locker/event.unhandled").await;
+            if events.len() == 2 {
+                Ok(events)
+            } else {
+                Err(Value::from(events))
+            }
+        },
+    )
+    .await;
+    let about: Value = serde_json::from_str(unhandled[0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (about["topic"].as_str(), about["source"].as_str()),
+        (Some("note/changed"), Some("publisher"))
+    );
+    // Exactly two: the host's own events nobody takes (`service.started`,
+    // `service.online`, these two) are not announced.
+    assert!(
+        unhandled.iter().all(|e| !e["payload"]
+            .as_str()
+            .unwrap()
+            .contains(r#""source":"locker""#)),
+        "{unhandled:?}"
+    );
+
+    // Nor does a restart; an upgrade does, once.
+    locker.stop();
+    let locker = Locker::start(&root, &[]);
+    publish(&locker, "note/changed", r#"{"n": 3}"#).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(host_events(&locker, "locker/service.online").await.len(), 1);
+    let newer = guest_variant(dir.path(), "publisher", |m| {
+        m.set("version", "0.2.0");
+    });
+    let out = cli_async(&root, &["upgrade", newer.to_str().unwrap()]).await;
+    assert!(out.success, "{}", out.stderr);
+    publish(&locker, "note/changed", r#"{"n": 4}"#).await;
+    let after = online(&locker, 2).await;
+    let versions: Vec<String> = after
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<Value>(e["payload"].as_str().unwrap()).unwrap()["version"]
+                .to_string()
+        })
+        .collect();
+    assert!(versions.contains(&"\"0.2.0\"".to_string()), "{versions:?}");
+}

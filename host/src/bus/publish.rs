@@ -139,6 +139,20 @@ impl Bus {
             self.ring(subscriber);
         }
         let _ = self.live.send(record.clone());
+        // Nobody took it: the host says so, on its own topic. A host event
+        // never makes another, so this cannot loop.
+        if subscribers.is_empty() && source != HOST_SOURCE {
+            let about = serde_json::json!({ "id": record.id, "topic": topic, "source": source });
+            let unhandled = self.publish(
+                HOST_SOURCE,
+                "locker/event.unhandled",
+                about.to_string(),
+                None,
+            );
+            if let Err(e) = Box::pin(unhandled).await {
+                tracing::warn!("cannot publish locker/event.unhandled: {e}");
+            }
+        }
         Ok(record)
     }
 }

@@ -32,7 +32,7 @@ use crate::bus::Bus;
 use crate::capabilities::ServiceCapabilities;
 use crate::clock::now_rfc3339;
 use crate::package::WasiHttp;
-use crate::store::{InstalledService, ServiceLog};
+use crate::store::{Catalog, InstalledService, ServiceLog};
 
 struct LoadFailure {
     reason: String,
@@ -53,6 +53,8 @@ pub struct ServiceParts {
     pub runtime: Arc<Runtime>,
     /// Where the host's events about it (`locker/service.*`) go.
     pub bus: Arc<Bus>,
+    /// Where its first load since install or upgrade is recorded.
+    pub catalog: Arc<dyn Catalog>,
 }
 
 pub struct Service {
@@ -65,6 +67,7 @@ pub struct Service {
     capabilities: ServiceCapabilities,
     runtime: Arc<Runtime>,
     bus: Arc<Bus>,
+    catalog: Arc<dyn Catalog>,
     loaded: RwLock<Option<Arc<LoadedService>>>,
     load_lock: tokio::sync::Mutex<()>,
     loading: AtomicBool,
@@ -132,6 +135,7 @@ impl Service {
             capabilities: parts.capabilities,
             runtime: parts.runtime,
             bus: parts.bus,
+            catalog: parts.catalog,
             loaded: RwLock::new(None),
             load_lock: tokio::sync::Mutex::new(()),
             loading: AtomicBool::new(false),
@@ -220,6 +224,9 @@ impl Service {
                     "locker/service.started",
                     serde_json::json!({ "service": self.name, "cache": outcome, "millis": millis }),
                 );
+                if self.loads.load(Ordering::SeqCst) == 1 {
+                    self.announce_online();
+                }
                 Ok(loaded)
             }
             Err(error) => {
@@ -387,6 +394,37 @@ impl Service {
             serde_json::json!({ "service": self.name, "error": text }),
         );
         *self.last_error.lock().unwrap() = Some(text);
+    }
+
+    /// Publishes `locker/service.online` if this is the service's first load
+    /// since it was installed or upgraded (recorded in the catalog, so a
+    /// restart or a reload does not say it again).
+    fn announce_online(&self) {
+        let (catalog, bus) = (self.catalog.clone(), self.bus.clone());
+        let (name, digest) = (self.name.clone(), self.installed.digest.clone());
+        let version = self.installed.manifest.version.to_string();
+        tokio::spawn(async move {
+            let first = {
+                let (name, digest) = (name.clone(), digest.clone());
+                tokio::task::spawn_blocking(move || catalog.mark_online(&name, &digest)).await
+            };
+            match first {
+                Ok(Ok(true)) => {
+                    let payload = serde_json::json!({ "service": name, "version": version, "digest": digest });
+                    if let Err(e) = bus
+                        .publish_host("locker/service.online", &name, payload)
+                        .await
+                    {
+                        tracing::warn!("cannot publish locker/service.online: {e}");
+                    }
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(service = %name, "cannot record that it came online: {e:#}")
+                }
+                Err(e) => tracing::warn!(service = %name, "the online record panicked: {e}"),
+            }
+        });
     }
 
     /// Publishes a host event about this service, without waiting for it.

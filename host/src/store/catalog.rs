@@ -68,6 +68,9 @@ pub trait Catalog: Send + Sync {
     fn uninstall(&self, name: &str, keep_data: bool) -> Result<InstalledService>;
     /// Records whether the owner stopped the service.
     fn set_stopped(&self, name: &str, stopped: bool) -> Result<InstalledService>;
+    /// Records that the service, installed as `digest`, loaded; `true` the
+    /// first time since its install or last upgrade.
+    fn mark_online(&self, name: &str, digest: &str) -> Result<bool>;
 
     fn require(&self, name: &str) -> Result<InstalledService> {
         self.get(name)?
@@ -238,7 +241,7 @@ impl Catalog for SqliteCatalog {
         let mut db = self.db.lock().unwrap();
         let transaction = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         transaction.execute(
-            "UPDATE services SET manifest = ?2, digest = ?3, capabilities = ?4, installed_at = ?5 WHERE name = ?1",
+            "UPDATE services SET manifest = ?2, digest = ?3, capabilities = ?4, installed_at = ?5, online_at = NULL WHERE name = ?1",
             params![
                 name,
                 new.manifest.to_toml(),
@@ -290,6 +293,15 @@ impl Catalog for SqliteCatalog {
             return Err(CatalogError::NotInstalled(name.to_string()).into());
         }
         self.require(name)
+    }
+
+    fn mark_online(&self, name: &str, digest: &str) -> Result<bool> {
+        let db = self.db.lock().unwrap();
+        let changed = db.execute(
+            "UPDATE services SET online_at = ?3 WHERE name = ?1 AND digest = ?2 AND online_at IS NULL",
+            params![name, digest, crate::clock::now_rfc3339()],
+        )?;
+        Ok(changed == 1)
     }
 }
 

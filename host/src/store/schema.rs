@@ -88,6 +88,9 @@ CREATE TABLE tokens (
     expires_at INTEGER,
     last_used  INTEGER
 );",
+    // 3: when a service, as installed or upgraded last, first loaded
+    // (`locker/service.online` is published once for each).
+    "ALTER TABLE services ADD COLUMN online_at TEXT;",
 ];
 
 /// The version a root has once this build has opened it.

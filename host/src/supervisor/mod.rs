@@ -110,6 +110,7 @@ impl Supervisor {
             capabilities,
             runtime: self.runtime.clone(),
             bus: self.bus.clone(),
+            catalog: self.catalog.clone(),
         };
         self.bus
             .subscriptions
