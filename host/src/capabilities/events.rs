@@ -134,9 +134,17 @@ publishes = ["note/*"]
             .await
             .unwrap()
             .unwrap();
+        // Newest first: nobody subscribes, so the host announced it unhandled.
         let recent = bus.log().recent(None, 10).await.unwrap();
-        assert_eq!(recent[0].event.id, id);
-        assert_eq!(recent[0].event.source, "publisher");
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[1].event.id, id);
+        assert_eq!(recent[1].event.source, "publisher");
+        assert_eq!(recent[0].event.topic, "locker/event.unhandled");
+        assert!(
+            recent[0].event.payload.contains(&id),
+            "{}",
+            recent[0].event.payload
+        );
 
         let refused = ctx
             .publish("contact/updated".into(), "{}".into())
@@ -152,7 +160,7 @@ publishes = ["note/*"]
             .await
             .unwrap();
         assert!(matches!(large, Err(WitPublishError::PayloadTooLarge(1024))));
-        assert_eq!(bus.log().stats().await.unwrap().published, 1);
+        assert_eq!(bus.log().stats().await.unwrap().published, 2);
         let noted = std::fs::read_to_string(log.path()).unwrap();
         assert!(noted.contains("publish refused"), "{noted}");
     }
