@@ -110,25 +110,7 @@ async fn forward_p3(
 ) -> Result<Response<BoxBody>, ServiceError> {
     let in_flight = loaded.begin_request();
     let (mut parts, body) = request.into_parts();
-    // Routing read the host from the URI's authority, else this header;
-    // the guest reads it from the URI.
-    let authority = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok());
-    let mut uri = http::uri::Parts::from(parts.uri);
-    uri.scheme = Some(if https {
-        http::uri::Scheme::HTTPS
-    } else {
-        http::uri::Scheme::HTTP
-    });
-    if uri.authority.is_none() {
-        uri.authority = authority;
-    }
-    if uri.path_and_query.is_none() {
-        uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-    }
-    parts.uri = http::Uri::from_parts(uri).map_err(|e| ServiceError::Host {
+    parts.uri = absolute_uri(&parts, https).map_err(|e| ServiceError::Host {
         service: service.name.clone(),
         reason: format!("the request's URI: {e}"),
     })?;
@@ -137,6 +119,27 @@ async fn forward_p3(
     let response = concurrent.handle(request, deadline).await?;
     // Its body too must be done by the deadline, as a 0.2 guest's run is.
     Ok(response.map(|body| Guarded::new(Deadlined::new(body, deadline), in_flight).boxed_unsync()))
+}
+
+/// The request's URI with its scheme, and its authority from the `Host`
+/// header when the URI has none (routing read the host the same way).
+fn absolute_uri(parts: &http::request::Parts, https: bool) -> Result<http::Uri, http::Error> {
+    let mut uri = http::uri::Parts::from(parts.uri.clone());
+    uri.scheme = Some(if https {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    if uri.authority.is_none() {
+        uri.authority = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok());
+    }
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    Ok(http::Uri::from_parts(uri)?)
 }
 
 /// The request body as the guest reads it: cut off at `max_body` as it

@@ -60,6 +60,8 @@ pub struct ServiceParts {
 pub struct Service {
     pub name: String,
     installed: InstalledService,
+    /// Which WASI its HTTP handler speaks, read once from its exports.
+    wasi_http: Option<WasiHttp>,
     pub settings: Settings,
     component_path: PathBuf,
     work_dir: PathBuf,
@@ -127,6 +129,7 @@ impl Service {
         Service {
             name: installed.manifest.name.clone(),
             stopped: AtomicBool::new(installed.stopped),
+            wasi_http: installed.exports.wasi_http(),
             installed,
             settings: parts.settings,
             component_path: parts.component_path,
@@ -160,10 +163,7 @@ impl Service {
 
     /// The engine its instances run in: the one for its WASI version.
     pub fn engine(&self) -> &wasmtime::Engine {
-        &self
-            .runtime
-            .flavor(self.installed.exports.wasi_http())
-            .engine
+        &self.runtime.flavor(self.wasi_http).engine
     }
 
     /// Ends the work tied to this service; it was replaced or removed.
@@ -258,7 +258,7 @@ impl Service {
 
     async fn load(&self) -> Result<(Arc<LoadedService>, CacheOutcome)> {
         let runtime = self.runtime.clone();
-        let wasi = self.installed.exports.wasi_http();
+        let wasi = self.wasi_http;
         let digest = self.installed.digest.clone();
         let component_path = self.component_path.clone();
         // Compiling is CPU-bound: keep it off the threads that serve requests.
@@ -298,7 +298,7 @@ impl Service {
             )),
             capabilities: self.capabilities.clone(),
         };
-        let http = match exports.wasi_http() {
+        let http = match self.wasi_http {
             None => None,
             Some(WasiHttp::P2) => {
                 find_export(&exports.http_handler, "wasi:http/incoming-handler", || {
