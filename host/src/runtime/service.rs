@@ -357,6 +357,9 @@ impl Service {
     pub fn unload_if_idle(&self) -> bool {
         if let Some(loaded) = self.loaded.read().unwrap().as_ref() {
             loaded.warm.drop_idle(self.settings.reuse_idle);
+            if let Some(HttpHandler::P3(concurrent)) = &loaded.http {
+                concurrent.drop_idle(self.settings.reuse_idle);
+            }
         }
         let idle = self
             .loaded
