@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{Locker, Manifest, guest, guest_variant, install};
+use support::{Locker, Manifest, guest, guest_variant, install, loopback_server};
 
 fn renamed(name: &'static str) -> impl FnOnce(&mut Manifest) {
     move |manifest| {
@@ -125,33 +125,6 @@ async fn python_services_use_relative_paths_that_persist() {
         std::fs::read_to_string(root.join("services/hello-py/visits.txt")).unwrap(),
         "3"
     );
-}
-
-/// A plain HTTP server on loopback that answers every request with `body`
-/// and counts the connections it got.
-async fn loopback_server(
-    body: &'static str,
-) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = served.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut head = [0u8; 4096];
-                let _ = stream.read(&mut head).await;
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
-    (port, served)
 }
 
 #[tokio::test(flavor = "multi_thread")]

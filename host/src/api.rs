@@ -218,3 +218,31 @@ pub struct SessionView {
     pub created_at: String,
     pub last_seen: String,
 }
+
+/// One setting of a service as the owner sees it (`locker config NAME`);
+/// a secret's value is never in it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigEntry {
+    pub key: String,
+    /// From the manifest; `None` for a key it no longer declares.
+    pub description: Option<String>,
+    pub secret: bool,
+    pub required: bool,
+    pub default: Option<String>,
+    /// The owner set a value.
+    pub set: bool,
+    /// What the service reads (the owner's value, else the default); never
+    /// a secret's.
+    pub value: Option<String>,
+    /// Declared by the installed manifest. An inactive value (of a key an
+    /// upgrade removed) is kept until uninstall, for a rollback.
+    pub active: bool,
+    /// The outbound hosts its value opens (`{{ key }}` in `allow_hosts`).
+    pub opens: Vec<String>,
+}
+
+/// A value the owner sets (`PUT /_locker/api/services/{name}/config/{key}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigValue {
+    pub value: String,
+}

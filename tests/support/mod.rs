@@ -610,3 +610,49 @@ pub fn snapshot(dir: &Path) -> Vec<(String, u64)> {
     out.sort();
     out
 }
+
+/// A plain HTTP server on loopback that answers every request with `body`
+/// and counts the connections it got.
+pub async fn loopback_server(
+    body: &'static str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (port, served)
+}
+
+/// Runs `locker <args> --root <root>` with `input` on its standard input.
+pub async fn cli_with_input(root: &Path, args: &[&str], input: &str) -> CliOutput {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(locker_bin())
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .env_remove("LOCKER_ROOT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run locker");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    CliOutput::from(child.wait_with_output().await.unwrap())
+}

@@ -14,6 +14,7 @@
 //! forgets every capability in the list, and the linker and the instance
 //! state take them all from it.
 
+pub mod config;
 pub mod discovery;
 pub mod events;
 pub mod scheduler;
@@ -25,7 +26,7 @@ use wasmtime::component::Linker;
 use crate::bus::Bus;
 use crate::jobs::Scheduler;
 use crate::package::Manifest;
-use crate::store::ServiceLog;
+use crate::store::{ConfigStore, ServiceLog};
 
 /// A host capability that guests import.
 pub trait Capability: Sized + Send + Sync + 'static {
@@ -60,6 +61,8 @@ pub trait Capability: Sized + Send + Sync + 'static {
 pub struct HostParts<'a> {
     pub bus: &'a Arc<Bus>,
     pub jobs: &'a Arc<Scheduler>,
+    /// The owner's settings for each service.
+    pub config: &'a Arc<ConfigStore>,
 }
 
 /// What a capability may know of a service when configuring for it.
@@ -135,4 +138,5 @@ capabilities! {
     events: events::Events,
     discovery: discovery::Discovery,
     scheduler: scheduler::Scheduling,
+    config: config::Config,
 }

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ADMIN_PREFIX, DeadLetter, EventRecord, EventSummary, JobView, NewToken, RunView, ServiceStatus,
-    SessionView, TokenRequest, TokenView,
+    ADMIN_PREFIX, ConfigEntry, DeadLetter, EventRecord, EventSummary, JobView, NewToken, RunView,
+    ServiceStatus, SessionView, TokenRequest, TokenView,
 };
 use crate::package::Package;
 use crate::store::root::HostRecord;
@@ -111,6 +111,30 @@ impl AdminClient {
                 .post(format!("{}/services/{name}/stop", self.base)),
         )
         .await
+    }
+
+    pub async fn config(&self, name: &str) -> Result<Vec<ConfigEntry>> {
+        let url = format!("{}/services/{name}/config", self.base);
+        self.send(self.http.get(url)).await
+    }
+
+    /// Sets (`Some`) or unsets one setting; the entry as it is now.
+    pub async fn set_config(
+        &self,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Option<ConfigEntry>> {
+        let url = format!("{}/services/{name}/config/{key}", self.base);
+        match value {
+            Some(value) => {
+                let body = crate::api::ConfigValue {
+                    value: value.to_string(),
+                };
+                self.send(self.http.put(url).json(&body)).await
+            }
+            None => self.send(self.http.delete(url)).await,
+        }
     }
 
     pub async fn events(&self, topic: Option<&str>, limit: usize) -> Result<Vec<EventSummary>> {

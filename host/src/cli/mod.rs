@@ -9,6 +9,7 @@
 
 mod access;
 pub mod client;
+mod config;
 mod events;
 mod jobs;
 mod logs;
@@ -174,6 +175,19 @@ enum Command {
         #[command(flatten)]
         root: Target,
     },
+    /// A service's settings (secrets show only whether they are set); or
+    /// set and unset them.
+    #[command(args_conflicts_with_subcommands = true)]
+    Config {
+        #[command(subcommand)]
+        action: Option<ConfigAction>,
+        /// The service whose settings to show.
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        root: Target,
+    },
     /// Print a service's log (its stdout and stderr, and the host's notes).
     Logs {
         name: String,
@@ -217,6 +231,20 @@ enum OwnerAction {
     },
     /// End a browser session.
     Logout { id: String },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Set one: VALUE, or read from standard input (a secret only so, never
+    /// from the command line, where the shell's history and the process
+    /// list would keep it).
+    Set {
+        name: String,
+        key: String,
+        value: Option<String>,
+    },
+    /// Unset one: the service reads its default again, if it has one.
+    Unset { name: String, key: String },
 }
 
 #[derive(Subcommand)]
@@ -274,6 +302,23 @@ pub fn run(cli: Cli) -> Result<()> {
                 OwnerAction::Logout { id } => owner::logout(&root, &id).await,
             },
             Command::Logs { name, follow, root } => logs::logs(&root, &name, follow).await,
+            Command::Config {
+                action,
+                name,
+                json,
+                root,
+            } => match (action, name) {
+                (Some(ConfigAction::Set { name, key, value }), _) => {
+                    config::set(&root, &name, &key, value).await
+                }
+                (Some(ConfigAction::Unset { name, key }), _) => {
+                    config::unset(&root, &name, &key).await
+                }
+                (None, Some(name)) => config::show(&root, &name, json).await,
+                (None, None) => anyhow::bail!(
+                    "name a service: `locker config NAME`, `locker config set NAME KEY`"
+                ),
+            },
             Command::Events {
                 topic,
                 limit,

@@ -28,7 +28,16 @@ pub(super) async fn install(root: &Target, path: &Path, manifest: Option<&Path>)
 /// may call out to (an internal address or network named by IP stands out:
 /// it opens the machine's own network), and which routes need no login.
 fn print_access(manifest: &crate::package::Manifest) {
+    let name = &manifest.name;
     for entry in &manifest.network.allow_hosts {
+        if let Ok(Some(template)) = crate::package::host_template::HostTemplate::parse(entry) {
+            let key = template.key();
+            println!(
+                "  may reach the host you set as `{key}` (`locker config set {name} {key} HOST`), \
+                 and only that"
+            );
+            continue;
+        }
         let by_address = entry.parse::<ipnet::IpNet>().is_ok()
             || entry.parse::<std::net::IpAddr>().is_ok()
             || entry.parse::<std::net::SocketAddr>().is_ok();
@@ -42,6 +51,15 @@ fn print_access(manifest: &crate::package::Manifest) {
     }
     for route in &manifest.public {
         println!("  public, with no login: {route}");
+    }
+    for (key, declared) in &manifest.config {
+        if declared.required {
+            let value = if declared.secret { "" } else { " VALUE" };
+            println!(
+                "  needs `{key}` ({}) before it runs: `locker config set {name} {key}{value}`",
+                declared.description
+            );
+        }
     }
 }
 

@@ -25,6 +25,7 @@ use super::body::{BoxBody, full};
 use super::front::Front;
 use super::gate::{self, grant_cookie, see_other, session_cookie, set_cookie};
 use crate::owner::SetupError;
+use crate::runtime::ServiceError;
 
 /// The largest form the pages take.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -463,6 +464,41 @@ input{display:block;width:100%;padding:.5rem;font:inherit;box-sizing:border-box;
 button{font:inherit;padding:.5rem 1.25rem;margin-top:.5rem;cursor:pointer}\
 .problem{color:#b00020}.services{list-style:none;padding:0}.services li{padding:.75rem 0;\
 border-bottom:1px solid #ddd}.services a{font-weight:600;font-size:1.1rem}small{color:#666;margin-left:.5rem}";
+
+/// Why a service did not answer, as a page for the owner's browser; the
+/// setting a service waits for is spelled out with the command that sets it.
+pub fn service_problem(error: &ServiceError) -> Response<BoxBody> {
+    let (title, hint) = match error {
+        ServiceError::Unconfigured {
+            service,
+            key,
+            secret,
+            ..
+        } => {
+            let value = if *secret { "" } else { " VALUE" };
+            (
+                "Not set up yet",
+                format!(
+                    "<p>Run this where the locker runs:</p>\
+                     <pre><code>locker config set {} {}{value}</code></pre>\
+                     <p><small>then reload this page.</small></p>",
+                    escape(service),
+                    escape(key)
+                ),
+            )
+        }
+        ServiceError::Stopped(_) => ("Stopped", String::new()),
+        _ => ("The service could not answer", String::new()),
+    };
+    page(
+        error.status(),
+        title,
+        &format!(
+            "<p class=\"problem\">{}</p>{hint}",
+            escape(&error.to_string())
+        ),
+    )
+}
 
 /// A page of the host: no scripts, no framing.
 fn page(status: StatusCode, title: &str, body: &str) -> Response<BoxBody> {

@@ -42,6 +42,12 @@ pub async fn proxy(
     https: bool,
 ) -> Response<BoxBody> {
     service.count_request();
+    // A browser gets a page, anyone else JSON.
+    let wants_page = request
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
     match forward(&service, request, https).await {
         Ok(response) => response,
         Err(error) => {
@@ -49,7 +55,11 @@ pub async fn proxy(
                 tracing::warn!(service = %service.name, "{error}");
                 service.record_error(&error);
             }
-            service_error_response(&error)
+            if wants_page {
+                super::pages::service_problem(&error)
+            } else {
+                service_error_response(&error)
+            }
         }
     }
 }

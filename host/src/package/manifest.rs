@@ -19,7 +19,18 @@
 //! concurrency = 16               # WASI 0.3: requests one instance serves at once
 //!
 //! [network]
-//! allow_hosts = ["api.example.com"]   # outbound HTTP; nothing else is reachable
+//! allow_hosts = ["api.example.com", "{{ server }}"]  # outbound HTTP; nothing else is
+//!                                # reachable; `{{ key }}`: the host the owner sets there
+//!
+//! [config.server]                # a setting the owner gives (`locker config set`)
+//! description = "Your CardDAV server, as host or URL"
+//! required = true                # no instance until it is set
+//! [config.password]
+//! description = "Its password"
+//! secret = true                  # never shown, never logged; sealed at rest
+//! [config.page_size]
+//! description = "Contacts per page"
+//! default = "50"
 //!
 //! [reuse]                        # WASI 0.2: opt in to one instance serving many requests
 //! max_requests = 1000            # in turn, then a fresh one (0.3: always on, 1000)
@@ -33,6 +44,7 @@
 //!
 //! Unknown fields are errors, so a typo never silently drops a limit.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -74,6 +86,25 @@ pub struct Manifest {
     /// callbacks): `/exact`, or a prefix ending in `*` (`/webhook/*`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub public: Vec<String>,
+    /// The settings the owner gives the service, read through `wasi:config`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, ConfigKey>,
+}
+
+/// A `[config.KEY]` entry: one setting of the service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigKey {
+    pub description: String,
+    /// What the service reads while the owner has set nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// Never shown, logged or returned once set; sealed at rest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+    /// The service gets no instance until the owner sets it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
 }
 
 /// A `[[schedule]]` entry: a cron job declared by the package.
@@ -264,7 +295,30 @@ impl Manifest {
             super::job_spec::parse_cron(&entry.cron)
                 .with_context(|| format!("in `[[schedule]]` job {:?}", entry.name))?;
         }
+        for (key, entry) in &self.config {
+            super::config_key::validate(key)?;
+            if entry.secret && entry.default.is_some() {
+                bail!("`config.{key}` is a secret and cannot have a default: a package is public");
+            }
+            if entry.required && entry.default.is_some() {
+                bail!("`config.{key}` is required and has a default: one or the other");
+            }
+        }
         for host in &self.network.allow_hosts {
+            if let Some(template) = super::host_template::HostTemplate::parse(host)? {
+                let key = template.key();
+                match self.config.get(key) {
+                    None => bail!(
+                        "`network.allow_hosts` entry {host:?} names `{key}`, which `[config]` \
+                         does not declare"
+                    ),
+                    Some(entry) if entry.secret => bail!(
+                        "`network.allow_hosts` entry {host:?} names `{key}`, a secret: the \
+                         hosts a service may reach are shown to the owner"
+                    ),
+                    Some(_) => continue,
+                }
+            }
             let network = host.parse::<ipnet::IpNet>().is_ok();
             if host.is_empty() || (!network && host.contains(['/', ' ', '@'])) {
                 bail!(
@@ -393,5 +447,43 @@ mod tests {
         assert!(bad_cron.contains("job \"sync\"") && bad_cron.contains("\"0 */15 * * * * * *\""));
         let twice = format!("{GOOD}\n[[schedule]]\nname = \"sync\"\ncron = \"* * * * * *\"");
         assert!(error_of(&twice).contains("names job \"sync\" twice"));
+    }
+
+    #[test]
+    fn config_keys_are_declared_with_what_they_are() {
+        let with = |config: &str| format!("{GOOD}\n{config}");
+        let manifest = Manifest::parse(
+            &with(
+                "[network]\nallow_hosts = [\"{{ server }}\"]\n\
+                 [config.server]\ndescription = \"the server\"\nrequired = true\n\
+                 [config.token]\ndescription = \"its token\"\nsecret = true",
+            ),
+            "t",
+        )
+        .unwrap();
+        assert!(manifest.config["server"].required);
+        assert!(manifest.config["token"].secret);
+        assert_eq!(
+            Manifest::parse(&manifest.to_toml(), "again").unwrap(),
+            manifest
+        );
+
+        let bad = |config: &str| error_of(&with(config));
+        assert!(bad("[config.Server]\ndescription = \"x\"").contains("config key \"Server\""));
+        assert!(
+            bad("[config.a]\ndescription = \"x\"\nsecret = true\ndefault = \"y\"")
+                .contains("cannot have a default")
+        );
+        assert!(
+            bad("[config.a]\ndescription = \"x\"\nrequired = true\ndefault = \"y\"")
+                .contains("one or the other")
+        );
+        assert!(bad("[config.a]\ndescriptoin = \"x\"").contains("unknown field"));
+        assert!(bad("[network]\nallow_hosts = [\"{{ host }}\"]").contains("does not declare"));
+        assert!(bad(
+            "[network]\nallow_hosts = [\"{{ a }}\"]\n[config.a]\ndescription = \"x\"\nsecret = true"
+        )
+        .contains("a secret"));
+        assert!(bad("[network]\nallow_hosts = [\"{{ a \"]").contains("`{{ key }}`"));
     }
 }

@@ -4,6 +4,8 @@
 //! schedules.
 
 pub mod component;
+pub mod config_key;
+pub mod host_template;
 pub mod job_spec;
 pub mod manifest;
 pub mod topics;

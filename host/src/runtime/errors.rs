@@ -32,6 +32,17 @@ pub enum ServiceError {
     GuestError { service: String, reason: String },
     #[error("the request body is larger than service {service:?} accepts ({})", ByteSize(*limit).display().iec())]
     BodyTooLarge { service: String, limit: u64 },
+    #[error(
+        "service {service:?} is not set up yet: it needs its setting `{key}` ({description}). \
+         The owner sets it with `locker config set {service} {key}`{}",
+        if *secret { " (the value is read from standard input)" } else { " VALUE" }
+    )]
+    Unconfigured {
+        service: String,
+        key: String,
+        description: String,
+        secret: bool,
+    },
     #[error("service {0:?} does not serve HTTP (it only handles events)")]
     NoHttp(String),
     #[error("the host could not run service {service:?}: {reason}")]
@@ -43,6 +54,7 @@ impl ServiceError {
         match self {
             ServiceError::NotFound(_) | ServiceError::NoHttp(_) => StatusCode::NOT_FOUND,
             ServiceError::Stopped(_)
+            | ServiceError::Unconfigured { .. }
             | ServiceError::LoadFailed { .. }
             | ServiceError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,

@@ -192,6 +192,15 @@ impl Service {
         if self.stopped.load(Ordering::SeqCst) {
             return Err(ServiceError::Stopped(self.name.clone()));
         }
+        // No instance until the owner gives what it needs.
+        if let Some((key, declared)) = self.capabilities.config.missing() {
+            return Err(ServiceError::Unconfigured {
+                service: self.name.clone(),
+                key,
+                description: declared.description,
+                secret: declared.secret,
+            });
+        }
         if let Some(failure) = self.failure.lock().unwrap().as_ref()
             && Instant::now() < failure.retry_at
         {
@@ -293,7 +302,10 @@ impl Service {
             log_file: self.log.file()?,
             memory_limit: self.settings.memory as usize,
             outbound: Arc::new(OutboundRules::new(
-                &self.installed.manifest.network.allow_hosts,
+                &self
+                    .capabilities
+                    .config
+                    .allow_hosts(&self.installed.manifest),
                 self.runtime.own_listener.clone(),
             )),
             capabilities: self.capabilities.clone(),

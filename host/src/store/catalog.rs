@@ -271,6 +271,8 @@ impl Catalog for SqliteCatalog {
         let service = self.require(name)?;
         let db = self.db.lock().unwrap();
         db.execute("DELETE FROM services WHERE name = ?1", [name])?;
+        // Its settings, inactive ones and secrets too, go with it.
+        db.execute("DELETE FROM config_values WHERE service = ?1", [name])?;
         drop(db);
         // The row is gone, so a leftover folder is only garbage for `sweep`.
         remove_dir_if_present(&self.root.package_dir(name))?;

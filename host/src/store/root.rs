@@ -6,6 +6,8 @@
 //!   locker.lock        held by whoever mutates the root: a serving host, or an offline CLI
 //!   host.json          where the host serving this root listens (present while it runs)
 //!   cli.token          the local CLI's admin token (mode 0600; made by `locker serve`)
+//!   secrets.key        seals the secret values of services' config (mode 0600; keep a
+//!                      backup of it apart from the root's)
 //!   packages/<name>/   the installed package: locker.toml + component.wasm
 //!   services/<name>/   the service's working directory, the only files it can see
 //!   logs/<name>.log    the service's stdout and stderr, and the host's notes about it
@@ -13,7 +15,8 @@
 //!   tmp/               staging area for installs; emptied at start
 //! ```
 //!
-//! Copying the directory backs the locker up.
+//! Copying the directory backs the locker up (with `secrets.key` in the
+//! copy, whoever holds it can read the services' secrets).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -72,6 +75,10 @@ impl LockerRoot {
         super::schema::migrate(&mut db)
             .with_context(|| format!("cannot bring {} up to date", path.display()))?;
         Ok(db)
+    }
+    /// The key that seals secret config values (see `store::config`).
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.dir.join("secrets.key")
     }
     /// The admin token the CLI on this machine uses to reach the host.
     pub fn cli_token_path(&self) -> PathBuf {

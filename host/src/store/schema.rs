@@ -91,6 +91,17 @@ CREATE TABLE tokens (
     // 3: when a service, as installed or upgraded last, first loaded
     // (`locker/service.online` is published once for each).
     "ALTER TABLE services ADD COLUMN online_at TEXT;",
+    // 4: the owner's settings for each service (`locker config`); a secret's
+    // value is sealed with the root's `secrets.key`.
+    "
+CREATE TABLE config_values (
+    service TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    value   BLOB NOT NULL,
+    sealed  INTEGER NOT NULL,
+    set_at  TEXT NOT NULL,
+    PRIMARY KEY (service, key)
+) WITHOUT ROWID;",
 ];
 
 /// The version a root has once this build has opened it.

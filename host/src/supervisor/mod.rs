@@ -1,10 +1,12 @@
 //! The supervisor: the services of a serving host, kept in step with the
 //! catalog; the lifecycle operations the admin API offers (install,
 //! upgrade, uninstall, start, stop, replay); and the host's background work
-//! (`background`). Adding a service configures every capability for it,
+//! (`background`); the owner's settings of a service (`config`). Adding a
+//! service configures every capability for it,
 //! registers it, and tells the triggers (its subscriptions, its jobs).
 
 mod background;
+pub mod config;
 mod options;
 
 use std::sync::Arc;
@@ -24,8 +26,8 @@ use crate::runtime::service::ServiceParts;
 use crate::runtime::settings::Settings;
 use crate::runtime::{Runtime, Service, Services};
 use crate::store::{
-    Catalog, CatalogError, InstalledService, LockerRoot, ServiceLog, SqliteCatalog, SqliteEventLog,
-    SqliteJobStore,
+    Catalog, CatalogError, ConfigStore, InstalledService, LockerRoot, ServiceLog, SqliteCatalog,
+    SqliteEventLog, SqliteJobStore,
 };
 use crate::triggers::jobs::JobRunner;
 
@@ -67,6 +69,7 @@ impl Supervisor {
         let capabilities = HostCapabilities::set_up(&HostParts {
             bus: &bus,
             jobs: &scheduler,
+            config: &Arc::new(ConfigStore::open(&root)?),
         })?;
         let supervisor = Arc::new(Supervisor {
             jobs: JobRunner::new(scheduler.clone(), services.clone()),

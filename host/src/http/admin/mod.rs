@@ -8,6 +8,9 @@
 //! POST   /_locker/api/services                      install: multipart `manifest` + `component`
 //! PUT    /_locker/api/services/{name}               upgrade, keeping its data: the same parts
 //! DELETE /_locker/api/services/{name}[?keep_data=true]
+//! GET    /_locker/api/services/{name}/config       its settings (never a secret's value)
+//! PUT    /_locker/api/services/{name}/config/{key} {"value": ..}: set one
+//! DELETE /_locker/api/services/{name}/config/{key} unset one
 //! POST   /_locker/api/services/{name}/start
 //! POST   /_locker/api/services/{name}/stop
 //! GET    /_locker/api/events[?topic=P&limit=N]         recent events, newest first

@@ -6,7 +6,7 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::reply::{ApiError, ApiResult, Query, internal, ok, read_json};
-use crate::api::ADMIN_PREFIX;
+use crate::api::{ADMIN_PREFIX, ConfigValue};
 use crate::http::body::json_response;
 use crate::jobs::RunNowError;
 use crate::package::{Manifest, Package};
@@ -88,6 +88,28 @@ pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) 
                 .await
                 .map_err(|e| ApiError::from_anyhow(e, StatusCode::INTERNAL_SERVER_ERROR))?;
             ok(&status)
+        }
+        (&Method::GET, ["services", name, "config"]) => {
+            let entries = tokio::task::block_in_place(|| supervisor.config(name))
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::INTERNAL_SERVER_ERROR))?;
+            ok(&entries)
+        }
+        (&Method::PUT, ["services", name, "config", key]) => {
+            let value: ConfigValue = read_json(request, "config value")
+                .await?
+                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "no config value given"))?;
+            let entry = supervisor
+                .set_config(name, key, Some(&value.value))
+                .await
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::BAD_REQUEST))?;
+            ok(&entry)
+        }
+        (&Method::DELETE, ["services", name, "config", key]) => {
+            let entry = supervisor
+                .set_config(name, key, None)
+                .await
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::BAD_REQUEST))?;
+            ok(&entry)
         }
         (&Method::POST, ["services", name, "start"]) => {
             let status = supervisor

@@ -171,7 +171,10 @@ impl ConcurrentHttp {
                     tokio::select! {
                         biased;
                         () = &mut run => answered.try_recv().ok().flatten(),
-                        answer = &mut answered => answer.ok(),
+                        answer = &mut answered => {
+                            run.finish_soon().await;
+                            answer.ok()
+                        }
                     }
                 }
                 Placed::Joined => match tokio::time::timeout_at(deadline, answered).await {
@@ -267,6 +270,7 @@ impl Pool {
     }
 
     /// Queues `job` with the first running loop that has room.
+    #[allow(clippy::result_large_err)] // as `Intake::offer`
     fn join(&self, mut job: Job) -> Result<(), Job> {
         for intake in self.busy.lock().unwrap().iter() {
             job = match intake.offer(job) {
@@ -365,6 +369,28 @@ impl Future for Detached {
             self.0 = None;
         }
         poll
+    }
+}
+
+/// How many more times a loop is polled after its request was answered.
+const FINISHING_POLLS: usize = 4;
+
+impl Detached {
+    /// Polls the loop a few times more without waiting to be woken: once
+    /// the answer is out, what is left (the guest's task returning, its
+    /// body stream closing) is usually work wasmtime's event loop does one
+    /// item per poll, waking itself in between. Done here, the instance is
+    /// idle again before this request leaves, and no task is spawned.
+    async fn finish_soon(&mut self) {
+        std::future::poll_fn(|cx| {
+            for _ in 0..FINISHING_POLLS {
+                if Pin::new(&mut *self).poll(cx).is_ready() {
+                    break;
+                }
+            }
+            Poll::Ready(())
+        })
+        .await
     }
 }
 
