@@ -1,8 +1,6 @@
 //! Response bodies and the small responses every part of the front door
 //! builds.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -51,88 +49,4 @@ pub async fn after_discarding(
     let body = http_body_util::Limited::new(request.into_body(), DISCARD_LIMIT);
     let _ = tokio::time::timeout(DISCARD_TIME, body.collect()).await;
     response
-}
-
-/// A body that holds `guard` until it is done or dropped: a request counts
-/// in flight while its response streams.
-pub struct Guarded<B, G> {
-    body: B,
-    _guard: G,
-}
-
-impl<B, G> Guarded<B, G> {
-    pub fn new(body: B, guard: G) -> Guarded<B, G> {
-        Guarded {
-            body,
-            _guard: guard,
-        }
-    }
-}
-
-impl<B: hyper::body::Body + Unpin, G: Unpin> hyper::body::Body for Guarded<B, G> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// A body that ends with an error once `deadline` passes: a service's whole
-/// answer, its body included, is bounded by its deadline.
-pub struct Deadlined<B> {
-    body: B,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl<B> Deadlined<B> {
-    pub fn new(body: B, deadline: tokio::time::Instant) -> Deadlined<B> {
-        Deadlined {
-            body,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
-        }
-    }
-}
-
-impl<B> hyper::body::Body for Deadlined<B>
-where
-    B: hyper::body::Body + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = B::Data;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
-            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
-        }
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(
-                "the service's deadline passed while its body streamed".into(),
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
-    }
 }

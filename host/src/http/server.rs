@@ -23,7 +23,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::body::Guarded;
+use crate::runtime::bodies::Guarded;
 use super::body::{BoxBody, after_discarding, error_response, full};
 use super::certificates::ACME_TLS_ALPN;
 use super::connections::{Activity, ConnectionLimits, OpenConnections};

@@ -1,9 +1,11 @@
 //! Running services: the wasmtime engine and its linker, the compiled-code
 //! cache, the sandbox of one instance, each service's single-flight cold
 //! start and idle unload, the HTTP warm pool (WASI 0.2) and concurrent
-//! instances (WASI 0.3), and the one path by which a
-//! guest export is called (load → admit → instantiate → deadline → settle).
+//! instances (WASI 0.3), one HTTP request to a service (`serve`), and the
+//! one path by which a guest export is called (load → admit → instantiate
+//! → deadline → settle).
 
+pub mod bodies;
 pub mod call;
 pub mod code_cache;
 pub mod concurrent;
@@ -15,6 +17,7 @@ pub mod loaded;
 pub mod outbound;
 pub mod registry;
 pub mod sandbox;
+pub mod serve;
 pub mod service;
 pub mod settings;
 pub mod warm_pool;
