@@ -258,3 +258,117 @@ async fn a_wasi_config_component_reads_its_own_settings_and_its_secret_shows_now
     }
     locker.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_call_each_other_where_declared_and_a_loop_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    for name in ["hello-rs", "hello-spin", "relay", "unruly", "notes"] {
+        install(&root, &guest(name));
+    }
+    install(
+        &root,
+        &guest_variant(dir.path(), "hello-rs", |m| {
+            m.set("name", "greeter")
+                .set("provides", vec!["greeting/hello"]);
+        }),
+    );
+    // relay-b may call relay back; relay may call relay-b.
+    install(
+        &root,
+        &guest_variant(dir.path(), "relay", |m| {
+            m.set("name", "relay-b").set("calls", vec!["relay"]);
+        }),
+    );
+    // A WASI 0.3 caller.
+    install(
+        &root,
+        &guest_variant(dir.path(), "unruly-p3", |m| {
+            m.add("calls", vec!["hello-rs"]);
+        }),
+    );
+    let locker = Locker::start(&root, &[]);
+
+    // By name: hello-rs, cold, answers; it sees the caller the host set,
+    // not the `owner` the relay claimed.
+    assert_eq!(
+        locker.get("/relay/call/hello-rs/x").await,
+        (
+            200,
+            "hello-rs answered 200: hello from rust at /x, to service:relay\n".into()
+        )
+    );
+    // By type, found through discovery.
+    assert_eq!(
+        locker.get("/relay/by-type?type=greeting/hello").await,
+        (
+            200,
+            "greeter answered 200: hello from rust at /, to service:relay\n".into()
+        )
+    );
+    // A WASI 0.3 callee.
+    assert_eq!(
+        locker.get("/relay/call/hello-spin/").await,
+        (200, "hello-spin answered 200: Hello, Spin".into())
+    );
+
+    assert_eq!(
+        locker
+            .get("/unruly-p3/fetch?url=http://hello-rs.locker/")
+            .await,
+        (200, "status 200\n".into())
+    );
+    assert!(
+        locker
+            .get("/unruly-p3/fetch?url=http://notes.locker/")
+            .await
+            .1
+            .contains("HttpRequestDenied")
+    );
+
+    // Undeclared, and not installed: refused in the caller, named in its log.
+    let (code, body) = locker.get("/relay/call/notes/").await;
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    let (code, body) = locker.get("/relay/call/nobody/").await;
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("DestinationNotFound"), "{body}");
+    let log = std::fs::read_to_string(root.join("logs/relay.log")).unwrap();
+    assert!(
+        log.contains("refused a call to \"notes\": the manifest's `calls` does not name it"),
+        "{log}"
+    );
+
+    // relay → relay-b → relay is cut off where it would loop.
+    assert_eq!(
+        locker.get("/relay/call/relay-b/call/relay/").await,
+        (
+            200,
+            "relay-b answered 502: calling relay: ErrorCode::LoopDetected".into()
+        )
+    );
+    let log = std::fs::read_to_string(root.join("logs/relay-b.log")).unwrap();
+    assert!(log.contains("relay → relay-b → relay"), "{log}");
+
+    // The callee's limits hold: a looping callee ends at its deadline, and
+    // the caller gets an error, not a hang.
+    let (code, body) = locker.get("/relay/call/unruly/loop").await;
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("HttpResponseTimeout"), "{body}");
+
+    // From outside, claiming to be the relay does not make one the relay.
+    let forged = locker
+        .http
+        .get(locker.url("/hello-rs/"))
+        .header("x-locker-caller", "service:relay")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.text().await.unwrap(),
+        "hello from rust at /, to owner\n"
+    );
+    // Calls count as the callee's requests.
+    assert_eq!(locker.status("hello-rs").await["requests"], 3);
+    locker.stop();
+}

@@ -246,3 +246,8 @@ pub struct ConfigEntry {
 pub struct ConfigValue {
     pub value: String,
 }
+
+/// The header that tells a service who is calling: `owner`, `anonymous`
+/// (a public route), or `service:NAME` (a call from another
+/// service). The host always sets it; whatever a client sent is replaced.
+pub const CALLER_HEADER: &str = "x-locker-caller";

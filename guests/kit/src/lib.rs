@@ -184,6 +184,11 @@ pub fn append_line(file: &str, line: &str) -> Result<(), String> {
 /// `HttpRequestDenied` for a host the manifest does not name, or
 /// `DestinationIpProhibited` for an internal address).
 pub fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
+    fetch_with(url, &[])
+}
+
+/// `fetch`, with these request headers.
+pub fn fetch_with(url: &str, headers: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
     use wasip2::http::outgoing_handler;
     use wasip2::http::types::{OutgoingRequest, Scheme};
 
@@ -195,7 +200,13 @@ pub fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
         return Err(format!("{url} is not an http or https URL"));
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let request = OutgoingRequest::new(Fields::new());
+    let fields = Fields::new();
+    for (name, value) in headers {
+        fields
+            .append(name, value.as_bytes())
+            .map_err(|e| format!("header {name}: {e:?}"))?;
+    }
+    let request = OutgoingRequest::new(fields);
     request
         .set_scheme(Some(&scheme))
         .map_err(|()| "bad scheme")?;

@@ -49,6 +49,12 @@ fn print_access(manifest: &crate::package::Manifest) {
             println!("  may reach {entry}");
         }
     }
+    for callee in &manifest.calls {
+        match callee.strip_prefix("type:") {
+            Some(pattern) => println!("  may call every service that provides {pattern}"),
+            None => println!("  may call {callee}"),
+        }
+    }
     for route in &manifest.public {
         println!("  public, with no login: {route}");
     }

@@ -1,7 +1,6 @@
 //! Response bodies and the small responses every part of the front door
 //! builds.
 
-
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};

@@ -27,7 +27,7 @@ use crate::owner::{Door, Owner, Session, TokenEntry};
 
 /// The one header that tells a guest who is calling: `owner`, or
 /// `anonymous` on a public route.
-pub const CALLER_HEADER: &str = "x-locker-caller";
+pub use crate::api::CALLER_HEADER;
 
 /// The header a browser script adds to change state through the admin API
 /// with the owner's session (a form on another site cannot send it).

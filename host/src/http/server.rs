@@ -23,7 +23,6 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::runtime::bodies::Guarded;
 use super::body::{BoxBody, after_discarding, error_response, full};
 use super::certificates::ACME_TLS_ALPN;
 use super::connections::{Activity, ConnectionLimits, OpenConnections};
@@ -35,6 +34,7 @@ use super::proxy::{proxy, service_error_response};
 use crate::api::ADMIN_PREFIX;
 use crate::package::manifest::validate_service_name;
 use crate::runtime::ServiceError;
+use crate::runtime::bodies::Guarded;
 
 /// Serves until `shutdown` resolves, then lets open connections finish.
 pub async fn serve(

@@ -9,6 +9,8 @@
 //! provides = ["note/files"]      # service types, `area/name`
 //! publishes = ["note/changed"]   # topics it may publish (patterns allowed)
 //! subscribes = ["contact/*"]     # topic patterns delivered to its event handler
+//! calls = ["contacts", "type:contact/*"]  # services it may call (`http://NAME.locker/`):
+//!                                # by name, or every service providing a type
 //!
 //! [limits]                       # all optional; the host's defaults apply otherwise
 //! memory = "64 MiB"              # linear memory of one instance
@@ -71,6 +73,10 @@ pub struct Manifest {
     pub publishes: Vec<String>,
     #[serde(default)]
     pub subscribes: Vec<String>,
+    /// Services it may call over `http://NAME.locker/`: `NAME`, or
+    /// `type:PATTERN` for every service providing a matching type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -207,6 +213,19 @@ impl Manifest {
         toml::to_string(self).expect("a manifest always serializes")
     }
 
+    /// Whether its `calls` let it call the service `name` that provides
+    /// `provides`.
+    pub fn may_call(&self, name: &str, provides: &[String]) -> bool {
+        self.calls
+            .iter()
+            .any(|callee| match callee.strip_prefix("type:") {
+                Some(pattern) => provides
+                    .iter()
+                    .any(|provided| super::topics::matches(pattern, provided)),
+                None => callee == name,
+            })
+    }
+
     /// Whether `path` is one of the service's public routes. A path that a
     /// guest might read as another one (dot segments, encoded slashes or
     /// dots, backslashes) is never public: `/webhook/../private` must not
@@ -264,6 +283,14 @@ impl Manifest {
         }
         for pattern in &self.subscribes {
             super::topics::validate_pattern(pattern).context("in `subscribes`")?;
+        }
+        for callee in &self.calls {
+            match callee.strip_prefix("type:") {
+                Some(pattern) => super::topics::validate_pattern(pattern)
+                    .with_context(|| format!("in `calls` entry {callee:?}"))?,
+                None => validate_service_name(callee)
+                    .with_context(|| format!("in `calls` entry {callee:?} (or `type:PATTERN`)"))?,
+            }
         }
         let limits = &self.limits;
         if limits.memory.is_some_and(|m| m.as_u64() < 64 * 1024) {
@@ -447,6 +474,22 @@ mod tests {
         assert!(bad_cron.contains("job \"sync\"") && bad_cron.contains("\"0 */15 * * * * * *\""));
         let twice = format!("{GOOD}\n[[schedule]]\nname = \"sync\"\ncron = \"* * * * * *\"");
         assert!(error_of(&twice).contains("names job \"sync\" twice"));
+        let calls = |list: &str| GOOD.replace("provides", &format!("calls = {list}\nprovides"));
+        assert!(error_of(&calls("[\"Contacts!\"]")).contains("in `calls` entry \"Contacts!\""));
+        assert!(error_of(&calls("[\"type:a/*/b\"]")).contains("in `calls` entry \"type:a/*/b\""));
+    }
+
+    #[test]
+    fn calls_name_services_or_the_types_they_provide() {
+        let text = GOOD.replace(
+            "provides",
+            "calls = [\"contacts\", \"type:photo/*\"]\nprovides",
+        );
+        let manifest = Manifest::parse(&text, "t").unwrap();
+        assert!(manifest.may_call("contacts", &[]));
+        assert!(manifest.may_call("flickr", &["photo/flickr".to_string()]));
+        assert!(!manifest.may_call("flickr", &["contact/flickr".to_string()]));
+        assert!(!manifest.may_call("contactsx", &[]));
     }
 
     #[test]

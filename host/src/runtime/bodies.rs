@@ -72,7 +72,9 @@ where
             return Poll::Ready(frame);
         }
         match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseTimeout))),
+            Poll::Ready(()) => {
+                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseTimeout)))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

@@ -7,6 +7,8 @@
 
 pub mod bodies;
 pub mod call;
+pub mod call_context;
+pub mod calls;
 pub mod code_cache;
 pub mod concurrent;
 pub mod engine;

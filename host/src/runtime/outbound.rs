@@ -1,4 +1,6 @@
-//! Outbound HTTP from a guest, in two checks.
+//! Outbound HTTP from a guest. A request to `http://NAME.locker/` is a call
+//! to another service of the locker, handed to `ServiceCalls` (in process).
+//! Any other goes out to the network, in two checks.
 //!
 //! 1. **By name**: the destination must be one the manifest's
 //!    `network.allow_hosts` names: a host (`api.example.com`, optionally
@@ -17,6 +19,7 @@
 //! and a log line naming the address.
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -25,6 +28,8 @@ use http_body_util::BodyExt;
 use ipnet::IpNet;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::call_context::{CallContext, Upstream};
 
 /// Where the locker itself listens, once it does: no guest may reach it.
 #[derive(Clone, Default)]
@@ -208,9 +213,38 @@ fn split_port(authority: &str) -> (&str, Option<u16>) {
     }
 }
 
+/// Where a call to another service of the locker goes (`runtime::calls`,
+/// given by the supervisor): in process, never over the network.
+pub trait ServiceCalls: Send + Sync {
+    /// Sends `request`, made by an instance whose requests came through
+    /// `upstream`, to the service its URI names (`http://NAME.locker/`).
+    fn call(
+        self: Arc<Self>,
+        upstream: CallContext,
+        request: http::Request<WasiBody>,
+    ) -> Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Error>> + Send>>;
+}
+
+/// The suffix that names a service of this locker: `http://NAME.locker/`.
+pub const CALL_DOMAIN: &str = ".locker";
+
+/// The service a request to `http://NAME.locker/` calls, if that is its form.
+pub fn callee(uri: &http::Uri) -> Option<&str> {
+    let host = uri.host()?;
+    let name = host.len().checked_sub(CALL_DOMAIN.len()).and_then(|at| {
+        host[at..]
+            .eq_ignore_ascii_case(CALL_DOMAIN)
+            .then(|| &host[..at])
+    })?;
+    (!name.is_empty() && !name.contains('.')).then_some(name)
+}
+
 /// The `wasi:http` hooks of one instance.
 pub struct OutboundPolicy {
     pub rules: Arc<OutboundRules>,
+    pub calls: Arc<dyn ServiceCalls>,
+    /// The requests the instance holds, for the calls it makes.
+    pub upstream: Upstream,
 }
 
 type SendResult = Result<(http::Response<WasiBody>, Worker), Error>;
@@ -229,6 +263,14 @@ impl WasiHttpHooks for OutboundPolicy {
         options: Option<RequestOptions>,
         _fut: Worker,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
+        if callee(request.uri()).is_some() {
+            let call = self.calls.clone().call(self.upstream.merged(), request);
+            return Box::new(async move {
+                let response = call.await?;
+                let done: Worker = Box::new(async { Ok(()) });
+                Ok((response, done))
+            });
+        }
         Box::new(send(self.rules.clone(), request, options))
     }
 }
@@ -369,6 +411,22 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_of_the_locker_is_named_under_dot_locker() {
+        let of = |uri: &str| callee(&uri.parse().unwrap()).map(str::to_string);
+        assert_eq!(of("http://contacts.locker/all"), Some("contacts".into()));
+        assert_eq!(of("https://Contacts.LOCKER:8080/"), Some("Contacts".into()));
+        for other in [
+            "http://locker/",
+            "http://.locker/",
+            "http://a.b.locker/",
+            "http://contacts.locker.example/",
+            "http://contactslocker/",
+        ] {
+            assert_eq!(of(other), None, "{other}");
+        }
+    }
 
     fn rules(allow: &[&str]) -> OutboundRules {
         let own = OwnListener::default();

@@ -21,9 +21,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::call_context::Upstream;
 use super::guest_output::CappedOutput;
 use super::limits::MemoryLimiter;
-use super::outbound::{OutboundPolicy, OutboundRules};
+use super::outbound::{OutboundPolicy, OutboundRules, ServiceCalls};
 use crate::capabilities::{HasCapabilities, InstanceCapabilities, ServiceCapabilities};
 
 /// How much one request may have its instance write to stdout and stderr
@@ -48,6 +49,11 @@ impl InstanceState {
     pub fn refill_log_budget(&self) {
         self.output.refill(LOG_BUDGET_PER_REQUEST);
     }
+
+    /// The requests it holds, for the calls it makes to other services.
+    pub fn upstream(&mut self) -> &mut Upstream {
+        &mut self.outbound.upstream
+    }
 }
 
 /// Everything fixed about a service's sandbox, prepared once per load.
@@ -57,6 +63,8 @@ pub struct SandboxSpec {
     pub log_file: Arc<File>,
     pub memory_limit: usize,
     pub outbound: Arc<OutboundRules>,
+    /// Where its calls to other services go.
+    pub calls: Arc<dyn ServiceCalls>,
     pub capabilities: ServiceCapabilities,
 }
 
@@ -85,6 +93,8 @@ impl SandboxSpec {
             table: ResourceTable::new(),
             outbound: OutboundPolicy {
                 rules: self.outbound.clone(),
+                calls: self.calls.clone(),
+                upstream: Upstream::default(),
             },
             limiter: MemoryLimiter::new(self.memory_limit),
             capabilities: self.capabilities.prepare(),

@@ -30,6 +30,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use super::bodies::{Deadlined, Guarded};
 use super::call::{self, Outcome};
+use super::call_context::CallContext;
 use super::concurrent::ConcurrentHttp;
 use super::loaded::{Claim, HttpHandler, LoadedService, rearm};
 use super::sandbox::InstanceState;
@@ -48,7 +49,18 @@ pub async fn serve(
     let own = Instant::now() + service.settings.timeout;
     let deadline = bound.map_or(own, |bound| bound.min(own));
     refuse_large_body(service, &request)?;
-    let request = request.map(|body| limited_body(body, service.settings.max_body));
+    let mut request = request.map(|body| limited_body(body, service.settings.max_body));
+    // What the instance's own calls will carry: the chain that led here
+    // (a call's), and this request's deadline.
+    let chain = request
+        .extensions_mut()
+        .remove::<CallContext>()
+        .map(|context| context.chain)
+        .unwrap_or_default();
+    request.extensions_mut().insert(CallContext {
+        chain,
+        deadline: Some(deadline),
+    });
 
     let loaded = service.loaded().await?;
     match &loaded.http {
@@ -129,12 +141,10 @@ fn absolute_uri(parts: &http::request::Parts, https: bool) -> Result<http::Uri, 
 /// streams, for a body without a length.
 fn limited_body(body: WasiBody, max_body: u64) -> WasiBody {
     Limited::new(body, max_body as usize)
-        .map_err(
-            move |e| match e.downcast::<wasmtime_wasi_http::Error>() {
-                Ok(e) => *e,
-                Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
-            },
-        )
+        .map_err(move |e| match e.downcast::<wasmtime_wasi_http::Error>() {
+            Ok(e) => *e,
+            Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
+        })
         .boxed_unsync()
 }
 
@@ -241,6 +251,12 @@ fn hand_over(
         service: service.name.clone(),
         reason: format!("{e:#}"),
     };
+    let context = request
+        .extensions()
+        .get::<CallContext>()
+        .cloned()
+        .unwrap_or_default();
+    ready.store.data_mut().upstream().only(context);
     let mut http = ready.store.data_mut().http();
     let incoming = http
         .new_incoming_request(scheme, request)

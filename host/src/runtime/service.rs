@@ -23,7 +23,7 @@ use super::concurrent::{self, ConcurrentHttp, InstanceParts};
 use super::engine::Runtime;
 use super::errors::ServiceError;
 use super::loaded::{HttpHandler, LoadedService};
-use super::outbound::OutboundRules;
+use super::outbound::{OutboundRules, ServiceCalls};
 use super::sandbox::SandboxSpec;
 use super::settings::Settings;
 use crate::api::{LoadReport, ServiceStatus, State};
@@ -55,6 +55,8 @@ pub struct ServiceParts {
     pub bus: Arc<Bus>,
     /// Where its first load since install or upgrade is recorded.
     pub catalog: Arc<dyn Catalog>,
+    /// Where its calls to other services go.
+    pub calls: Arc<dyn ServiceCalls>,
 }
 
 pub struct Service {
@@ -70,6 +72,7 @@ pub struct Service {
     runtime: Arc<Runtime>,
     bus: Arc<Bus>,
     catalog: Arc<dyn Catalog>,
+    calls: Arc<dyn ServiceCalls>,
     loaded: RwLock<Option<Arc<LoadedService>>>,
     load_lock: tokio::sync::Mutex<()>,
     loading: AtomicBool,
@@ -139,6 +142,7 @@ impl Service {
             runtime: parts.runtime,
             bus: parts.bus,
             catalog: parts.catalog,
+            calls: parts.calls,
             loaded: RwLock::new(None),
             load_lock: tokio::sync::Mutex::new(()),
             loading: AtomicBool::new(false),
@@ -308,6 +312,7 @@ impl Service {
                     .allow_hosts(&self.installed.manifest),
                 self.runtime.own_listener.clone(),
             )),
+            calls: self.calls.clone(),
             capabilities: self.capabilities.clone(),
         };
         let http = match self.wasi_http {

@@ -22,6 +22,7 @@ use crate::bus::Bus;
 use crate::capabilities::{HostCapabilities, HostParts, ServiceContext};
 use crate::jobs::Scheduler;
 use crate::package::Package;
+use crate::runtime::calls::CallRouter;
 use crate::runtime::service::ServiceParts;
 use crate::runtime::settings::Settings;
 use crate::runtime::{Runtime, Service, Services};
@@ -101,7 +102,13 @@ impl Supervisor {
             manifest,
             log: &log,
         });
+        let calls = Arc::new(CallRouter::new(
+            manifest,
+            Arc::downgrade(&self.services),
+            log.clone(),
+        ));
         let parts = ServiceParts {
+            calls,
             component_path: self.catalog.component_path(&installed),
             work_dir: self.root.work_dir(&name),
             log,

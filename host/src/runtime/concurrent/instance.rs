@@ -19,6 +19,7 @@ use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use super::fate::Fate;
 use super::intake::{Intake, Job};
 use super::{InstanceParts, Pool};
+use crate::runtime::call_context::CallContext;
 use crate::runtime::engine::EPOCH_TICK;
 use crate::runtime::errors::ServiceError;
 use crate::runtime::sandbox::InstanceState;
@@ -160,14 +161,20 @@ impl Live {
                     fates.push(Arc::downgrade(&fate));
                 }
                 let (sender, receiver) = oneshot::channel();
+                let context = request
+                    .extensions()
+                    .get::<CallContext>()
+                    .cloned()
+                    .unwrap_or_default();
                 // Each request gives the instance a whole deadline of guest
                 // time again, and its log budget.
-                let prepared = accessor.with(|mut access| {
+                let (prepared, held) = accessor.with(|mut access| {
                     let mut store = access.as_context_mut();
                     store.set_epoch_deadline(deadline_ticks(timeout));
                     store.data().refill_log_budget();
+                    let held = store.data_mut().upstream().enter(context);
                     let view = <InstanceState as WasiHttpView>::http;
-                    Prepared::new(store, proxy, request, view, sender)
+                    (Prepared::new(store, proxy, request, view, sender), held)
                 });
                 running.push(async move {
                     let prepared = match prepared {
@@ -179,6 +186,7 @@ impl Live {
                     };
                     let expired = tokio::time::sleep_until(deadline);
                     let in_time = prepared.run(accessor, expired).await?;
+                    accessor.with(|mut access| access.data_mut().upstream().leave(held));
                     let result = receiver
                         .await
                         .unwrap_or_else(|_| Err(wasmtime::format_err!("the guest gave no answer")));

@@ -1,0 +1,131 @@
+//! Calls between services: a guest's outgoing `wasi:http` request to
+//! `http://NAME.locker/…` goes to the service NAME, in process (no socket,
+//! no network), if the caller's manifest declares it (`calls = ["NAME"]`,
+//! or `"type:PATTERN"` matching a type NAME provides). The callee is
+//! cold-started if need be and serves the call as any request, within its
+//! own limits and no later than the caller's deadline; it sees
+//! `x-locker-caller: service:CALLER`, set by the host over whatever the
+//! caller wrote. A call that would loop back to a service already on its
+//! way (A → B → A) is cut off with `loop-detected`; an undeclared one is
+//! `HTTP-request-denied`; both are noted in the caller's log.
+
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use http::HeaderValue;
+use wasmtime_wasi_http::{Error, WasiBody};
+
+use super::call_context::CallContext;
+use super::outbound::{ServiceCalls, callee};
+use super::registry::Services;
+use super::{ServiceError, serve};
+use crate::api::CALLER_HEADER;
+use crate::package::Manifest;
+use crate::store::ServiceLog;
+
+/// The longest chain of calls one request may start.
+pub const MAX_CHAIN: usize = 8;
+
+/// One service's calls: who it is, whom it may call, where they are.
+pub struct CallRouter {
+    caller: String,
+    manifest: Manifest,
+    services: Weak<Services>,
+    log: ServiceLog,
+}
+
+impl CallRouter {
+    pub fn new(manifest: &Manifest, services: Weak<Services>, log: ServiceLog) -> CallRouter {
+        CallRouter {
+            caller: manifest.name.clone(),
+            manifest: manifest.clone(),
+            services,
+            log,
+        }
+    }
+
+    /// Refuses a call with `error`, and says why in the caller's log.
+    fn refuse(&self, error: Error, why: String) -> Error {
+        tracing::info!(service = %self.caller, "{why}");
+        self.log.note(&why);
+        error
+    }
+
+    async fn route(
+        &self,
+        upstream: CallContext,
+        mut request: http::Request<WasiBody>,
+    ) -> Result<http::Response<WasiBody>, Error> {
+        let name = callee(request.uri())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let service = self
+            .services
+            .upgrade()
+            .and_then(|services| services.get(&name))
+            .ok_or_else(|| {
+                let why = format!("refused a call to {name:?}: no such service is installed");
+                self.refuse(Error::DestinationNotFound, why)
+            })?;
+        let provides = &service.installed().manifest.provides;
+        if !self.manifest.may_call(&name, provides) {
+            let why = format!(
+                "refused a call to {name:?}: the manifest's `calls` does not name it \
+                 (add \"{name}\", or \"type:…\" for a type it provides)"
+            );
+            return Err(self.refuse(Error::HttpRequestDenied, why));
+        }
+        let mut chain = upstream.chain;
+        chain.push(self.caller.clone());
+        if chain.contains(&name) || chain.len() > MAX_CHAIN {
+            chain.push(name);
+            let why = format!(
+                "cut off a call that loops back or runs too deep (at most {MAX_CHAIN}): {}",
+                chain.join(" → ")
+            );
+            return Err(self.refuse(Error::LoopDetected, why));
+        }
+        let headers = request.headers_mut();
+        let caller = HeaderValue::from_str(&format!("service:{}", self.caller))
+            .expect("a service name is a valid header value");
+        headers.insert(CALLER_HEADER, caller);
+        request.extensions_mut().insert(CallContext {
+            chain,
+            deadline: None,
+        });
+        service.count_request();
+        serve::serve(&service, request, false, upstream.deadline)
+            .await
+            .map_err(|error| {
+                if error.is_guest_failure() {
+                    service.record_error(&error);
+                }
+                let why = format!("a call to {name:?} failed: {error}");
+                self.refuse(call_error(&error), why)
+            })
+    }
+}
+
+impl ServiceCalls for CallRouter {
+    fn call(
+        self: Arc<Self>,
+        upstream: CallContext,
+        request: http::Request<WasiBody>,
+    ) -> Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Error>> + Send>> {
+        Box::pin(async move { self.route(upstream, request).await })
+    }
+}
+
+/// What the caller's guest sees when the callee did not answer.
+fn call_error(error: &ServiceError) -> Error {
+    match error {
+        ServiceError::NotFound(_) | ServiceError::NoHttp(_) => Error::DestinationNotFound,
+        ServiceError::DeadlineExceeded { .. } => Error::HttpResponseTimeout,
+        ServiceError::BodyTooLarge { limit, .. } => Error::HttpRequestBodySize(Some(*limit)),
+        ServiceError::Stopped(_)
+        | ServiceError::LoadFailed { .. }
+        | ServiceError::Busy { .. }
+        | ServiceError::Unconfigured { .. } => Error::DestinationUnavailable,
+        other => Error::InternalError(Some(other.to_string())),
+    }
+}
