@@ -609,3 +609,212 @@ async fn the_host_says_once_when_a_service_comes_online_and_when_an_event_goes_u
         .collect();
     assert!(versions.contains(&"\"0.2.0\"".to_string()), "{versions:?}");
 }
+
+const CARD_SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["name"],
+  "properties": {"name": {"type": "string"}, "emails": {"type": "array", "items": {"type": "string"}}}
+}"#;
+
+/// A publisher whose package defines `contact/card` (with `schema`) and
+/// binds `contact/changed` to it.
+fn card_publisher(dir: &Path, name: &str, schema: &str) -> std::path::PathBuf {
+    let package = guest_variant(dir, "publisher", |m| {
+        let mut typed = toml::Table::new();
+        typed.insert("topic".into(), "contact/changed".into());
+        typed.insert("type".into(), "contact/card".into());
+        m.set("name", name).set(
+            "publishes",
+            toml::Value::Array(vec!["note/changed".into(), typed.into()]),
+        );
+        let mut card = toml::Table::new();
+        card.insert("schema".into(), "schemas/card.json".into());
+        card.insert("description".into(), "A person's card".into());
+        let mut types = toml::Table::new();
+        types.insert("contact/card".into(), card.into());
+        m.add("types", types);
+    });
+    std::fs::create_dir_all(package.join("schemas")).unwrap();
+    std::fs::write(package.join("schemas/card.json"), schema).unwrap();
+    package
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_typed_topic_takes_only_payloads_of_its_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &card_publisher(dir.path(), "publisher", CARD_SCHEMA));
+    subscriber(dir.path(), &root, "cards", &["contact/*"]);
+    // A second package may define the type again only with the same schema.
+    install(
+        &root,
+        &card_publisher(dir.path(), "same-cards", CARD_SCHEMA),
+    );
+    let other = card_publisher(dir.path(), "other-cards", r#"{"type": "string"}"#);
+    let out = cli(&root, &["install", other.to_str().unwrap()]);
+    assert!(!out.success);
+    assert!(
+        out.stderr
+            .contains("type \"contact/card\" is already defined by service \"publisher\"")
+            && out.stderr.contains("\"other-cards\""),
+        "{}",
+        out.stderr
+    );
+    // A schema that is not one, or that reaches outside the package, is refused.
+    let broken = card_publisher(dir.path(), "broken-cards", r#"{"type": 12}"#);
+    let out = cli(&root, &["install", broken.to_str().unwrap()]);
+    assert!(
+        out.stderr.contains("is not a JSON Schema"),
+        "{}",
+        out.stderr
+    );
+    let escaping = card_publisher(dir.path(), "escaping", CARD_SCHEMA);
+    support::edit_manifest(&escaping, |m| {
+        m.set("types.contact/card.schema", "../../../etc/passwd");
+    });
+    let out = cli(&root, &["install", escaping.to_str().unwrap()]);
+    assert!(
+        out.stderr.contains("must be a path inside the package"),
+        "{}",
+        out.stderr
+    );
+
+    let types = cli(&root, &["types"]);
+    assert!(
+        types.stdout.contains("contact/card")
+            && types.stdout.contains("defined by: publisher, same-cards")
+            && types.stdout.contains("topic publisher: contact/changed"),
+        "{}",
+        types.stdout
+    );
+    let locker = Locker::start(&root, &[]);
+
+    // A card breaking the schema is refused with the violation named, and
+    // nothing is stored; a valid one is delivered.
+    let (code, body) = locker
+        .post(
+            "/publisher/publish?topic=contact/changed",
+            r#"{"emails": ["ada@example.com"]}"#,
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("not a \"contact/card\"") && body.contains("\"name\" is a required property"),
+        "{body}"
+    );
+    let (code, body) = locker
+        .post("/publisher/publish?topic=contact/changed", r#"{"name": 7}"#)
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("at /name"), "{body}");
+    publish(&locker, "contact/changed", r#"{"name": "Ada"}"#).await;
+    // Untyped topics take any JSON.
+    publish(&locker, "note/changed", r#"[1, 2]"#).await;
+    let cards = wait_for_events(&locker, "cards", 1).await;
+    let topics: Vec<&str> = cards
+        .iter()
+        .filter(|e| e["source"] != "locker")
+        .map(|e| e["topic"].as_str().unwrap())
+        .collect();
+    assert_eq!(topics, ["contact/changed"]);
+    assert_eq!(cards.last().unwrap()["payload"], r#"{"name": "Ada"}"#);
+
+    // The owner's own publish is held to the type too.
+    let (code, body) = locker
+        .post("/_locker/api/publish/contact/changed", r#"{"name": false}"#)
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a \"contact/card\": at /name"),
+        "{body}"
+    );
+    let (code, body) = locker.get("/_locker/api/types").await;
+    assert_eq!(code, 200);
+    let types: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(types[0]["schema"]["required"][0], "name");
+    locker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_from_outside_with_a_topic_token_reaches_its_subscribers_and_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    subscriber(dir.path(), &root, "hooks", &["hook/*"]);
+    install(&root, &guest("hello-rs"));
+    // Published while no host runs: stored, delivered once one does.
+    let out = cli(&root, &["events", "publish", "hook/offline", r#"{"n": 0}"#]);
+    assert!(out.success, "{}", out.stderr);
+    let locker = Locker::start(&root, &[]);
+
+    let out = cli_async(
+        &root,
+        &["token", "create", "--scope", "publish:hook/github"],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    let token = out.stdout.trim().to_string();
+    let client = support::client_builder().build().unwrap();
+    let send = async |method: reqwest::Method, path: &str, body: &str| {
+        let response = client
+            .request(method, locker.url(path))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    };
+    // A webhook posts its JSON as is.
+    let (code, body) = send(
+        reqwest::Method::POST,
+        "/_locker/api/publish/hook/github",
+        r#"{"action": "opened"}"#,
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["source"], "owner");
+    let got = wait_for_events(&locker, "hooks", 2).await;
+    let payloads: Vec<&str> = got
+        .iter()
+        .filter(|e| e["source"] == "owner")
+        .map(|e| e["payload"].as_str().unwrap())
+        .collect();
+    assert_eq!(payloads, [r#"{"n": 0}"#, r#"{"action": "opened"}"#]);
+
+    // The same token: no other topic, nothing else of the admin API, no service.
+    for (method, path) in [
+        (reqwest::Method::POST, "/_locker/api/publish/hook/gitlab"),
+        (
+            reqwest::Method::POST,
+            "/_locker/api/publish/locker/service.started",
+        ),
+        (reqwest::Method::GET, "/_locker/api/services"),
+        (reqwest::Method::GET, "/_locker/api/events"),
+        (reqwest::Method::POST, "/_locker/api/tokens"),
+        (reqwest::Method::DELETE, "/_locker/api/services/hello-rs"),
+        (reqwest::Method::GET, "/hello-rs/"),
+    ] {
+        let (code, body) = send(method.clone(), path, "{}").await;
+        assert_eq!(code, 403, "{method} {path}: {body}");
+    }
+    // The admin may publish any topic but the host's own, with the same checks.
+    let out = cli_async(&root, &["events", "publish", "hook/cli", "{not json"]).await;
+    assert!(out.stderr.contains("not JSON"), "{}", out.stderr);
+    let out = cli_async(
+        &root,
+        &["events", "publish", "locker/service.started", "{}"],
+    )
+    .await;
+    assert!(out.stderr.contains("the host's own"), "{}", out.stderr);
+    let out = cli_async(&root, &["events", "publish", "hook/cli", r#"{"n": 2}"#]).await;
+    assert!(out.success, "{}", out.stderr);
+    wait_for_events(&locker, "hooks", 3).await;
+    locker.stop();
+}

@@ -251,3 +251,17 @@ pub struct ConfigValue {
 /// (a public route), or `service:NAME` (a call from another
 /// service). The host always sets it; whatever a client sent is replaced.
 pub const CALLER_HEADER: &str = "x-locker-caller";
+
+/// A data type as `locker types` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TypeView {
+    pub name: String,
+    /// The services whose packages define it (all with this schema).
+    pub defined_by: Vec<String>,
+    /// The topics bound to it: `service: topic`.
+    pub topics: Vec<String>,
+    /// The services that provide it (`provides`).
+    pub provided_by: Vec<String>,
+    pub description: Option<String>,
+    pub schema: serde_json::Value,
+}

@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 
 use super::policy::DeliveryPolicy;
 use super::subscriptions::Subscriptions;
+use super::types::Types;
 use crate::api::EventRecord;
 use crate::clock::now_rfc3339;
 use crate::package::topics;
@@ -17,6 +18,8 @@ use crate::store::events::NewEvent;
 
 /// The source of the host's own events.
 pub const HOST_SOURCE: &str = "locker";
+/// The source of events published from outside, by the owner or a token.
+pub const OWNER_SOURCE: &str = "owner";
 
 /// Why a publish was refused; mirrors `locker:service/events.publish-error`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,6 +32,12 @@ pub enum PublishError {
     PayloadTooLarge { size: usize, limit: usize },
     #[error("the payload is not JSON: {0}")]
     InvalidJson(String),
+    #[error("the payload on {topic:?} is not a {data_type:?}: {problem}")]
+    NotOfType {
+        topic: String,
+        data_type: String,
+        problem: String,
+    },
     #[error("{0}")]
     InvalidTopic(String),
     #[error("the event could not be stored: {0}")]
@@ -40,6 +49,8 @@ pub struct Bus {
     max_payload: usize,
     pub policy: DeliveryPolicy,
     pub subscriptions: Subscriptions,
+    /// The data types bound to topics.
+    pub types: Types,
     live: broadcast::Sender<EventRecord>,
 }
 
@@ -50,8 +61,14 @@ impl Bus {
             max_payload,
             policy,
             subscriptions: Subscriptions::default(),
+            types: Types::default(),
             live: broadcast::channel(4096).0,
         }
+    }
+
+    /// The largest payload an event may carry, in bytes.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
     }
 
     /// Where events and deliveries are kept.
@@ -94,6 +111,23 @@ impl Bus {
         self.publish(service, topic, payload, None).await
     }
 
+    /// Publishes for the owner (the admin API, a `publish:TOPIC` token, a
+    /// webhook): any topic but the host's own, with the same checks as a
+    /// service's publish.
+    pub async fn publish_from_owner(
+        &self,
+        topic: &str,
+        payload: String,
+    ) -> Result<EventRecord, PublishError> {
+        topics::validate_topic(topic).map_err(|e| PublishError::InvalidTopic(format!("{e:#}")))?;
+        if topic.starts_with(topics::HOST_PREFIX) {
+            return Err(PublishError::InvalidTopic(format!(
+                "topic {topic:?} is the host's own (under `locker/`)"
+            )));
+        }
+        self.publish(OWNER_SOURCE, topic, payload, None).await
+    }
+
     /// Publishes an event of the host's own (`locker/...`) about a service.
     /// The service itself is not told about itself: a subscriber to
     /// `locker/*` would otherwise be woken by its own unload, forever.
@@ -122,6 +156,13 @@ impl Bus {
         }
         serde_json::from_str::<serde::de::IgnoredAny>(&payload)
             .map_err(|e| PublishError::InvalidJson(e.to_string()))?;
+        self.types
+            .check(topic, &payload)
+            .map_err(|violation| PublishError::NotOfType {
+                topic: topic.into(),
+                data_type: violation.data_type,
+                problem: violation.problem,
+            })?;
         let mut subscribers = self.subscriptions.subscribers_of(topic);
         subscribers.retain(|s| Some(s.as_str()) != excluded);
         let event = NewEvent {

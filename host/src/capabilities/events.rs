@@ -48,7 +48,7 @@ impl Capability for Events {
     fn configure(&self, service: &ServiceContext<'_>) -> EventsCtx {
         EventsCtx(Arc::new(ServiceEvents {
             name: service.manifest.name.clone(),
-            publishes: service.manifest.publishes.clone(),
+            publishes: service.manifest.published_topics(),
             bus: self.bus.clone(),
             log: service.log.clone(),
         }))
@@ -88,6 +88,9 @@ fn to_wit(error: PublishError) -> WitPublishError {
             WitPublishError::PayloadTooLarge(limit as u64)
         }
         PublishError::InvalidJson(message) => WitPublishError::InvalidJson(message),
+        // `invalid-json` names the violation: a new case would change the
+        // WIT every installed component was built against.
+        error @ PublishError::NotOfType { .. } => WitPublishError::InvalidJson(error.to_string()),
         PublishError::InvalidTopic(message) => WitPublishError::InvalidTopic(message),
         PublishError::Storage(message) => WitPublishError::Storage(message),
     }

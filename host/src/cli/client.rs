@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{
     ADMIN_PREFIX, ConfigEntry, DeadLetter, EventRecord, EventSummary, JobView, NewToken, RunView,
-    ServiceStatus, SessionView, TokenRequest, TokenView,
+    ServiceStatus, SessionView, TokenRequest, TokenView, TypeView,
 };
 use crate::package::Package;
 use crate::store::root::HostRecord;
@@ -143,6 +143,22 @@ impl AdminClient {
             url.push_str(&format!("&topic={topic}"));
         }
         self.send(self.http.get(url)).await
+    }
+
+    /// Publishes `payload` on `topic` as the owner.
+    pub async fn publish(&self, topic: &str, payload: &str) -> Result<EventRecord> {
+        let url = format!("{}/publish/{topic}", self.base);
+        let request = self
+            .http
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(payload.to_string());
+        self.send(request).await
+    }
+
+    pub async fn types(&self) -> Result<Vec<TypeView>> {
+        self.send(self.http.get(format!("{}/types", self.base)))
+            .await
     }
 
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {

@@ -1,13 +1,87 @@
-//! The owner's event commands: `locker events`, `dead-letters`, `replay`.
+//! The owner's event commands: `locker events`, `events publish`,
+//! `dead-letters`, `replay`, and `locker types`.
 //! Like every command they go through the serving host, or read and change
 //! the root's event store directly when no host serves it.
 
-use anyhow::{Result, bail};
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
 
 use super::Target;
 use super::access::{Access, access};
-use crate::api::{DeadLetter, EventSummary};
-use crate::store::EventLog;
+use crate::api::{DeadLetter, EventRecord, EventSummary, TypeView};
+use crate::bus::{Bus, DeliveryPolicy};
+use crate::store::{Catalog, EventLog, SqliteEventLog};
+use crate::supervisor::HostOptions;
+
+/// Publishes `payload` (JSON; `-` or none: standard input) on `topic` as
+/// the owner, with the checks a service's publish gets.
+pub(super) async fn publish(root: &Target, topic: &str, payload: Option<String>) -> Result<()> {
+    let payload = match payload {
+        Some(payload) if payload != "-" => payload,
+        _ => {
+            let mut payload = String::new();
+            std::io::stdin()
+                .read_to_string(&mut payload)
+                .context("cannot read the payload from standard input")?;
+            payload
+        }
+    };
+    let record: EventRecord = match access(root)? {
+        Access::Host(client) => client.publish(topic, &payload).await?,
+        // No host: stored for the subscribers the manifests name, delivered
+        // when a host next serves the root.
+        Access::Offline { catalog, .. } => {
+            let log = Arc::new(SqliteEventLog::open(catalog.root())?);
+            let max_payload = HostOptions::default().max_event_payload;
+            let bus = Bus::new(log, max_payload, DeliveryPolicy::default());
+            for service in catalog.list()? {
+                let manifest = &service.manifest;
+                bus.subscriptions
+                    .set(&manifest.name, manifest.subscribes.clone());
+                bus.types.set(manifest);
+            }
+            bus.publish_from_owner(topic, payload).await?
+        }
+    };
+    println!("published {} on {}", record.id, record.topic);
+    Ok(())
+}
+
+/// The installed data types: who defines and provides them, the topics
+/// bound to them, and (with `--json`) their schemas.
+pub(super) async fn types(root: &Target, json: bool) -> Result<()> {
+    let types: Vec<TypeView> = match access(root)? {
+        Access::Host(client) => client.types().await?,
+        Access::Offline { catalog, .. } => {
+            let installed = catalog.list()?;
+            crate::package::types::views(installed.iter().map(|service| &service.manifest))
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&types)?);
+        return Ok(());
+    }
+    if types.is_empty() {
+        println!("no installed package defines a data type");
+    }
+    for view in types {
+        println!("{}", view.name);
+        if let Some(description) = &view.description {
+            println!("  {description}");
+        }
+        println!("  defined by: {}", view.defined_by.join(", "));
+        if !view.provided_by.is_empty() {
+            println!("  provided by: {}", view.provided_by.join(", "));
+        }
+        for topic in &view.topics {
+            println!("  topic {topic}");
+        }
+        println!("  schema: {}", view.schema);
+    }
+    Ok(())
+}
 
 pub(super) async fn events(
     root: &Target,

@@ -116,8 +116,11 @@ enum Command {
         #[command(flatten)]
         root: Target,
     },
-    /// Recent events, newest first; or follow them live.
+    /// Recent events, newest first; or follow them live; or publish one.
+    #[command(args_conflicts_with_subcommands = true)]
     Events {
+        #[command(subcommand)]
+        action: Option<EventsAction>,
         /// Only topics matching this pattern (`contact/*`).
         #[arg(long)]
         topic: Option<String>,
@@ -126,6 +129,14 @@ enum Command {
         /// Print events as they are published (needs a serving host).
         #[arg(long, short)]
         follow: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        root: Target,
+    },
+    /// The installed data types: who defines and provides them, their
+    /// topics and schemas.
+    Types {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -234,6 +245,17 @@ enum OwnerAction {
 }
 
 #[derive(Subcommand)]
+enum EventsAction {
+    /// Publish an event as the owner, with the checks a service's publish
+    /// gets (a topic bound to a data type takes only payloads of that type).
+    Publish {
+        topic: String,
+        /// The payload, JSON; `-` or nothing: read from standard input.
+        payload: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigAction {
     /// Set one: VALUE, or read from standard input (a secret only so, never
     /// from the command line, where the shell's history and the process
@@ -320,6 +342,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 ),
             },
             Command::Events {
+                action: Some(EventsAction::Publish { topic, payload }),
+                root,
+                ..
+            } => events::publish(&root, &topic, payload).await,
+            Command::Types { json, root } => events::types(&root, json).await,
+            Command::Events {
+                action: None,
                 topic,
                 limit,
                 follow,

@@ -189,10 +189,10 @@ pub fn admin<B>(
     authority: &str,
     memo: &TokenMemo,
 ) -> Result<(), Response<BoxBody>> {
-    let door = if changes_state(request.method()) {
-        Door::AdminChange
-    } else {
-        Door::AdminRead
+    let door = match published_topic(request) {
+        Some(topic) => Door::Publish(topic),
+        None if changes_state(request.method()) => Door::AdminChange,
+        None => Door::AdminRead,
     };
     if let Some(verdict) = token_verdict(owner, request, door, memo) {
         return verdict;
@@ -209,13 +209,27 @@ pub fn admin<B>(
             "the admin API takes the owner's session only from the locker's own origin",
         ));
     }
-    if door == Door::AdminChange && !non_simple(request) {
+    if matches!(door, Door::AdminChange | Door::Publish(_)) && !non_simple(request) {
         return Err(refused(
             StatusCode::FORBIDDEN,
             "a change through the owner's session needs a JSON body or the x-locker-request header",
         ));
     }
     Ok(())
+}
+
+/// The topic of `POST /_locker/api/publish/TOPIC`, the door a
+/// `publish:TOPIC` token opens.
+fn published_topic<B>(request: &Request<B>) -> Option<&str> {
+    if request.method() != http::Method::POST {
+        return None;
+    }
+    let topic = request
+        .uri()
+        .path()
+        .strip_prefix(crate::api::ADMIN_PREFIX)?
+        .strip_prefix("/publish/")?;
+    (!topic.is_empty()).then_some(topic)
 }
 
 /// A request a plain HTML form could not have sent.

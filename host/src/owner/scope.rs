@@ -1,10 +1,12 @@
-//! What an API token may open. One syntax, meant to grow (`publish:TOPIC`
-//! and `metrics` come later): `admin`, `read`, or `service:NAME`.
+//! What an API token may open. One syntax, meant to grow (`metrics` comes
+//! later): `admin`, `read`, `service:NAME`, or `publish:TOPIC` (a topic or
+//! a pattern: `publish:contact/*`).
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::package::manifest::validate_service_name;
+use crate::package::topics;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -14,6 +16,9 @@ pub enum Scope {
     Read,
     /// One service's origin.
     Service(String),
+    /// Publishing events on topics matching the pattern, and nothing else:
+    /// what a webhook sender is given.
+    Publish(String),
 }
 
 /// What a request asks to open.
@@ -25,6 +30,8 @@ pub enum Door<'a> {
     AdminChange,
     /// A service's origin.
     Service(&'a str),
+    /// Publishing an event on this topic (`POST /_locker/api/publish/TOPIC`).
+    Publish(&'a str),
 }
 
 impl Scope {
@@ -33,6 +40,7 @@ impl Scope {
             (Scope::Admin, _) => true,
             (Scope::Read, Door::AdminRead) => true,
             (Scope::Service(name), Door::Service(wanted)) => name == wanted,
+            (Scope::Publish(pattern), Door::Publish(topic)) => topics::matches(pattern, topic),
             _ => false,
         }
     }
@@ -49,7 +57,18 @@ impl FromStr for Scope {
                     validate_service_name(name)?;
                     Ok(Scope::Service(name.to_string()))
                 }
-                _ => anyhow::bail!("unknown scope {text:?}: use `admin`, `read` or `service:NAME`"),
+                Some(("publish", pattern)) => {
+                    topics::validate_pattern(pattern)?;
+                    if pattern.starts_with(topics::HOST_PREFIX) || pattern == "*" {
+                        anyhow::bail!(
+                            "`publish:{pattern}`: topics under `locker/` are the host's own"
+                        );
+                    }
+                    Ok(Scope::Publish(pattern.to_string()))
+                }
+                _ => anyhow::bail!(
+                    "unknown scope {text:?}: use `admin`, `read`, `service:NAME` or `publish:TOPIC`"
+                ),
             },
         }
     }
@@ -61,6 +80,7 @@ impl fmt::Display for Scope {
             Scope::Admin => f.write_str("admin"),
             Scope::Read => f.write_str("read"),
             Scope::Service(name) => write!(f, "service:{name}"),
+            Scope::Publish(pattern) => write!(f, "publish:{pattern}"),
         }
     }
 }
@@ -85,5 +105,21 @@ mod tests {
         assert!(!notes.opens(Door::Service("photos")));
         assert!(!notes.opens(Door::AdminRead));
         assert!(Scope::Admin.opens(Door::Service("photos")));
+        let hook: Scope = "publish:contact/*".parse().unwrap();
+        assert_eq!(hook.to_string(), "publish:contact/*");
+        assert!(hook.opens(Door::Publish("contact/changed")));
+        assert!(!hook.opens(Door::Publish("photo/changed")));
+        assert!(!hook.opens(Door::AdminChange));
+        assert!(!hook.opens(Door::AdminRead));
+        assert!(!hook.opens(Door::Service("contacts")));
+        assert!(Scope::Admin.opens(Door::Publish("photo/changed")));
+        assert!(!Scope::Read.opens(Door::Publish("photo/changed")));
+        for bad in [
+            "publish:locker/service.started",
+            "publish:*",
+            "publish:Bad Topic",
+        ] {
+            assert!(bad.parse::<Scope>().is_err(), "{bad}");
+        }
     }
 }

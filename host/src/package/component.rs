@@ -87,7 +87,13 @@ impl Package {
                 path.display()
             ),
         };
-        let manifest = Manifest::read(&manifest_path)?;
+        let mut manifest = Manifest::read(&manifest_path)?;
+        let package_dir = manifest_path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        super::types::embed_schemas(&mut manifest, package_dir)
+            .with_context(|| format!("invalid package {}", manifest_path.display()))?;
         let component_path = match component_dir {
             Some(dir) => dir.join(&manifest.component),
             None => path.to_path_buf(),
@@ -114,6 +120,8 @@ impl Package {
                 manifest.name
             );
         }
+        super::types::compile_all(&manifest)
+            .with_context(|| format!("service {:?} defines a type badly", manifest.name))?;
         let digest = digest_of(&component);
         Ok(Package {
             manifest,

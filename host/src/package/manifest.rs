@@ -7,7 +7,8 @@
 //! description = "Keeps notes"
 //! component = "notes.wasm"       # the component, next to the manifest
 //! provides = ["note/files"]      # service types, `area/name`
-//! publishes = ["note/changed"]   # topics it may publish (patterns allowed)
+//! publishes = ["note/changed",  # topics it may publish (patterns allowed); one bound
+//!   { topic = "contact/changed", type = "contact/card" }]  # to a type is checked
 //! subscribes = ["contact/*"]     # topic patterns delivered to its event handler
 //! calls = ["contacts", "type:contact/*"]  # services it may call (`http://NAME.locker/`):
 //!                                # by name, or every service providing a type
@@ -23,6 +24,9 @@
 //! [network]
 //! allow_hosts = ["api.example.com", "{{ server }}"]  # outbound HTTP; nothing else is
 //!                                # reachable; `{{ key }}`: the host the owner sets there
+//!
+//! [types."contact/card"]          # a data type this package defines
+//! schema = "schemas/card.json"   # its JSON Schema, in the package (read at install)
 //!
 //! [config.server]                # a setting the owner gives (`locker config set`)
 //! description = "Your CardDAV server, as host or URL"
@@ -70,7 +74,7 @@ pub struct Manifest {
     #[serde(default)]
     pub provides: Vec<String>,
     #[serde(default)]
-    pub publishes: Vec<String>,
+    pub publishes: Vec<Published>,
     #[serde(default)]
     pub subscribes: Vec<String>,
     /// Services it may call over `http://NAME.locker/`: `NAME`, or
@@ -92,9 +96,60 @@ pub struct Manifest {
     /// callbacks): `/exact`, or a prefix ending in `*` (`/webhook/*`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub public: Vec<String>,
+    /// The data types it defines, each with a JSON Schema.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub types: BTreeMap<String, TypeDef>,
     /// The settings the owner gives the service, read through `wasi:config`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, ConfigKey>,
+}
+
+/// A `publishes` entry: a topic (pattern), or a topic bound to a type whose
+/// schema every payload on it must match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Published {
+    Topic(String),
+    Typed(TypedTopic),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypedTopic {
+    pub topic: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+}
+
+impl Published {
+    pub fn topic(&self) -> &str {
+        match self {
+            Published::Topic(topic) => topic,
+            Published::Typed(typed) => &typed.topic,
+        }
+    }
+
+    pub fn data_type(&self) -> Option<&str> {
+        match self {
+            Published::Topic(_) => None,
+            Published::Typed(typed) => Some(&typed.data_type),
+        }
+    }
+}
+
+/// A `[types."area/name"]` entry: a data type and its JSON Schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeDef {
+    /// The schema's file, relative to the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The schema itself, as JSON text: read from `schema` when the package
+    /// is read, and kept with the manifest from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_json: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// A `[config.KEY]` entry: one setting of the service.
@@ -213,6 +268,14 @@ impl Manifest {
         toml::to_string(self).expect("a manifest always serializes")
     }
 
+    /// The topics (patterns) it may publish.
+    pub fn published_topics(&self) -> Vec<String> {
+        self.publishes
+            .iter()
+            .map(|p| p.topic().to_string())
+            .collect()
+    }
+
     /// Whether its `calls` let it call the service `name` that provides
     /// `provides`.
     pub fn may_call(&self, name: &str, provides: &[String]) -> bool {
@@ -275,7 +338,27 @@ impl Manifest {
         for service_type in &self.provides {
             validate_service_type(service_type)?;
         }
-        for topic in &self.publishes {
+        for (name, def) in &self.types {
+            validate_service_type(name).context("in `[types]`")?;
+            if let Some(path) = &def.schema
+                && (path.is_empty()
+                    || Path::new(path).is_absolute()
+                    || Path::new(path)
+                        .components()
+                        .any(|c| !matches!(c, std::path::Component::Normal(_))))
+            {
+                bail!("`types.\"{name}\".schema` must be a path inside the package, not {path:?}");
+            }
+            if def.schema.is_none() && def.schema_json.is_none() {
+                bail!("`types.\"{name}\"` needs its `schema` (a JSON Schema file in the package)");
+            }
+        }
+        for entry in &self.publishes {
+            let topic = entry.topic();
+            if let Some(data_type) = entry.data_type() {
+                validate_service_type(data_type)
+                    .with_context(|| format!("in `publishes` entry for {topic:?}"))?;
+            }
             super::topics::validate_pattern(topic).context("in `publishes`")?;
             if topic.starts_with(super::topics::HOST_PREFIX) || topic == "*" {
                 bail!("`publishes` entry {topic:?}: topics under `locker/` are the host's own");

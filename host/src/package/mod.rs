@@ -9,6 +9,7 @@ pub mod host_template;
 pub mod job_spec;
 pub mod manifest;
 pub mod topics;
+pub mod types;
 
 pub use component::{Exports, Package, WasiHttp};
 pub use manifest::Manifest;

@@ -101,7 +101,7 @@ pub fn unloaded_status(installed: &InstalledService, settings: Settings) -> Serv
         kind: manifest.kind.to_string(),
         description: manifest.description.clone(),
         provides: manifest.provides.clone(),
-        publishes: manifest.publishes.clone(),
+        publishes: manifest.published_topics(),
         subscribes: manifest.subscribes.clone(),
         digest: installed.digest.clone(),
         installed_at: installed.installed_at.clone(),

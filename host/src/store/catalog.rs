@@ -115,6 +115,19 @@ impl SqliteCatalog {
         Ok(staging)
     }
 
+    /// The package's types agree with the other services' (its own
+    /// earlier version aside).
+    fn check_types(&self, package: &Package) -> Result<()> {
+        let name = &package.manifest.name;
+        let others: Vec<Manifest> = self
+            .list()?
+            .into_iter()
+            .filter(|service| service.manifest.name != *name)
+            .map(|service| service.manifest)
+            .collect();
+        crate::package::types::check_against(&package.manifest, &others)
+    }
+
     fn retired_dir(&self, name: &str) -> PathBuf {
         self.root.tmp_dir().join(format!("retired-{name}"))
     }
@@ -184,6 +197,7 @@ impl Catalog for SqliteCatalog {
 
     fn install(&self, package: &Package) -> Result<InstalledService> {
         let name = &package.manifest.name;
+        self.check_types(package)?;
         let mut db = self.db.lock().unwrap();
         if let Some(existing) = db
             .query_row(
@@ -236,6 +250,7 @@ impl Catalog for SqliteCatalog {
     fn upgrade(&self, package: &Package) -> Result<(InstalledService, InstalledService)> {
         let name = &package.manifest.name;
         let old = self.require(name)?;
+        self.check_types(package)?;
         let staging = self.stage(package)?;
         let new = InstalledService::of(package, old.stopped);
         let mut db = self.db.lock().unwrap();

@@ -125,6 +125,7 @@ impl Supervisor {
         self.bus
             .subscriptions
             .set(&name, manifest.subscribes.clone());
+        self.bus.types.set(manifest);
         let service = Arc::new(Service::new(installed, parts));
         self.services.insert(service.clone());
         self.spawn_dispatcher(&service);
@@ -202,6 +203,7 @@ impl Supervisor {
         self.services.remove(name);
         self.capabilities.forget(name);
         self.bus.remove_subscriber(name);
+        self.bus.types.remove(name);
         self.scheduler
             .remove_service(name)
             .await

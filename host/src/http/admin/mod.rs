@@ -15,6 +15,9 @@
 //! POST   /_locker/api/services/{name}/stop
 //! GET    /_locker/api/events[?topic=P&limit=N]         recent events, newest first
 //! GET    /_locker/api/events/stats                     published, unhandled, pending, dead
+//! POST   /_locker/api/publish/{topic}                  the body (JSON) as an event from `owner`;
+//!                                                      a `publish:TOPIC` token may do only this
+//! GET    /_locker/api/types                            data types, who defines them, their schemas
 //! GET    /_locker/api/events/stream[?topic=P]          live events (Server-Sent Events)
 //! GET    /_locker/api/dead-letters
 //! POST   /_locker/api/dead-letters/replay              {"service": .., "event": ..} (both optional)

@@ -54,6 +54,14 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map(Some).map_err(|e| bad(&e))
 }
 
+/// A body of at most `limit` bytes, or a 413.
+pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Vec<u8>, ApiError> {
+    http_body_util::BodyExt::collect(http_body_util::Limited::new(request.into_body(), limit))
+        .await
+        .map(|body| body.to_bytes().to_vec())
+        .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body: {e}")))
+}
+
 pub fn internal(error: anyhow::Error) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}"))
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::reply::{ApiError, ApiResult, Query, internal, ok, read_json};
+use super::reply::{ApiError, ApiResult, Query, internal, ok, read_body, read_json};
 use crate::api::{ADMIN_PREFIX, ConfigValue};
+use crate::bus::PublishError;
 use crate::http::body::json_response;
 use crate::jobs::RunNowError;
 use crate::package::{Manifest, Package};
@@ -139,6 +140,30 @@ pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) 
                 .await
                 .map_err(internal)?;
             ok(&events)
+        }
+        (&Method::POST, ["publish", topic @ ..]) => {
+            let topic = topic.join("/");
+            let limit = supervisor.bus.max_payload();
+            let payload = read_body(request, limit + 1).await?;
+            let payload = String::from_utf8(payload).map_err(|_| {
+                ApiError::new(StatusCode::BAD_REQUEST, "the payload is not UTF-8 JSON")
+            })?;
+            let record = supervisor
+                .bus
+                .publish_from_owner(&topic, payload)
+                .await
+                .map_err(|e| match e {
+                    PublishError::Storage(_) => internal(e.into()),
+                    e => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+                })?;
+            Ok(json_response(StatusCode::CREATED, &record))
+        }
+        (&Method::GET, ["types"]) => {
+            let installed =
+                tokio::task::block_in_place(|| supervisor.catalog.list()).map_err(internal)?;
+            ok(&crate::package::types::views(
+                installed.iter().map(|service| &service.manifest),
+            ))
         }
         (&Method::GET, ["events", "stats"]) => {
             ok(&supervisor.bus.log().stats().await.map_err(internal)?)

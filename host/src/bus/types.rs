@@ -1,0 +1,92 @@
+//! The installed data types and the topics bound to them: a payload
+//! published on a bound topic, by a service, the host or the owner, must
+//! match the type's schema, or nothing is stored. Kept from the manifests,
+//! like the subscriptions, so it holds while services are not loaded.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use crate::package::Manifest;
+use crate::package::topics;
+use crate::package::types::{DataType, compile_all};
+
+#[derive(Default)]
+pub struct Types {
+    by_service: RwLock<BTreeMap<String, ServiceTypes>>,
+}
+
+#[derive(Default)]
+struct ServiceTypes {
+    defined: Vec<Arc<DataType>>,
+    /// (topic pattern, type) of its typed `publishes`.
+    bound: Vec<(String, String)>,
+}
+
+/// A payload a bound topic refused.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub data_type: String,
+    pub problem: String,
+}
+
+impl Types {
+    /// What a service's manifest defines and binds (installed packages'
+    /// schemas compiled once already, so an error here is not expected).
+    pub fn set(&self, manifest: &Manifest) {
+        let defined = compile_all(manifest)
+            .inspect_err(|e| tracing::warn!(service = %manifest.name, "its types: {e:#}"))
+            .unwrap_or_default()
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let bound = manifest
+            .publishes
+            .iter()
+            .filter_map(|entry| Some((entry.topic().to_string(), entry.data_type()?.to_string())))
+            .collect();
+        self.by_service
+            .write()
+            .unwrap()
+            .insert(manifest.name.clone(), ServiceTypes { defined, bound });
+    }
+
+    pub fn remove(&self, service: &str) {
+        self.by_service.write().unwrap().remove(service);
+    }
+
+    /// Whether `payload` (JSON text) may go out on `topic`: the first
+    /// violation of a type bound to it, if any. A topic no type is bound to
+    /// costs one pass over the bindings, and no parse.
+    pub fn check(&self, topic: &str, payload: &str) -> Result<(), Violation> {
+        let services = self.by_service.read().unwrap();
+        let mut bound = services
+            .values()
+            .flat_map(|s| &s.bound)
+            .filter(|(pattern, _)| topics::matches(pattern, topic))
+            .map(|(_, data_type)| data_type.as_str())
+            .peekable();
+        if bound.peek().is_none() {
+            return Ok(());
+        }
+        let value: serde_json::Value = serde_json::from_str(payload).map_err(|e| Violation {
+            data_type: String::new(),
+            problem: e.to_string(),
+        })?;
+        for name in bound {
+            let Some(data_type) = services
+                .values()
+                .flat_map(|s| &s.defined)
+                .find(|defined| defined.name == name)
+            else {
+                continue;
+            };
+            if let Some(problem) = data_type.violation(&value) {
+                return Err(Violation {
+                    data_type: name.to_string(),
+                    problem,
+                });
+            }
+        }
+        Ok(())
+    }
+}
