@@ -1,8 +1,9 @@
 //! Durable events per second: publish → delivered, to one subscriber and
 //! fanned out to ten, through a real host (in process) and real components.
 //!
-//! `events [COUNT] [CONCURRENCY] [FAN_OUTS]` (e.g. `20000 64 1,10`) prints one
-//! JSON line per scenario.
+//! `events [COUNT] [CONCURRENCY] [FAN_OUTS] [typed]` (e.g. `20000 64 1,10`)
+//! prints one JSON line per scenario; with `typed`, the topic is bound to a
+//! data type, so every payload is checked against its JSON Schema.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,13 +22,25 @@ async fn main() -> anyhow::Result<()> {
         Some(list) => list.split(',').filter_map(|n| n.parse().ok()).collect(),
         None => vec![1, 10],
     };
+    let typed = args.next().as_deref() == Some("typed");
     for subscribers in fan_outs {
-        run(count, concurrency, subscribers).await?;
+        run(count, concurrency, subscribers, typed).await?;
     }
     Ok(())
 }
 
-async fn run(count: usize, concurrency: usize, subscribers: usize) -> anyhow::Result<()> {
+/// The type `bench/tick` is bound to when the run is `typed`.
+const TICK_TYPE: &str = r#"
+[types."bench/tick"]
+schema_json = '{"type": "object", "required": ["n"], "properties": {"n": {"type": "integer", "minimum": 0}}}'
+"#;
+
+async fn run(
+    count: usize,
+    concurrency: usize,
+    subscribers: usize,
+    typed: bool,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let root = LockerRoot::open(dir.path().join("root"))?;
     let cache = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-cache");
@@ -37,9 +50,17 @@ async fn run(count: usize, concurrency: usize, subscribers: usize) -> anyhow::Re
     };
     let supervisor = tokio::task::block_in_place(|| Supervisor::new(root, options))?;
     let _background = supervisor.start_background();
-    supervisor
-        .install(Package::read(&guest("publisher"), None)?)
-        .await?;
+    let publisher = if typed {
+        renamed_guest(dir.path(), "publisher", "publisher", |m| {
+            m.replace(
+                "\"bench/tick\"]",
+                "{ topic = \"bench/tick\", type = \"bench/tick\" }]",
+            ) + TICK_TYPE
+        })
+    } else {
+        guest("publisher")
+    };
+    supervisor.install(Package::read(&publisher, None)?).await?;
     for n in 0..subscribers {
         let name = format!("sub-{n}");
         let package = renamed_guest(dir.path(), "subscriber", &name, |m| {
@@ -97,7 +118,10 @@ async fn run(count: usize, concurrency: usize, subscribers: usize) -> anyhow::Re
     println!(
         "{}",
         serde_json::json!({
-            "scenario": format!("publish → delivered, {subscribers} subscriber(s)"),
+            "scenario": format!(
+                "publish → delivered, {subscribers} subscriber(s){}",
+                if typed { ", payloads schema-checked" } else { "" }
+            ),
             "events": count,
             "publish_concurrency": concurrency,
             "durable_publishes_per_s": (count as f64 / published.as_secs_f64()).round(),
