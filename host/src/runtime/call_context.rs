@@ -58,3 +58,34 @@ impl Upstream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_comes_through_every_request_the_instance_holds() {
+        let soon = Instant::now();
+        let later = soon + std::time::Duration::from_secs(5);
+        let mut upstream = Upstream::default();
+        assert_eq!(upstream.merged(), CallContext::default());
+        let a = upstream.enter(CallContext {
+            chain: vec!["a".into()],
+            deadline: Some(soon),
+        });
+        upstream.enter(CallContext {
+            chain: vec!["b".into(), "a".into()],
+            deadline: Some(later),
+        });
+        assert_eq!(
+            upstream.merged(),
+            CallContext {
+                chain: vec!["a".into(), "b".into()],
+                deadline: Some(later),
+            }
+        );
+        upstream.leave(a);
+        upstream.only(CallContext::default());
+        assert_eq!(upstream.merged(), CallContext::default());
+    }
+}

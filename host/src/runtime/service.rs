@@ -180,6 +180,11 @@ impl Service {
         self.retired.cancelled().await
     }
 
+    /// Whether a required setting is unset: it gets no instance until then.
+    pub fn needs_config(&self) -> bool {
+        self.capabilities.config.missing().is_some()
+    }
+
     /// The loaded service, cold-starting it if needed.
     pub async fn loaded(&self) -> Result<Arc<LoadedService>, ServiceError> {
         if self.stopped.load(Ordering::SeqCst) {

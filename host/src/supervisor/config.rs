@@ -36,6 +36,9 @@ impl Supervisor {
         let entry = tokio::task::block_in_place(|| change(store, &manifest, key, value))?;
         self.capabilities.config.reload(name);
         service.unload("its config changed");
+        // Events and jobs that waited for a required setting may go now.
+        self.bus.ring(name);
+        self.scheduler.resume(name);
         // The note names the key, never the value.
         let what = if value.is_some() { "set" } else { "unset" };
         service

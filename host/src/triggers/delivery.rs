@@ -30,7 +30,8 @@ enum Attempt {
     Delivered,
     /// The handler (or loading the service) failed; worth retrying.
     Failed(String),
-    /// The service cannot take events now (stopped); wait without counting.
+    /// The service cannot take events now (stopped, or a required setting
+    /// unset); wait without counting.
     Wait,
 }
 
@@ -140,7 +141,8 @@ async fn attempt(
     let deadline = tokio::time::Instant::now() + service.settings.timeout;
     let loaded = match service.loaded().await {
         Ok(loaded) => loaded,
-        Err(ServiceError::Stopped(_)) => return Attempt::Wait,
+        // Stopped, or waiting for a required setting: the owner's move.
+        Err(ServiceError::Stopped(_) | ServiceError::Unconfigured { .. }) => return Attempt::Wait,
         Err(error) => return Attempt::Failed(error.to_string()),
     };
     if warm

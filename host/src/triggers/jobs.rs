@@ -68,7 +68,9 @@ impl JobRunner {
             self.scheduler
                 .fire_due(Utc::now(), |name| match self.services.get(name) {
                     None => ServiceNow::Gone,
-                    Some(service) if service.is_stopped() => ServiceNow::Stopped,
+                    Some(service) if service.is_stopped() || service.needs_config() => {
+                        ServiceNow::Stopped
+                    }
                     Some(_) => ServiceNow::Ready,
                 });
         for fired in fired {
@@ -88,7 +90,8 @@ impl JobRunner {
                 Fired::Parked { key } => self.note(
                     &key.0,
                     &format!(
-                        "job {:?} is due but the service is stopped; it runs once when started",
+                        "job {:?} is due but the service is stopped or waits for a required \
+                         setting; it runs once it can",
                         key.1
                     ),
                 ),
