@@ -818,3 +818,40 @@ async fn an_event_from_outside_with_a_topic_token_reaches_its_subscribers_and_no
     wait_for_events(&locker, "hooks", 3).await;
     locker.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_for_a_service_missing_a_required_setting_wait_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("publisher"));
+    let package = guest_variant(dir.path(), "subscriber", |m| {
+        let mut key = toml::Table::new();
+        key.insert("description".into(), "Where to send them".into());
+        key.insert("required".into(), true.into());
+        let mut config = toml::Table::new();
+        config.insert("target".into(), key.into());
+        m.set("name", "needs-target")
+            .set("subscribes", vec!["note/*"])
+            .add("config", config);
+    });
+    install(&root, &package);
+    // Retries that would use up two attempts within a fraction of a second.
+    let locker = Locker::start(&root, &["--event-attempts", "2", "--event-backoff", "20ms"]);
+    publish(&locker, "note/changed", r#"{"n": 1}"#).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let waiting = stats(&locker).await;
+    assert_eq!(
+        (&waiting["pending"], &waiting["dead"]),
+        (&1.into(), &0.into()),
+        "{waiting}"
+    );
+
+    let out = cli_async(&root, &["config", "set", "needs-target", "target", "here"]).await;
+    assert!(out.success, "{}", out.stderr);
+    let events = wait_for_events(&locker, "needs-target", 1).await;
+    assert!(
+        events.iter().any(|e| e["topic"] == "note/changed"),
+        "{events:?}"
+    );
+    locker.stop();
+}
