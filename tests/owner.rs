@@ -722,6 +722,7 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
     let root = dir.path().join("root");
     install(&root, &guest("hello-rs"));
     install(&root, &guest("notes"));
+    install(&root, &guest("config-reader"));
     let locker = Locker::start(&root, &[]);
     assert_eq!(
         locker
@@ -739,6 +740,7 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
         "locker": locker.origin(),
         "a": locker.service_origin("hello-rs"),
         "b": locker.service_origin("notes"),
+        "unconfigured": locker.service_origin("config-reader"),
         "password": PASSWORD,
         "manifest": std::fs::read_to_string(guest("hello-fixed").join("locker.toml")).unwrap(),
         "component": guest("hello-fixed").join("hello_fixed_rs.wasm"),
@@ -762,13 +764,22 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
     // password, app A, app B.
     let dashboard = seen["dashboard"].as_str().unwrap();
     assert!(
-        dashboard.contains("hello-rs") && dashboard.contains("notes"),
+        dashboard.contains("hello-rs")
+            && dashboard.contains("notes")
+            && dashboard.contains("needs its setting server"),
         "{dashboard}"
     );
     assert_eq!(seen["wrong_password"], "Wrong password.");
     assert_eq!(seen["a_page"], "hello from rust at /, to owner\n");
     assert_eq!(seen["b_page"], "B's secret");
     assert_eq!(seen["b_own_write"], 201);
+    let unconfigured = seen["unconfigured"].as_str().unwrap();
+    assert!(
+        unconfigured.contains("config-reader is not set up yet")
+            && unconfigured.contains("It needs its setting server")
+            && unconfigured.contains("locker config set config-reader server VALUE"),
+        "{unconfigured}"
+    );
 
     // What A's script got back: nothing of B's or the locker's.
     let attack = &seen["attack"];

@@ -62,7 +62,7 @@ async fn a_wasi_config_component_reads_its_own_settings_and_its_secret_shows_now
     assert_eq!(page.status(), 503);
     let page = page.text().await.unwrap();
     assert!(
-        page.contains("Not set up yet")
+        page.contains("config-reader is not set up yet")
             && page.contains("<code>locker config set config-reader server VALUE</code>"),
         "{page}"
     );

@@ -34,6 +34,10 @@ pub struct ServiceStatus {
     pub in_flight: usize,
     pub last_error: Option<String>,
     pub last_load: Option<LoadReport>,
+    /// A required setting that is unset: until the owner sets it, the
+    /// service gets no instance.
+    #[serde(default)]
+    pub needs_setting: Option<String>,
     pub settings: Settings,
 }
 

@@ -150,6 +150,12 @@ def main():
         }
         shot(page, "4b-app-a-framing")
 
+        # A service still waiting for a required setting: the host's page
+        # says which, and how the owner sets it.
+        page.goto(ARGS["unconfigured"] + "/")
+        seen["unconfigured"] = page.inner_text("body")
+        shot(page, "7-not-set-up")
+
         # Log out from the dashboard: both apps are closed again.
         page.goto(LOCKER + "/")
         page.click("text=Log out")

@@ -114,7 +114,14 @@ pub(super) async fn list(root: &Target, json: bool) -> Result<()> {
             s.loads,
             s.requests,
             s.instances,
-            s.last_error.unwrap_or_default()
+            match &s.needs_setting {
+                // What stops it comes first.
+                Some(key) => format!(
+                    "needs its setting {key}: `locker config set {} {key}`",
+                    s.name
+                ),
+                None => s.last_error.unwrap_or_default(),
+            }
         );
     }
     Ok(())

@@ -142,12 +142,15 @@ fn dashboard(front: &Front, request: &Request<Incoming>, authority: &str) -> Res
     let mut rows = String::new();
     for status in front.supervisor.statuses() {
         let origin = front.origins.service_origin(&status.name, authority);
+        let state = match &status.needs_setting {
+            Some(key) => format!("needs its setting {}", escape(key)),
+            None => format!("{:?}", status.state),
+        };
         rows.push_str(&format!(
-            "<li><a href=\"{}/\">{}</a> <small>{} · {:?}</small><br><span>{}</span></li>",
+            "<li><a href=\"{}/\">{}</a> <small>{} · {state}</small><br><span>{}</span></li>",
             escape(&origin),
             escape(&status.name),
             escape(&status.version),
-            status.state,
             escape(&status.description),
         ));
     }
@@ -468,35 +471,41 @@ border-bottom:1px solid #ddd}.services a{font-weight:600;font-size:1.1rem}small{
 /// Why a service did not answer, as a page for the owner's browser; the
 /// setting a service waits for is spelled out with the command that sets it.
 pub fn service_problem(error: &ServiceError) -> Response<BoxBody> {
-    let (title, hint) = match error {
-        ServiceError::Unconfigured {
-            service,
-            key,
-            secret,
-            ..
-        } => {
-            let value = if *secret { "" } else { " VALUE" };
-            (
-                "Not set up yet",
-                format!(
-                    "<p>Run this where the locker runs:</p>\
-                     <pre><code>locker config set {} {}{value}</code></pre>\
-                     <p><small>then reload this page.</small></p>",
-                    escape(service),
-                    escape(key)
-                ),
-            )
-        }
-        ServiceError::Stopped(_) => ("Stopped", String::new()),
-        _ => ("The service could not answer", String::new()),
+    if let ServiceError::Unconfigured {
+        service,
+        key,
+        description,
+        secret,
+    } = error
+    {
+        let value = if *secret {
+            " <small>(then type the secret: it is never put on the command line)</small>"
+        } else {
+            ""
+        };
+        let body = format!(
+            "<p>It needs its setting <b>{key}</b>: {description}.</p>\
+             <p>Run this where the locker runs, then reload this page:</p>\
+             <pre><code>locker config set {service} {key}{placeholder}</code></pre>{value}",
+            key = escape(key),
+            description = escape(description),
+            service = escape(service),
+            placeholder = if *secret { "" } else { " VALUE" },
+        );
+        return page(
+            error.status(),
+            &format!("{service} is not set up yet"),
+            &body,
+        );
+    }
+    let title = match error {
+        ServiceError::Stopped(_) => "Stopped",
+        _ => "The service could not answer",
     };
     page(
         error.status(),
         title,
-        &format!(
-            "<p class=\"problem\">{}</p>{hint}",
-            escape(&error.to_string())
-        ),
+        &format!("<p class=\"problem\">{}</p>", escape(&error.to_string())),
     )
 }
 

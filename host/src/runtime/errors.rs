@@ -34,8 +34,9 @@ pub enum ServiceError {
     BodyTooLarge { service: String, limit: u64 },
     #[error(
         "service {service:?} is not set up yet: it needs its setting `{key}` ({description}). \
-         The owner sets it with `locker config set {service} {key}`{}",
-        if *secret { " (the value is read from standard input)" } else { " VALUE" }
+         The owner sets it with `locker config set {service} {key}{}`{}",
+        if *secret { "" } else { " VALUE" },
+        if *secret { " (the value is read from standard input)" } else { "" }
     )]
     Unconfigured {
         service: String,

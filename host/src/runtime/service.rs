@@ -120,6 +120,7 @@ pub fn unloaded_status(installed: &InstalledService, settings: Settings) -> Serv
         in_flight: 0,
         last_error: None,
         last_load: None,
+        needs_setting: None,
         settings,
     }
 }
@@ -497,6 +498,7 @@ impl Service {
                 .map_or(0, |l| l.in_flight()),
             last_error: self.last_error.lock().unwrap().clone(),
             last_load: self.last_load.lock().unwrap().clone(),
+            needs_setting: self.capabilities.config.missing().map(|(key, _)| key),
             ..unloaded_status(&self.installed, self.settings.clone())
         }
     }
