@@ -736,6 +736,30 @@ async fn a_typed_topic_takes_only_payloads_of_its_type() {
     assert_eq!(code, 200);
     let types: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(types[0]["schema"]["required"][0], "name");
+
+    // A service that binds the type without defining it; once every
+    // package that defined it is gone, its topic takes nothing (fails
+    // closed, not open).
+    let binder = card_publisher(dir.path(), "binder", CARD_SCHEMA);
+    support::edit_manifest(&binder, |m| {
+        m.remove("types");
+    });
+    support::install_async(&root, &binder).await;
+    for gone in ["publisher", "same-cards"] {
+        let out = cli_async(&root, &["uninstall", gone]).await;
+        assert!(out.success, "{}", out.stderr);
+    }
+    let (code, body) = locker
+        .post(
+            "/binder/publish?topic=contact/changed",
+            r#"{"name": "Ada"}"#,
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("no installed package defines this type"),
+        "{body}"
+    );
     locker.stop();
 }
 

@@ -263,9 +263,16 @@ async fn a_wasi_config_component_reads_its_own_settings_and_its_secret_shows_now
 async fn services_call_each_other_where_declared_and_a_loop_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    for name in ["hello-rs", "hello-spin", "relay", "unruly", "notes"] {
+    for name in ["hello-rs", "hello-spin", "unruly", "notes"] {
         install(&root, &guest(name));
     }
+    // The relay may also call `ghost`, which is not installed.
+    install(
+        &root,
+        &guest_variant(dir.path(), "relay", |m| {
+            m.push("calls", "ghost");
+        }),
+    );
     install(
         &root,
         &guest_variant(dir.path(), "hello-rs", |m| {
@@ -330,7 +337,12 @@ async fn services_call_each_other_where_declared_and_a_loop_is_cut_off() {
     let (code, body) = locker.get("/relay/call/notes/").await;
     assert_eq!(code, 502, "{body}");
     assert!(body.contains("HttpRequestDenied"), "{body}");
+    // Undeclared and not installed is refused alike: a guest cannot tell
+    // which services exist.
     let (code, body) = locker.get("/relay/call/nobody/").await;
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    let (code, body) = locker.get("/relay/call/ghost/").await;
     assert_eq!(code, 502, "{body}");
     assert!(body.contains("DestinationNotFound"), "{body}");
     let log = std::fs::read_to_string(root.join("logs/relay.log")).unwrap();

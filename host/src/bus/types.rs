@@ -73,12 +73,17 @@ impl Types {
             problem: e.to_string(),
         })?;
         for name in bound {
+            // A type no installed package defines any more (its package was
+            // uninstalled) takes nothing: checking fails closed.
             let Some(data_type) = services
                 .values()
                 .flat_map(|s| &s.defined)
                 .find(|defined| defined.name == name)
             else {
-                continue;
+                return Err(Violation {
+                    data_type: name.to_string(),
+                    problem: "no installed package defines this type any more".into(),
+                });
             };
             if let Some(problem) = data_type.violation(&value) {
                 return Err(Violation {

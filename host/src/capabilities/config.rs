@@ -232,7 +232,12 @@ pub fn entries(manifest: &Manifest, stored: &BTreeMap<String, StoredValue>) -> V
                     current.map(str::to_string)
                 },
                 active: true,
-                opens: opens(key, current),
+                // A secret's host would be the secret: not shown.
+                opens: if secret {
+                    Vec::new()
+                } else {
+                    opens(key, current)
+                },
             }
         })
         .collect();

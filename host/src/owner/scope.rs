@@ -59,7 +59,15 @@ impl FromStr for Scope {
                 }
                 Some(("publish", pattern)) => {
                     topics::validate_pattern(pattern)?;
-                    if pattern.starts_with(topics::HOST_PREFIX) || pattern == "*" {
+                    // No pattern that could match a topic of the host's.
+                    let reaches_host = match pattern.strip_suffix('*') {
+                        Some(prefix) => {
+                            prefix.starts_with(topics::HOST_PREFIX)
+                                || topics::HOST_PREFIX.starts_with(prefix)
+                        }
+                        None => pattern.starts_with(topics::HOST_PREFIX),
+                    };
+                    if reaches_host {
                         anyhow::bail!(
                             "`publish:{pattern}`: topics under `locker/` are the host's own"
                         );

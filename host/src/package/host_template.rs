@@ -64,8 +64,9 @@ impl HostTemplate {
             .then(|| http::uri::Authority::try_from(authority).ok())
             .flatten();
         let Some(parsed) = parsed else {
+            // The value is not repeated: it may be meant to be private.
             bail!(
-                "`{}` must be a host name or address, `host:port`, or a URL, not {value:?}",
+                "`{}` must be a host name or address, `host:port`, or a URL",
                 self.key
             );
         };

@@ -6,6 +6,7 @@
 //! a registry carries it. Schemas may not fetch anything: `$ref` resolves
 //! within the schema only.
 
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -28,8 +29,12 @@ impl DataType {
     pub fn compile(name: &str, json: &str) -> Result<DataType> {
         let schema: Value = serde_json::from_str(json)
             .with_context(|| format!("the schema of type {name:?} is not JSON"))?;
+        // The `regex` engine, which runs in linear time: a `pattern` cannot
+        // make a payload (a webhook's, say) cost minutes of CPU. A pattern
+        // it cannot take (lookaround, back-references) is refused at install.
         let validator = jsonschema::options()
             .with_retriever(NoRetrieval)
+            .with_pattern_options(jsonschema::PatternOptions::regex())
             .build(&schema)
             .map_err(|e| {
                 anyhow::anyhow!("the schema of type {name:?} is not a JSON Schema: {e}")
@@ -83,14 +88,22 @@ pub fn embed_schemas(manifest: &mut Manifest, dir: &Path) -> Result<()> {
         if !real.starts_with(&root) {
             bail!("the schema of type {name:?} ({relative}) is outside the package");
         }
-        let size = std::fs::metadata(&real)?.len();
-        if size > MAX_SCHEMA_BYTES {
-            bail!("the schema of type {name:?} is {size} bytes; at most {MAX_SCHEMA_BYTES}");
+        let metadata = std::fs::metadata(&real)?;
+        if !metadata.is_file() {
+            bail!("the schema of type {name:?} ({relative}) is not a file");
         }
-        def.schema_json = Some(
-            std::fs::read_to_string(&real)
-                .with_context(|| format!("cannot read the schema of type {name:?}"))?,
-        );
+        if metadata.len() > MAX_SCHEMA_BYTES {
+            bail!(
+                "the schema of type {name:?} is {} bytes; at most {MAX_SCHEMA_BYTES}",
+                metadata.len()
+            );
+        }
+        let mut json = String::new();
+        std::fs::File::open(&real)?
+            .take(MAX_SCHEMA_BYTES)
+            .read_to_string(&mut json)
+            .with_context(|| format!("cannot read the schema of type {name:?}"))?;
+        def.schema_json = Some(json);
     }
     Ok(())
 }
@@ -229,6 +242,12 @@ mod tests {
         assert!(format!("{bad:#}").contains("not a JSON Schema"), "{bad:#}");
         let far = DataType::compile("x/y", r#"{"$ref": "https://evil.example/s.json"}"#);
         assert!(far.is_err());
+        let pattern =
+            DataType::compile("x/y", r#"{"type": "string", "pattern": "^(a+)+$"}"#).unwrap();
+        assert!(pattern.violation(&serde_json::json!("aaaa")).is_none());
+        let slow = format!("{}!", "a".repeat(5000));
+        assert!(pattern.violation(&serde_json::json!(slow)).is_some());
+        assert!(DataType::compile("x/y", r#"{"type": "string", "pattern": "(?=a)a"}"#).is_err());
     }
 
     #[test]

@@ -62,19 +62,24 @@ impl CallRouter {
         let service = self
             .services
             .upgrade()
-            .and_then(|services| services.get(&name))
-            .ok_or_else(|| {
-                let why = format!("refused a call to {name:?}: no such service is installed");
-                self.refuse(Error::DestinationNotFound, why)
-            })?;
-        let provides = &service.installed().manifest.provides;
-        if !self.manifest.may_call(&name, provides) {
+            .and_then(|services| services.get(&name));
+        // Refused alike whether or not it is installed: a guest learns
+        // nothing of services it may not call.
+        let provides = service
+            .as_ref()
+            .map(|service| service.installed().manifest.provides.clone())
+            .unwrap_or_default();
+        if !self.manifest.may_call(&name, &provides) {
             let why = format!(
                 "refused a call to {name:?}: the manifest's `calls` does not name it \
                  (add \"{name}\", or \"type:…\" for a type it provides)"
             );
             return Err(self.refuse(Error::HttpRequestDenied, why));
         }
+        let service = service.ok_or_else(|| {
+            let why = format!("refused a call to {name:?}: no such service is installed");
+            self.refuse(Error::DestinationNotFound, why)
+        })?;
         let mut chain = upstream.chain;
         chain.push(self.caller.clone());
         if chain.contains(&name) || chain.len() > MAX_CHAIN {
@@ -97,10 +102,13 @@ impl CallRouter {
         serve::serve(&service, request, false, upstream.deadline)
             .await
             .map_err(|error| {
+                // The callee's own log and status keep the details; the
+                // caller learns only what kind of failure it was.
                 if error.is_guest_failure() {
+                    tracing::warn!(service = %name, "{error}");
                     service.record_error(&error);
                 }
-                let why = format!("a call to {name:?} failed: {error}");
+                let why = format!("a call to {name:?} failed: {}", error.status());
                 self.refuse(call_error(&error), why)
             })
     }
@@ -126,6 +134,12 @@ fn call_error(error: &ServiceError) -> Error {
         | ServiceError::LoadFailed { .. }
         | ServiceError::Busy { .. }
         | ServiceError::Unconfigured { .. } => Error::DestinationUnavailable,
-        other => Error::InternalError(Some(other.to_string())),
+        ServiceError::OutOfMemory { .. }
+        | ServiceError::Trapped { .. }
+        | ServiceError::NoResponse { .. }
+        | ServiceError::GuestError { .. }
+        | ServiceError::Host { .. } => {
+            Error::InternalError(Some(format!("the service answered {}", error.status())))
+        }
     }
 }

@@ -45,8 +45,12 @@ impl OwnListener {
             return false;
         };
         let (own_ip, target_ip) = (canonical(own.ip()), canonical(target.ip()));
+        // `0.0.0.0` and `::` as a destination are this machine too.
         own.port() == target.port()
-            && (own_ip.is_unspecified() || own_ip == target_ip || target_ip.is_loopback())
+            && (own_ip.is_unspecified()
+                || own_ip == target_ip
+                || target_ip.is_loopback()
+                || target_ip.is_unspecified())
     }
 }
 
@@ -507,6 +511,11 @@ mod tests {
         // However the address is written.
         let loopback_named = rules(&["127.0.0.1", "::ffff:127.0.0.1"]);
         assert!(!loopback_named.permits("[::ffff:127.0.0.1]:8042".parse().unwrap()));
+        // `0.0.0.0` and `::` reach this machine, so they are it.
+        let unspecified_named = rules(&["0.0.0.0", "::"]);
+        assert!(!unspecified_named.permits("0.0.0.0:8042".parse().unwrap()));
+        assert!(!unspecified_named.permits("[::]:8042".parse().unwrap()));
+        assert!(unspecified_named.permits("0.0.0.0:9000".parse().unwrap()));
         let public = OwnListener::default();
         public.set("203.0.113.9:443".parse().unwrap());
         let rules = OutboundRules::new(&["example.com".to_string()], public);

@@ -51,8 +51,8 @@ impl InstanceState {
     }
 
     /// The requests it holds, for the calls it makes to other services.
-    pub fn upstream(&mut self) -> &mut Upstream {
-        &mut self.outbound.upstream
+    pub fn upstream(&self) -> &Upstream {
+        &self.outbound.upstream
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::stream::{FuturesUnordered, Stream};
+use http_body_util::BodyExt;
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{AsContextMut, Store};
 use wasmtime_wasi_http::WasiHttpView;
@@ -19,6 +20,7 @@ use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use super::fate::Fate;
 use super::intake::{Intake, Job};
 use super::{InstanceParts, Pool};
+use crate::runtime::bodies::Guarded;
 use crate::runtime::call_context::CallContext;
 use crate::runtime::engine::EPOCH_TICK;
 use crate::runtime::errors::ServiceError;
@@ -168,13 +170,13 @@ impl Live {
                     .unwrap_or_default();
                 // Each request gives the instance a whole deadline of guest
                 // time again, and its log budget.
-                let (prepared, held) = accessor.with(|mut access| {
+                let (prepared, holding) = accessor.with(|mut access| {
                     let mut store = access.as_context_mut();
                     store.set_epoch_deadline(deadline_ticks(timeout));
                     store.data().refill_log_budget();
-                    let held = store.data_mut().upstream().enter(context);
+                    let holding = store.data().upstream().enter(context);
                     let view = <InstanceState as WasiHttpView>::http;
-                    (Prepared::new(store, proxy, request, view, sender), held)
+                    (Prepared::new(store, proxy, request, view, sender), holding)
                 });
                 running.push(async move {
                     let prepared = match prepared {
@@ -186,7 +188,6 @@ impl Live {
                     };
                     let expired = tokio::time::sleep_until(deadline);
                     let in_time = prepared.run(accessor, expired).await?;
-                    accessor.with(|mut access| access.data_mut().upstream().leave(held));
                     let result = receiver
                         .await
                         .unwrap_or_else(|_| Err(wasmtime::format_err!("the guest gave no answer")));
@@ -203,6 +204,11 @@ impl Live {
                             let hit = memory_hit.load(Ordering::Relaxed);
                             wasmtime::Error::new(parts.failure(error, hit))
                         }
+                    });
+                    // The request's context stays with the instance while
+                    // its body streams: calls made meanwhile come through it.
+                    let result = result.map(|response| {
+                        response.map(|body| Guarded::new(body, holding).boxed_unsync())
                     });
                     let _ = answer.send(result);
                     wasmtime::Result::Ok(in_time && answered)
