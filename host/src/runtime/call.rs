@@ -13,8 +13,9 @@ use wasmtime::Store;
 use wasmtime::component::Instance;
 
 use super::errors::ServiceError;
-use super::loaded::{Claim, LoadedService, rearm};
+use super::loaded::{Claim, LoadedService};
 use super::sandbox::InstanceState;
+use super::sandbox::rearm;
 use super::service::Service;
 
 /// How a guest's run ended: its value, a wasmtime error, or the deadline.

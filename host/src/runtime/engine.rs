@@ -16,7 +16,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wasmtime::component::Linker;
@@ -28,8 +27,7 @@ use super::sandbox::InstanceState;
 use crate::capabilities::HostCapabilities;
 use crate::package::WasiHttp;
 
-/// How often the epoch advances: the granularity of request deadlines.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub use super::limits::EPOCH_TICK;
 
 /// Sizes of the instance pool.
 #[derive(Debug, Clone)]

@@ -1,7 +1,17 @@
-//! The memory limit of one instance.
+//! The bounds of one instance: its memory limit, and its guest time in
+//! epoch ticks.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often the epoch advances: the granularity of request deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The epoch deadline (in ticks from now) that lets a guest run `timeout`.
+pub fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1
+}
 
 /// Caps linear memory, and remembers whether the cap was hit so that a trap
 /// that follows can be reported as what it is.

@@ -12,7 +12,6 @@ use wasmtime::component::InstancePre;
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
 use super::concurrent::ConcurrentHttp;
-use super::engine::EPOCH_TICK;
 use super::errors::ServiceError;
 use super::sandbox::{InstanceState, SandboxSpec};
 use super::settings::Settings;
@@ -114,18 +113,7 @@ impl LoadedService {
         engine: &wasmtime::Engine,
         settings: &Settings,
     ) -> Result<(Store<InstanceState>, Arc<AtomicBool>), ServiceError> {
-        let state = self
-            .sandbox
-            .instance_state()
-            .map_err(|e| ServiceError::Host {
-                service: self.name.clone(),
-                reason: format!("{e:#}"),
-            })?;
-        let memory_hit = state.limiter.hit_flag();
-        let mut store = Store::new(engine, state);
-        store.limiter(|state| &mut state.limiter);
-        arm_deadline(&mut store, settings.timeout);
-        Ok((store, memory_hit))
+        self.sandbox.new_store(engine, &self.name, settings.timeout)
     }
 
     /// Counts an instance made.
@@ -160,17 +148,4 @@ impl Drop for InFlight {
         *self.loaded.last_used.lock().unwrap() = Instant::now();
         self.loaded.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// Readies a kept instance for its next call: the whole deadline of guest
-/// time again, and the whole log budget.
-pub fn rearm(store: &mut Store<InstanceState>, timeout: Duration) {
-    arm_deadline(store, timeout);
-    store.data().refill_log_budget();
-}
-
-/// Makes the store's next run trap once `timeout` has passed.
-pub fn arm_deadline(store: &mut Store<InstanceState>, timeout: Duration) {
-    store.set_epoch_deadline((timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1);
-    store.epoch_deadline_trap();
 }

@@ -15,15 +15,19 @@
 
 use std::fs::File;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::call_context::Upstream;
+use super::errors::ServiceError;
 use super::guest_output::CappedOutput;
-use super::limits::MemoryLimiter;
+use super::limits::{MemoryLimiter, deadline_ticks};
 use super::outbound::{OutboundPolicy, OutboundRules, ServiceCalls};
 use crate::capabilities::{HasCapabilities, InstanceCapabilities, ServiceCapabilities};
 
@@ -69,6 +73,26 @@ pub struct SandboxSpec {
 }
 
 impl SandboxSpec {
+    /// A fresh store for an instance of `service`: its sandbox, its memory
+    /// limiter (and the flag that says it was hit), and an epoch deadline
+    /// that traps once `timeout` has passed.
+    pub fn new_store(
+        &self,
+        engine: &Engine,
+        service: &str,
+        timeout: Duration,
+    ) -> Result<(Store<InstanceState>, Arc<AtomicBool>), ServiceError> {
+        let state = self.instance_state().map_err(|e| ServiceError::Host {
+            service: service.to_string(),
+            reason: format!("{e:#}"),
+        })?;
+        let memory_hit = state.limiter.hit_flag();
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        arm_deadline(&mut store, timeout);
+        Ok((store, memory_hit))
+    }
+
     /// Builds the state for a fresh instance.
     pub fn instance_state(&self) -> Result<InstanceState> {
         let log = CappedOutput::new(self.log_file.clone(), LOG_BUDGET_PER_REQUEST);
@@ -101,6 +125,19 @@ impl SandboxSpec {
             output: log,
         })
     }
+}
+
+/// Readies a kept instance for its next call: the whole deadline of guest
+/// time again, and the whole log budget.
+pub fn rearm(store: &mut Store<InstanceState>, timeout: Duration) {
+    arm_deadline(store, timeout);
+    store.data().refill_log_budget();
+}
+
+/// Makes the store's next run trap once `timeout` has passed.
+pub fn arm_deadline(store: &mut Store<InstanceState>, timeout: Duration) {
+    store.set_epoch_deadline(deadline_ticks(timeout));
+    store.epoch_deadline_trap();
 }
 
 impl WasiView for InstanceState {

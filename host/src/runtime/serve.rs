@@ -32,8 +32,9 @@ use super::bodies::{Deadlined, Guarded};
 use super::call::{self, Outcome};
 use super::call_context::CallContext;
 use super::concurrent::ConcurrentHttp;
-use super::loaded::{Claim, HttpHandler, LoadedService, rearm};
+use super::loaded::{Claim, HttpHandler, LoadedService};
 use super::sandbox::InstanceState;
+use super::sandbox::rearm;
 use super::warm_pool::WarmProxy;
 use super::{Service, ServiceError};
 

@@ -22,8 +22,8 @@ use super::intake::{Intake, Job};
 use super::{InstanceParts, Pool};
 use crate::runtime::bodies::Guarded;
 use crate::runtime::call_context::CallContext;
-use crate::runtime::engine::EPOCH_TICK;
 use crate::runtime::errors::ServiceError;
+use crate::runtime::limits::{EPOCH_TICK, deadline_ticks};
 use crate::runtime::sandbox::InstanceState;
 
 /// How long past its newest request's deadline an instance's loop may
@@ -59,18 +59,10 @@ impl Live {
         slot: OwnedSemaphorePermit,
     ) -> Result<Live, ServiceError> {
         let settings = &parts.settings;
-        let state = parts
-            .sandbox
-            .instance_state()
-            .map_err(|e| ServiceError::Host {
-                service: parts.service.clone(),
-                reason: format!("{e:#}"),
-            })?;
-        let memory_hit = state.limiter.hit_flag();
-        let mut store = Store::new(&parts.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(deadline_ticks(settings.timeout));
-        store.epoch_deadline_trap();
+        let (mut store, memory_hit) =
+            parts
+                .sandbox
+                .new_store(&parts.engine, &parts.service, settings.timeout)?;
         let made = tokio::time::timeout(settings.timeout, async {
             let instance = parts.pre.instantiate_async(&mut store).await?;
             parts.indices.load(&mut store, &instance)
@@ -277,8 +269,4 @@ impl Live {
         })
         .await
     }
-}
-
-fn deadline_ticks(timeout: Duration) -> u64 {
-    (timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1
 }
