@@ -12,7 +12,33 @@ use crate::package::types::{DataType, compile_all};
 
 #[derive(Default)]
 pub struct Types {
-    by_service: RwLock<BTreeMap<String, ServiceTypes>>,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_service: BTreeMap<String, ServiceTypes>,
+    /// Every binding and every defined type, gathered from `by_service`
+    /// when it changes, so that a publish looks at bindings only, however
+    /// many services are installed.
+    bound: Vec<(String, String)>,
+    defined: BTreeMap<String, Arc<DataType>>,
+}
+
+impl Inner {
+    fn gather(&mut self) {
+        self.bound = self
+            .by_service
+            .values()
+            .flat_map(|s| s.bound.iter().cloned())
+            .collect();
+        self.defined = self
+            .by_service
+            .values()
+            .flat_map(|s| &s.defined)
+            .map(|defined| (defined.name.clone(), defined.clone()))
+            .collect();
+    }
 }
 
 #[derive(Default)]
@@ -44,24 +70,27 @@ impl Types {
             .iter()
             .filter_map(|entry| Some((entry.topic().to_string(), entry.data_type()?.to_string())))
             .collect();
-        self.by_service
-            .write()
-            .unwrap()
+        let mut inner = self.inner.write().unwrap();
+        inner
+            .by_service
             .insert(manifest.name.clone(), ServiceTypes { defined, bound });
+        inner.gather();
     }
 
     pub fn remove(&self, service: &str) {
-        self.by_service.write().unwrap().remove(service);
+        let mut inner = self.inner.write().unwrap();
+        inner.by_service.remove(service);
+        inner.gather();
     }
 
     /// Whether `payload` (JSON text) may go out on `topic`: the first
     /// violation of a type bound to it, if any. A topic no type is bound to
-    /// costs one pass over the bindings, and no parse.
+    /// costs one pass over the bindings (not the services), and no parse.
     pub fn check(&self, topic: &str, payload: &str) -> Result<(), Violation> {
-        let services = self.by_service.read().unwrap();
-        let mut bound = services
-            .values()
-            .flat_map(|s| &s.bound)
+        let inner = self.inner.read().unwrap();
+        let mut bound = inner
+            .bound
+            .iter()
             .filter(|(pattern, _)| topics::matches(pattern, topic))
             .map(|(_, data_type)| data_type.as_str())
             .peekable();
@@ -75,11 +104,7 @@ impl Types {
         for name in bound {
             // A type no installed package defines any more (its package was
             // uninstalled) takes nothing: checking fails closed.
-            let Some(data_type) = services
-                .values()
-                .flat_map(|s| &s.defined)
-                .find(|defined| defined.name == name)
-            else {
+            let Some(data_type) = inner.defined.get(name) else {
                 return Err(Violation {
                     data_type: name.to_string(),
                     problem: "no installed package defines this type any more".into(),
