@@ -16,6 +16,8 @@
 //!   and the owner's password, sessions and API tokens;
 //! - [`store`]: durable state: the root, its versioned schema, the catalog,
 //!   the event log, the job store, the owner's credentials;
+//! - [`develop`]: writing services: the SDKs and templates the binary
+//!   carries, the guest toolchains, `locker build`;
 //! - [`package`]: the manifest and the component, checked before install;
 //! - [`api`], [`bindings`], [`clock`]: the admin API's wire types, the WIT
 //!   bindings, the time format.
@@ -26,6 +28,7 @@ pub mod bus;
 pub mod capabilities;
 pub mod cli;
 pub mod clock;
+pub mod develop;
 pub mod http;
 pub mod jobs;
 pub mod owner;

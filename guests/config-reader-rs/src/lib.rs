@@ -5,13 +5,13 @@
 //! server its `server` setting names (with its `token`), `GET /fetch?url=`
 //! any URL (the host lets it reach only that server).
 
-use locker_guest::wasip2::exports::http::incoming_handler::Guest;
-use locker_guest::wasip2::http::types::{IncomingRequest, ResponseOutparam};
-use locker_guest::{Request, fetch, respond};
+use locker_sdk::wasip2::exports::http::incoming_handler::Guest;
+use locker_sdk::wasip2::http::types::{IncomingRequest, ResponseOutparam};
+use locker_sdk::{Request, fetch, respond};
 
 mod config {
     wit_bindgen::generate!({
-        path: "../../wit/wasi-config/0.2.0-draft-2024-09-27",
+        path: "../../wit/deps/config",
         world: "wasi:config/imports",
     });
 }
@@ -73,4 +73,4 @@ impl Guest for ConfigReader {
     }
 }
 
-locker_guest::wasip2::http::proxy::export!(ConfigReader with_types_in locker_guest::wasip2);
+locker_sdk::wasip2::http::proxy::export!(ConfigReader with_types_in locker_sdk::wasip2);

@@ -3,9 +3,9 @@
 //! so the two compare like for like (`hello-rs` also echoes its path and
 //! prefix, which costs five more calls into the host per request).
 
-use locker_guest::respond;
-use locker_guest::wasip2::exports::http::incoming_handler::Guest;
-use locker_guest::wasip2::http::types::{IncomingRequest, ResponseOutparam};
+use locker_sdk::respond;
+use locker_sdk::wasip2::exports::http::incoming_handler::Guest;
+use locker_sdk::wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
 struct HelloFixed;
 
@@ -15,4 +15,4 @@ impl Guest for HelloFixed {
     }
 }
 
-locker_guest::wasip2::http::proxy::export!(HelloFixed with_types_in locker_guest::wasip2);
+locker_sdk::wasip2::http::proxy::export!(HelloFixed with_types_in locker_sdk::wasip2);

@@ -2,9 +2,9 @@
 //! back chunk by chunk as they arrive, and shows the headers it was given
 //! on `GET /headers`.
 
-use locker_guest::wasip2::exports::http::incoming_handler::Guest;
-use locker_guest::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
-use locker_guest::{Request, ResponseWriter, respond};
+use locker_sdk::wasip2::exports::http::incoming_handler::Guest;
+use locker_sdk::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
+use locker_sdk::{Request, ResponseWriter, respond};
 
 struct Hello;
 
@@ -38,4 +38,4 @@ impl Guest for Hello {
     }
 }
 
-locker_guest::wasip2::http::proxy::export!(Hello with_types_in locker_guest::wasip2);
+locker_sdk::wasip2::http::proxy::export!(Hello with_types_in locker_sdk::wasip2);

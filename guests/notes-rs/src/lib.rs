@@ -13,9 +13,9 @@
 
 use std::io::ErrorKind;
 
-use locker_guest::wasip2::exports::http::incoming_handler::Guest;
-use locker_guest::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
-use locker_guest::{Request, respond};
+use locker_sdk::wasip2::exports::http::incoming_handler::Guest;
+use locker_sdk::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
+use locker_sdk::{Request, respond};
 
 struct Notes;
 
@@ -58,7 +58,7 @@ impl Guest for Notes {
             (Method::Get, "/fetch") => {
                 // Outbound HTTP, as a connector syncs from its source.
                 let url = request.query_param("url").unwrap_or_default();
-                match locker_guest::fetch(url) {
+                match locker_sdk::fetch(url) {
                     Ok((status, body)) => respond(out, status, body),
                     Err(e) => respond(out, 502, format!("cannot fetch {url}: {e}\n")),
                 }
@@ -83,4 +83,4 @@ fn status_for(error: &std::io::Error) -> u16 {
     }
 }
 
-locker_guest::wasip2::http::proxy::export!(Notes with_types_in locker_guest::wasip2);
+locker_sdk::wasip2::http::proxy::export!(Notes with_types_in locker_sdk::wasip2);

@@ -4,10 +4,10 @@
 //! - `POST /publish-many?topic=T&count=N` publishes `{"n": 0..N}` in order;
 //! - `GET /whoami` and `GET /find?pattern=P` use discovery.
 
-use locker_guest::events::PublishError;
-use locker_guest::wasip2::exports::http::incoming_handler::Guest as HttpGuest;
-use locker_guest::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
-use locker_guest::{Request, discovery, events, respond};
+use locker_sdk::events::PublishError;
+use locker_sdk::wasip2::exports::http::incoming_handler::Guest as HttpGuest;
+use locker_sdk::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
+use locker_sdk::{Request, discovery, events, respond};
 
 struct Publisher;
 
@@ -61,4 +61,4 @@ fn describe(error: &PublishError) -> String {
     }
 }
 
-locker_guest::wasip2::http::proxy::export!(Publisher with_types_in locker_guest::wasip2);
+locker_sdk::wasip2::http::proxy::export!(Publisher with_types_in locker_sdk::wasip2);

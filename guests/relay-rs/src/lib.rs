@@ -8,9 +8,9 @@
 //! Every call claims to come from the owner (`x-locker-caller: owner`): the
 //! host must replace that with the truth.
 
-use locker_guest::wasip2::exports::http::incoming_handler::Guest;
-use locker_guest::wasip2::http::types::{IncomingRequest, ResponseOutparam};
-use locker_guest::{Request, discovery, fetch_with, respond};
+use locker_sdk::wasip2::exports::http::incoming_handler::Guest;
+use locker_sdk::wasip2::http::types::{IncomingRequest, ResponseOutparam};
+use locker_sdk::{Request, discovery, fetch_with, respond};
 
 struct Relay;
 
@@ -58,4 +58,4 @@ impl Guest for Relay {
     }
 }
 
-locker_guest::wasip2::http::proxy::export!(Relay with_types_in locker_guest::wasip2);
+locker_sdk::wasip2::http::proxy::export!(Relay with_types_in locker_sdk::wasip2);

@@ -6,11 +6,11 @@
 //! `{"always_fail": true}` fails until `POST /fix` is called. Every attempt at
 //! such an event is appended to `attempts.jsonl` (`GET /attempts`).
 
-use locker_guest::event_handler;
-use locker_guest::events::Event;
-use locker_guest::wasip2::exports::http::incoming_handler::Guest as HttpGuest;
-use locker_guest::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
-use locker_guest::{Request, append_line, respond};
+use locker_sdk::event_handler;
+use locker_sdk::events::Event;
+use locker_sdk::wasip2::exports::http::incoming_handler::Guest as HttpGuest;
+use locker_sdk::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
+use locker_sdk::{Request, append_line, respond};
 
 struct Subscriber;
 
@@ -67,5 +67,5 @@ impl HttpGuest for Subscriber {
     }
 }
 
-locker_guest::wasip2::http::proxy::export!(Subscriber with_types_in locker_guest::wasip2);
-locker_guest::bindings::event_handling::export_event_handler!(Subscriber);
+locker_sdk::wasip2::http::proxy::export!(Subscriber with_types_in locker_sdk::wasip2);
+locker_sdk::export_event_handler!(Subscriber);

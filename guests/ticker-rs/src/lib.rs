@@ -12,12 +12,12 @@
 //!   or an array of those;
 //! - `DELETE /jobs/NAME` cancels one.
 
-use locker_guest::job_handler::{self, Job};
-use locker_guest::scheduler::{self, Schedule, ScheduleError};
-use locker_guest::wasip2::clocks::{monotonic_clock, wall_clock};
-use locker_guest::wasip2::exports::http::incoming_handler::Guest as HttpGuest;
-use locker_guest::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
-use locker_guest::{Request, append_line, respond};
+use locker_sdk::job_handler::{self, Job};
+use locker_sdk::scheduler::{self, Schedule, ScheduleError};
+use locker_sdk::wasip2::clocks::{monotonic_clock, wall_clock};
+use locker_sdk::wasip2::exports::http::incoming_handler::Guest as HttpGuest;
+use locker_sdk::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
+use locker_sdk::{Request, append_line, respond};
 use serde_json::{Value, json};
 
 struct Ticker;
@@ -129,5 +129,5 @@ fn now_ms() -> u64 {
     now.seconds * 1000 + u64::from(now.nanoseconds) / 1_000_000
 }
 
-locker_guest::wasip2::http::proxy::export!(Ticker with_types_in locker_guest::wasip2);
-locker_guest::bindings::job_handling::export_job_handler!(Ticker);
+locker_sdk::wasip2::http::proxy::export!(Ticker with_types_in locker_sdk::wasip2);
+locker_sdk::export_job_handler!(Ticker);

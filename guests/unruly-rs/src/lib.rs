@@ -10,9 +10,9 @@
 //!   included (always 1 unless the host reuses instances);
 //! - anything else: answers normally.
 
-use locker_guest::wasip2::exports::http::incoming_handler::Guest;
-use locker_guest::wasip2::http::types::{IncomingRequest, ResponseOutparam};
-use locker_guest::{Request, respond};
+use locker_sdk::wasip2::exports::http::incoming_handler::Guest;
+use locker_sdk::wasip2::http::types::{IncomingRequest, ResponseOutparam};
+use locker_sdk::{Request, respond};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 struct Unruly;
@@ -74,4 +74,4 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1) + frame[0]
 }
 
-locker_guest::wasip2::http::proxy::export!(Unruly with_types_in locker_guest::wasip2);
+locker_sdk::wasip2::http::proxy::export!(Unruly with_types_in locker_sdk::wasip2);

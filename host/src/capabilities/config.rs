@@ -26,7 +26,7 @@ use crate::store::config::StoredValue;
 
 mod draft {
     wasmtime::component::bindgen!({
-        path: "../wit/wasi-config/0.2.0-draft-2024-09-27",
+        path: "../wit/deps/config",
         world: "wasi:config/imports",
     });
 }

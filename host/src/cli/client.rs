@@ -12,6 +12,7 @@ use crate::api::{
 use crate::package::Package;
 use crate::store::root::HostRecord;
 
+#[derive(Clone)]
 pub struct AdminClient {
     base: String,
     http: reqwest::Client,
@@ -238,6 +239,16 @@ impl AdminClient {
     /// A new one-time link to choose the owner's password.
     pub async fn setup_link(&self) -> Result<String> {
         let url = format!("{}/owner/setup-link", self.base);
+        let answer: serde_json::Value = self.send(self.http.post(url)).await?;
+        answer["link"]
+            .as_str()
+            .map(str::to_string)
+            .context("the host's answer has no link")
+    }
+
+    /// A one-time link that logs a browser in as the owner.
+    pub async fn login_link(&self) -> Result<String> {
+        let url = format!("{}/owner/login-link", self.base);
         let answer: serde_json::Value = self.send(self.http.post(url)).await?;
         answer["link"]
             .as_str()

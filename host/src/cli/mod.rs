@@ -10,6 +10,7 @@
 mod access;
 pub mod client;
 mod config;
+mod develop;
 mod events;
 mod jobs;
 mod logs;
@@ -60,6 +61,12 @@ pub(crate) struct Target {
 enum Command {
     /// Serve the locker: the admin API and every installed service.
     Serve(Box<ServeArgs>),
+    /// Start a service: a working one from a template, in Rust, JavaScript or Python.
+    New(develop::NewArgs),
+    /// Build a service folder into a package folder (target/locker/), checked as install checks it.
+    Build(develop::BuildArgs),
+    /// Build a service, serve it in a throw-away locker, and rebuild it on each save.
+    Dev(Box<develop::DevArgs>),
     /// Install a service from a package folder (locker.toml + component) or a .wasm.
     Install {
         /// A folder holding locker.toml and the component it names, or a .wasm file.
@@ -235,6 +242,8 @@ enum TokenAction {
 enum OwnerAction {
     /// Print a new one-time link to choose the owner's password.
     Reset,
+    /// Print a one-time link that logs a browser in (for ten minutes).
+    LoginLink,
     /// The owner's browser sessions.
     Sessions {
         #[arg(long)]
@@ -286,6 +295,9 @@ pub fn run(cli: Cli) -> Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::serve(*args).await,
+            Command::New(args) => develop::new(args),
+            Command::Build(args) => tokio::task::block_in_place(|| develop::build(args)),
+            Command::Dev(args) => develop::dev(*args).await,
             Command::Install {
                 path,
                 manifest,
@@ -320,6 +332,7 @@ pub fn run(cli: Cli) -> Result<()> {
             },
             Command::Owner { action, root } => match action {
                 OwnerAction::Reset => owner::reset(&root).await,
+                OwnerAction::LoginLink => owner::login_link(&root).await,
                 OwnerAction::Sessions { json } => owner::sessions(&root, json).await,
                 OwnerAction::Logout { id } => owner::logout(&root, &id).await,
             },

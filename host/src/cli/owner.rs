@@ -126,6 +126,15 @@ pub(super) async fn reset(target: &Target) -> Result<()> {
     Ok(())
 }
 
+pub(super) async fn login_link(target: &Target) -> Result<()> {
+    let Access::Host(client) = access(target)? else {
+        bail!("a login link needs the host serving this root: start `locker serve` first");
+    };
+    println!("{}", client.login_link().await?);
+    eprintln!("this link logs a browser in once, within ten minutes");
+    Ok(())
+}
+
 pub(super) async fn sessions(target: &Target, json: bool) -> Result<()> {
     let views: Vec<SessionView> = match access(target)? {
         Access::Host(client) => client.sessions().await?,

@@ -9,6 +9,7 @@
 //! GET  /_locker/login[?next=/path]
 //! POST /_locker/login
 //! POST /_locker/logout
+//! GET  /_locker/login-link?code=C[&next=/path]  a one-time link the CLI made
 //! GET  /_locker/ticket?service=S&path=P   owner only: redirect into S with a ticket
 //! GET  /_locker/enter?ticket=T            on S's origin: trade the ticket for a grant
 //! ```
@@ -48,6 +49,7 @@ pub async fn locker_page(
         (Method::GET, "/_locker/login") => login_form(front, &query(&request), None),
         (Method::POST, "/_locker/login") => login(front, request, authority, client).await,
         (Method::POST, "/_locker/logout") => logout(front, &request, authority),
+        (Method::GET, "/_locker/login-link") => login_link(front, &query(&request), client),
         (Method::GET, "/_locker/ticket") => ticket(front, &request, authority),
         _ => return None,
     })
@@ -252,6 +254,34 @@ async fn login(
         front,
         &client.to_string(),
         &local_path(form.get("next").map(String::as_str)),
+    )
+}
+
+/// A one-time login link (`locker owner login-link`, `locker dev`): the
+/// code is the credential, so it works once, for minutes.
+fn login_link(front: &Front, query: &HashMap<String, String>, client: IpAddr) -> Response<BoxBody> {
+    if let Err(wait) = front.owner.throttle.attempt(client) {
+        return page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            &format!("<p>Try again in {} seconds.</p>", wait.as_secs() + 1),
+        );
+    }
+    let code = query.get("code").map(String::as_str).unwrap_or_default();
+    if !front.owner.login_links.redeem(code) {
+        tracing::info!(%client, "a login link was refused");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Link expired",
+            "<p>This login link has expired or was used already. Run \
+             <code>locker owner login-link</code> for a new one, or log in.</p>",
+        );
+    }
+    tracing::info!(%client, "logged in with a login link");
+    start_session(
+        front,
+        &client.to_string(),
+        &local_path(query.get("next").map(String::as_str)),
     )
 }
 

@@ -2,10 +2,11 @@
 //! links (`password`), their browser sessions and the tickets and grants
 //! that carry a session to each service's origin (`sessions`), their API
 //! tokens and what each may open (`tokens`, `scope`), and the limit on
-//! login attempts (`throttle`). The HTTP front door asks this unit who is
+//! login attempts (`throttle`), and one-time login links (`login_links`). The HTTP front door asks this unit who is
 //! calling; the root's `owner` tables keep what must survive a restart.
 
 pub mod last_use;
+pub mod login_links;
 pub mod password;
 pub mod scope;
 pub mod secret;
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 
+pub use login_links::LoginLinks;
 pub use password::SetupError;
 pub use scope::{Door, Scope};
 pub use sessions::{Session, SessionPolicy, Sessions};
@@ -37,6 +39,7 @@ pub struct Owner {
     pub sessions: Sessions,
     pub tokens: Tokens,
     pub throttle: LoginThrottle,
+    pub login_links: LoginLinks,
     has_password: AtomicBool,
 }
 
@@ -47,6 +50,7 @@ impl Owner {
             sessions: Sessions::load(&store, policy)?,
             tokens: Tokens::load(&store)?,
             throttle: LoginThrottle::default(),
+            login_links: LoginLinks::default(),
             has_password: AtomicBool::new(store.password()?.is_some()),
             store,
         })

@@ -189,3 +189,41 @@ pub fn inspect_component(bytes: &[u8]) -> Result<Exports> {
     }
     Ok(exports)
 }
+
+/// The interfaces a host provides to guests: WASI's own (the policy decides
+/// what each may reach), settings, and Locker's.
+const PROVIDED_IMPORTS: &[&str] = &[
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+    "wasi:http/",
+    "wasi:config/",
+    "locker:service/",
+];
+
+/// The component's imports that no locker provides (an SDK's mistake, or a
+/// component built for another host).
+pub fn unsupported_imports(bytes: &[u8]) -> Result<Vec<String>> {
+    let mut unsupported = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| anyhow::anyhow!("invalid component: {e}"))? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(section) if depth == 1 => {
+                for import in section {
+                    let import = import.map_err(|e| anyhow::anyhow!("invalid component: {e}"))?;
+                    let name = import.name.name;
+                    if !PROVIDED_IMPORTS.iter().any(|p| name.starts_with(p)) {
+                        unsupported.push(name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(unsupported)
+}

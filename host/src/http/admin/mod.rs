@@ -29,6 +29,7 @@
 //! GET    /_locker/api/sessions                         the owner's browser sessions
 //! DELETE /_locker/api/sessions/{id}                    end one
 //! POST   /_locker/api/owner/setup-link                 a new one-time link to choose the password
+//! POST   /_locker/api/owner/login-link                 a one-time link that logs a browser in
 //! ```
 //!
 //! `gate` lets a request in first: a token whose scope allows it, or the

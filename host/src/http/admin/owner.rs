@@ -66,6 +66,12 @@ pub async fn dispatch(front: &Front, request: Request<Incoming>, authority: &str
                 "link": format!("{}/_locker/setup?code={code}", front.origins.locker_origin(authority)),
             }))
         }
+        (&Method::POST, ["owner", "login-link"]) => {
+            let code = owner.login_links.issue();
+            ok(&serde_json::json!({
+                "link": format!("{}/_locker/login-link?code={code}", front.origins.locker_origin(authority)),
+            }))
+        }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no admin route {method} {ADMIN_PREFIX}{path}"),

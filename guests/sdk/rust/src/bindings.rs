@@ -2,7 +2,8 @@
 //! export has its own module and export macro, so a service implements only
 //! the handlers it has:
 //!
-//! - [`imports`]: `events`, `discovery` and `scheduler`, to call the host;
+//! - [`imports`]: `events`, `discovery`, `scheduler` and `wasi:config/store`,
+//!   to call the host;
 //! - [`event_handling`]: `export_event_handler!(S)` for `event-handler::Guest`;
 //! - [`job_handling`]: `export_job_handler!(S)` for `job-handler::Guest`.
 //!
@@ -12,29 +13,30 @@
 pub mod imports {
     wit_bindgen::generate!({
         world: "locker:service/imports",
-        path: "../../wit",
+        path: "../../../wit",
+        generate_all,
     });
 }
 
 pub mod event_handling {
     wit_bindgen::generate!({
         world: "locker:service/event-handling",
-        path: "../../wit",
+        path: "../../../wit",
         with: {
             "locker:service/events@0.1.0": crate::bindings::imports::locker::service::events,
         },
         pub_export_macro: true,
         export_macro_name: "export_event_handler",
-        default_bindings_module: "locker_guest::bindings::event_handling",
+        default_bindings_module: "locker_sdk::bindings::event_handling",
     });
 }
 
 pub mod job_handling {
     wit_bindgen::generate!({
         world: "locker:service/job-handling",
-        path: "../../wit",
+        path: "../../../wit",
         pub_export_macro: true,
         export_macro_name: "export_job_handler",
-        default_bindings_module: "locker_guest::bindings::job_handling",
+        default_bindings_module: "locker_sdk::bindings::job_handling",
     });
 }

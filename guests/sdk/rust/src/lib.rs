@@ -1,15 +1,40 @@
-//! Helpers that keep Rust Locker services short.
+//! Locker's SDK for services written in Rust.
 //!
-//! A service is a plain `wasi:http/proxy` component; these helpers only wrap
-//! the `wasip2` bindings for the common cases: read the request line, headers
-//! and body, and answer with a status and a body.
+//! A service is a `wasm32-wasip2` component (`crate-type = ["cdylib"]`).
+//! What it can do, and where this crate helps:
+//!
+//! - **HTTP**: export `wasi:http/incoming-handler` with
+//!   `locker_sdk::wasip2::http::proxy::export!(MyService with_types_in locker_sdk::wasip2)`;
+//!   [`Request`] reads a request, [`respond`] and [`ResponseWriter`] answer.
+//! - **Events**: [`events::publish`] (the topic must be in the manifest's
+//!   `publishes`), and [`event_handler::Guest`] exported with
+//!   `locker_sdk::export_event_handler!(MyService)` to receive the topics
+//!   the manifest `subscribes` to. A handler's `Err` is retried, then kept
+//!   as a dead letter.
+//! - **Jobs**: [`scheduler`] creates and cancels jobs at run time;
+//!   [`job_handler::Guest`] with `locker_sdk::export_job_handler!(MyService)`
+//!   runs them, and the manifest's `[[schedule]]` ones.
+//! - **Settings and secrets**: [`config::get`] reads the manifest's
+//!   `[config.KEY]` values the owner set (`locker config set`), through the
+//!   standard `wasi:config/store`.
+//! - **Other services**: [`call`] makes a request to a service the
+//!   manifest's `calls` names; [`discovery::find`] finds services by type.
+//! - **Files**: the service's folder is its current directory; use
+//!   `std::fs` (and [`append_line`] for logs that never interleave).
+//!
+//! `locker new NAME --lang rust` starts a service that uses all of these.
 
 use std::io::{Read, Write};
 
 pub mod bindings;
+mod calls;
+pub mod config;
+pub use bindings::event_handling::export_event_handler;
 pub use bindings::event_handling::exports::locker::service::event_handler;
 pub use bindings::imports::locker::service::{discovery, events, scheduler};
+pub use bindings::job_handling::export_job_handler;
 pub use bindings::job_handling::exports::locker::service::job_handler;
+pub use calls::{call, call_with};
 
 pub use wasip2;
 use wasip2::http::types::{
