@@ -8,7 +8,8 @@
 //! Python components must export exactly what their world does, so the
 //! world (`locker:service/service-http-events`, ...) is chosen from what
 //! the source defines, after checking that against the manifest. A build
-//! whose inputs (the folder's files, the SDK) did not change is skipped.
+//! whose inputs (the folder's files, the SDK) did not change is skipped
+//! (for Rust, cargo decides; an unchanged component is not packed again).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -84,7 +85,11 @@ pub fn build(dir: &Path, sdk: &Sdk, tools: &Path, options: &BuildOptions) -> Res
     let language = Language::of(&dir)?;
     let out = dir.join(PACKAGE_DIR);
     let stamp = inputs_stamp(&dir, sdk)?;
-    let done = std::fs::read_to_string(out.join(STAMP)).is_ok_and(|s| s == stamp)
+    // Cargo keeps its own account of what changed (and writes Cargo.lock,
+    // an input, on the first build), so Rust is always handed to it; the
+    // others are skipped when their inputs are as they were.
+    let done = language != Language::Rust
+        && std::fs::read_to_string(out.join(STAMP)).is_ok_and(|s| s == stamp)
         && out.join(&manifest.component).is_file();
     if done && !options.force {
         return Ok(Built {
@@ -101,9 +106,25 @@ pub fn build(dir: &Path, sdk: &Sdk, tools: &Path, options: &BuildOptions) -> Res
         Language::Js => build_js(&dir, &manifest, sdk, tools)?,
         Language::Python => build_python(&dir, &manifest, sdk, tools)?,
     };
-    write_package(&dir, &out, &manifest, &component)?;
-    let package = Package::read(&out, None)
-        .with_context(|| format!("the built package {} is not installable", out.display()))?;
+    let unchanged = !options.force
+        && same_file(&component, &out.join(&manifest.component))
+        && same_file(&manifest_path, &out.join("locker.toml"));
+    if unchanged {
+        return Ok(Built {
+            dir: out,
+            manifest,
+            language,
+            rebuilt: false,
+            took: started.elapsed(),
+        });
+    }
+    // Checked before it replaces the last package: a refused build leaves
+    // nothing that `locker install` could pick up.
+    let staged = dir.join(WORK_DIR).join("package");
+    std::fs::remove_dir_all(&staged).ok();
+    write_package(&dir, &staged, &manifest, &component)?;
+    let package =
+        Package::read(&staged, None).context("the built package is not one a locker installs")?;
     let unsupported = unsupported_imports(&package.component)?;
     if !unsupported.is_empty() {
         bail!(
@@ -111,7 +132,10 @@ pub fn build(dir: &Path, sdk: &Sdk, tools: &Path, options: &BuildOptions) -> Res
             unsupported.join(", ")
         );
     }
-    std::fs::write(out.join(STAMP), stamp)?;
+    std::fs::write(staged.join(STAMP), stamp)?;
+    std::fs::remove_dir_all(&out).ok();
+    std::fs::rename(&staged, &out)
+        .with_context(|| format!("cannot move the package to {}", out.display()))?;
     Ok(Built {
         dir: out,
         manifest,
@@ -119,6 +143,10 @@ pub fn build(dir: &Path, sdk: &Sdk, tools: &Path, options: &BuildOptions) -> Res
         rebuilt: true,
         took: started.elapsed(),
     })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((std::fs::read(a), std::fs::read(b)), (Ok(a), Ok(b)) if a == b)
 }
 
 /// The package folder: the manifest as written, the component under the
@@ -374,8 +402,17 @@ fn generate_python_bindings(sdk: &Sdk, componentize: &toolchain::Tool) -> Result
     if !status.success() {
         bail!("componentize-py could not generate the SDK's bindings");
     }
-    std::fs::remove_dir_all(&target).ok();
-    std::fs::rename(staging.path().join("bindings"), &target)?;
+    // Entry by entry into the folder componentize-py is given (it must stay
+    // there for builds running meanwhile); `__init__.py` last, as the mark.
+    let generated = staging.path().join("bindings");
+    for entry in std::fs::read_dir(&generated)? {
+        let entry = entry?;
+        if entry.file_name() != "__init__.py" {
+            // Another build may have moved the same entry in already.
+            std::fs::rename(entry.path(), target.join(entry.file_name())).ok();
+        }
+    }
+    std::fs::rename(generated.join("__init__.py"), target.join("__init__.py")).ok();
     Ok(())
 }
 

@@ -157,8 +157,16 @@ fn write_all(root: &Path, version: &str) -> Result<()> {
     // Swap: the old SDKs aside, the new ones in, the old ones gone.
     let retired = parent.join(format!(".sdk-retired-{}", std::process::id()));
     let had_old = std::fs::rename(root, &retired).is_ok();
-    std::fs::rename(staging.keep(), root)
-        .with_context(|| format!("cannot move the new SDKs to {}", root.display()))?;
+    let staged = staging.keep();
+    if let Err(error) = std::fs::rename(&staged, root) {
+        std::fs::remove_dir_all(&staged).ok();
+        // Another `locker` set the same SDKs up at the same moment: theirs do.
+        let theirs = std::fs::read_to_string(root.join(VERSION_FILE)).ok();
+        if theirs.as_deref() != Some(version) {
+            return Err(error)
+                .with_context(|| format!("cannot move the new SDKs to {}", root.display()));
+        }
+    }
     if had_old {
         std::fs::remove_dir_all(&retired).ok();
     }
