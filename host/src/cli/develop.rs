@@ -285,14 +285,12 @@ fn is_source(root: &Path, path: &Path) -> bool {
 async fn follow_log(client: AdminClient, name: String) {
     let mut from = 0;
     loop {
-        match client.log(&name, from).await {
-            Ok((bytes, next)) => {
-                if !bytes.is_empty() {
-                    print!("{}", String::from_utf8_lossy(&bytes));
-                }
-                from = next;
+        // A host that is restarting answers nothing for a moment: try again.
+        if let Ok((bytes, next)) = client.log(&name, from).await {
+            if !bytes.is_empty() {
+                print!("{}", String::from_utf8_lossy(&bytes));
             }
-            Err(_) => {}
+            from = next;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
