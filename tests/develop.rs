@@ -346,3 +346,74 @@ async fn a_manifest_that_subscribes_without_an_event_handler_is_refused() {
         );
     }
 }
+
+/// From the attacker's side: a login link is made only with the owner's
+/// admin rights, and only the code it carries opens a session.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_link_is_made_only_by_the_owner_and_a_guessed_code_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let locker = Locker::start(&root, &[]);
+    let browser = client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mint = |token: Option<String>| {
+        let request = browser.post(locker.url("/_locker/api/owner/login-link"));
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(mint(None).await, 401, "anyone minted a login link");
+    let out = cli_async(&root, &["token", "create", "--scope", "read"]).await;
+    let reader = out.stdout.trim().lines().last().unwrap().trim().to_string();
+    assert_eq!(
+        mint(Some(reader)).await,
+        403,
+        "a read token minted a login link"
+    );
+
+    let guessed = browser
+        .get(format!(
+            "{}/_locker/login-link?code=0123456789abcdef",
+            locker.origin()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(guessed.status().as_u16(), 403);
+    assert!(!guessed.headers().contains_key("set-cookie"));
+
+    let out = cli_async(&root, &["owner", "login-link"]).await;
+    assert!(out.success, "{}", out.stderr);
+    let link = out.stdout.trim().replace("127.0.0.1", "locker.localhost");
+    let entered = browser.get(&link).send().await.unwrap();
+    assert_eq!(entered.status().as_u16(), 303, "{link}");
+    assert!(entered.headers().contains_key("set-cookie"));
+}
+
+/// A toolchain that is missing and cannot be installed is named, with what
+/// to install.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_toolchain_is_a_message_naming_what_to_install() {
+    let work = tempfile::tempdir().unwrap();
+    let (made, said) = run(work.path(), &["new", "bare", "--lang", "js"]).await;
+    assert!(made, "{said}");
+    let empty = work.path().join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let output = author(&["build"])
+        .current_dir(work.path().join("bare"))
+        .env("PATH", &empty)
+        .env("LOCKER_TOOLS", work.path().join("no-tools"))
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        said.contains("componentize-js") && said.contains("install Node.js"),
+        "{said}"
+    );
+}
