@@ -238,7 +238,11 @@ impl AdminClient {
 
     /// A new one-time link to choose the owner's password.
     pub async fn setup_link(&self) -> Result<String> {
-        let url = format!("{}/owner/setup-link", self.base);
+        self.owner_link("setup-link").await
+    }
+
+    async fn owner_link(&self, which: &str) -> Result<String> {
+        let url = format!("{}/owner/{which}", self.base);
         let answer: serde_json::Value = self.send(self.http.post(url)).await?;
         answer["link"]
             .as_str()
@@ -248,12 +252,7 @@ impl AdminClient {
 
     /// A one-time link that logs a browser in as the owner.
     pub async fn login_link(&self) -> Result<String> {
-        let url = format!("{}/owner/login-link", self.base);
-        let answer: serde_json::Value = self.send(self.http.post(url)).await?;
-        answer["link"]
-            .as_str()
-            .map(str::to_string)
-            .context("the host's answer has no link")
+        self.owner_link("login-link").await
     }
 
     /// Calls `on_event` for each event published from now on (Server-Sent Events).

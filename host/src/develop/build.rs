@@ -91,14 +91,15 @@ pub fn build(dir: &Path, sdk: &Sdk, tools: &Path, options: &BuildOptions) -> Res
     let done = language != Language::Rust
         && std::fs::read_to_string(out.join(STAMP)).is_ok_and(|s| s == stamp)
         && out.join(&manifest.component).is_file();
+    let up_to_date = |out: PathBuf, manifest: Manifest| Built {
+        dir: out,
+        manifest,
+        language,
+        rebuilt: false,
+        took: started.elapsed(),
+    };
     if done && !options.force {
-        return Ok(Built {
-            dir: out,
-            manifest,
-            language,
-            rebuilt: false,
-            took: started.elapsed(),
-        });
+        return Ok(up_to_date(out, manifest));
     }
 
     let component = match language {
@@ -110,13 +111,7 @@ pub fn build(dir: &Path, sdk: &Sdk, tools: &Path, options: &BuildOptions) -> Res
         && same_file(&component, &out.join(&manifest.component))
         && same_file(&manifest_path, &out.join("locker.toml"));
     if unchanged {
-        return Ok(Built {
-            dir: out,
-            manifest,
-            language,
-            rebuilt: false,
-            took: started.elapsed(),
-        });
+        return Ok(up_to_date(out, manifest));
     }
     // Checked before it replaces the last package: a refused build leaves
     // nothing that `locker install` could pick up.
