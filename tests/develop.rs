@@ -210,6 +210,15 @@ async fn the_loop_serves_a_new_service(lang: &str, edit: (&str, &str, &str)) {
     .await;
     let payload: Value = serde_json::from_str(seen["payload"].as_str().unwrap()).unwrap();
     assert_eq!(payload["payload"], serde_json::json!({"n": 1}), "{seen}");
+    // It kept the event as a plain JSON file in its folder.
+    let ping_id = payload["id"].as_str().unwrap();
+    assert_eq!(get("/seen").await, (200, format!("{ping_id}.json")));
+    let kept = root
+        .join("services")
+        .join(&name)
+        .join(format!("seen/{ping_id}.json"));
+    let kept: Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_eq!(kept, serde_json::json!({"n": 1}));
     let ticked = events(&locker, &format!("{name}/ticked")).await;
     assert_eq!(ticked.len(), 1, "{ticked:?}");
     let payload: Value = serde_json::from_str(ticked[0]["payload"].as_str().unwrap()).unwrap();
@@ -416,4 +425,39 @@ async fn a_missing_toolchain_is_a_message_naming_what_to_install() {
         said.contains("componentize-js") && said.contains("install Node.js"),
         "{said}"
     );
+}
+
+/// With no componentize-py on the PATH, `locker build` installs the one it
+/// is tested with into the tools folder (saying so), and builds with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_componentize_py_is_installed_into_the_tools_folder() {
+    let work = tempfile::tempdir().unwrap();
+    let (made, said) = run(work.path(), &["new", "fresh", "--lang", "python"]).await;
+    assert!(made, "{said}");
+    // The PATH without the toolchains the other tests share.
+    let shared = [
+        workspace().join("guests/node_modules/.bin"),
+        workspace().join(".tools/python/bin"),
+    ];
+    let path = std::env::join_paths(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .filter(|p| !shared.contains(p)),
+    )
+    .unwrap();
+    let tools = work.path().join("tools");
+    let output = author(&["build"])
+        .current_dir(work.path().join("fresh"))
+        .env("PATH", path)
+        .env("LOCKER_TOOLS", &tools)
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("installing componentize-py==0.25.1 into"),
+        "{said}"
+    );
+    assert!(tools.join("python/bin/componentize-py").is_file());
+    assert!(work.path().join("fresh/target/locker/fresh.wasm").is_file());
 }

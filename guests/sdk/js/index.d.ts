@@ -94,3 +94,24 @@ export const scheduler: {
 /** `fetch` of `http://SERVICE.locker/PATH`: a service the manifest's
  * `calls` names. */
 export function call(service: string, path?: string, init?: RequestInit): Promise<Response>;
+
+/** Files in the service's own folder, the only place it can reach. Paths
+ * are relative to it; a write replaces a file whole and at once.
+ * @throws {LockerError} with the filesystem's code (`access`, `not-directory`, ...) */
+export const files: {
+  /** The file's bytes, or undefined when there is none. */
+  readBytes(path: string): Uint8Array | undefined;
+  readText(path: string): string | undefined;
+  readJson(path: string): any;
+  writeBytes(path: string, bytes: Uint8Array): void;
+  writeText(path: string, text: string): void;
+  /** Writes `value` as indented JSON. */
+  writeJson(path: string, value: unknown): void;
+  /** Names in a folder (default: the service's own), sorted; [] when there is none. */
+  list(dir?: string): string[];
+  /** Makes a folder and those above it, as needed. */
+  makeDir(path: string): void;
+  /** False when there was no such file. */
+  remove(path: string): boolean;
+  exists(path: string): boolean;
+};

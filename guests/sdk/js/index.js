@@ -5,7 +5,8 @@
 //   - HTTP: `serve(handler)` (a `fetch` listener), or an `incomingHandler`;
 //   - events: `export const eventHandler = onEvent(fn)`;
 //   - jobs:   `export const jobHandler = onJob(fn)`.
-// Imports of the host's interfaces (`locker:service/*`, `wasi:config/store`)
+// Imports of the host's interfaces (`locker:service/*`, `wasi:config/store`,
+// `wasi:filesystem` for the service's own folder)
 // are wrapped here so that a host error is a `LockerError` with a code and
 // a handler's thrown error is the handler's error (retried, then a dead
 // letter), never a trap that poisons the instance.
@@ -13,6 +14,7 @@ import * as events from 'locker:service/events@0.1.0';
 import * as discoveryImport from 'locker:service/discovery@0.1.0';
 import * as schedulerImport from 'locker:service/scheduler@0.1.0';
 import * as store from 'wasi:config/store@0.2.0-draft-2024-09-27';
+import { getDirectories } from 'wasi:filesystem/preopens@0.2.10';
 
 /** An error the host returned: `code` is its kind (`undeclared-topic`,
  * `invalid-json`, `name-taken`, ...), `detail` what the host said. */
@@ -157,3 +159,153 @@ export function call(service, path = '/', init) {
   const rest = path.startsWith('/') ? path : `/${path}`;
   return fetch(`http://${service}.locker${rest}`, init);
 }
+
+// ---- the service's folder ----------------------------------------------
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+// The service's folder: the one directory the host opens for it.
+function folder() {
+  const directories = getDirectories();
+  if (directories.length === 0) throw new LockerError('no-folder', 'the host gave this service no folder');
+  return directories[0][0];
+}
+
+// A path inside the folder, as the filesystem interface takes it.
+function relative(path) {
+  const parts = String(path).split('/').filter((p) => p !== '' && p !== '.');
+  return parts.length === 0 ? '.' : parts.join('/');
+}
+
+// Runs a filesystem call; its error code (`no-entry`, `access`, ...)
+// becomes a LockerError naming the path.
+function fs(path, call) {
+  try {
+    return call();
+  } catch (e) {
+    const code = e && e.payload;
+    if (typeof code === 'string') throw new LockerError(code, path);
+    throw e;
+  }
+}
+
+function missing(e) {
+  return e instanceof LockerError && e.code === 'no-entry';
+}
+
+/** Files in the service's own folder (the only place it can reach): paths
+ * are relative to it, and `..` cannot leave it. Writes replace a file
+ * whole and at once (a temporary file renamed over it), so a reader never
+ * sees half of one. */
+export const files = {
+  /** The file's bytes, or `undefined` when there is none. */
+  readBytes(path) {
+    let file;
+    try {
+      file = fs(path, () => folder().openAt({}, relative(path), {}, { read: true }));
+    } catch (e) {
+      if (missing(e)) return undefined;
+      throw e;
+    }
+    const chunks = [];
+    let offset = 0n;
+    let length = 0;
+    for (;;) {
+      const [data, end] = fs(path, () => file.read(65536n, offset));
+      chunks.push(data);
+      length += data.length;
+      offset += BigInt(data.length);
+      if (end || data.length === 0) break;
+    }
+    const bytes = new Uint8Array(length);
+    let at = 0;
+    for (const chunk of chunks) {
+      bytes.set(chunk, at);
+      at += chunk.length;
+    }
+    return bytes;
+  },
+  readText(path) {
+    const bytes = files.readBytes(path);
+    return bytes === undefined ? undefined : decoder.decode(bytes);
+  },
+  /** The file parsed as JSON, or `undefined` when there is none. */
+  readJson(path) {
+    const text = files.readText(path);
+    return text === undefined ? undefined : JSON.parse(text);
+  },
+  writeBytes(path, bytes) {
+    const target = relative(path);
+    const temporary = `${target}.tmp-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    const file = fs(path, () =>
+      folder().openAt({}, temporary, { create: true, truncate: true }, { write: true }),
+    );
+    let offset = 0;
+    while (offset < bytes.length) {
+      const chunk = bytes.subarray(offset, offset + 65536);
+      offset += Number(fs(path, () => file.write(chunk, BigInt(offset))));
+    }
+    fs(path, () => folder().renameAt(temporary, folder(), target));
+  },
+  writeText(path, text) {
+    files.writeBytes(path, encoder.encode(text));
+  },
+  /** Writes `value` as JSON (indented, so the owner can read it). */
+  writeJson(path, value) {
+    files.writeText(path, `${JSON.stringify(value, null, 2)}\n`);
+  },
+  /** The names in a folder (default: the service's own), sorted. */
+  list(dir = '.') {
+    const target = relative(dir);
+    let directory;
+    try {
+      directory =
+        target === '.'
+          ? folder()
+          : fs(dir, () => folder().openAt({}, target, { directory: true }, { read: true }));
+    } catch (e) {
+      if (missing(e)) return [];
+      throw e;
+    }
+    const entries = fs(dir, () => directory.readDirectory());
+    const names = [];
+    for (;;) {
+      const entry = fs(dir, () => entries.readDirectoryEntry());
+      if (entry === undefined || entry === null) break;
+      names.push(entry.name);
+    }
+    return names.sort();
+  },
+  /** Makes a folder and the folders above it, as needed. */
+  makeDir(path) {
+    const parts = relative(path).split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      const prefix = parts.slice(0, i).join('/');
+      try {
+        fs(path, () => folder().createDirectoryAt(prefix));
+      } catch (e) {
+        if (!(e instanceof LockerError && e.code === 'exist')) throw e;
+      }
+    }
+  },
+  /** Removes a file; false when there was none. */
+  remove(path) {
+    try {
+      fs(path, () => folder().unlinkFileAt(relative(path)));
+      return true;
+    } catch (e) {
+      if (missing(e)) return false;
+      throw e;
+    }
+  },
+  exists(path) {
+    try {
+      fs(path, () => folder().statAt({}, relative(path)));
+      return true;
+    } catch (e) {
+      if (missing(e)) return false;
+      throw e;
+    }
+  },
+};

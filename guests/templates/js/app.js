@@ -6,19 +6,23 @@
 // - `POST /publish/TOPIC` publishes `{}` on TOPIC and says what the host
 //   answered (an undeclared topic is refused with a LockerError).
 {%- if events %}
-// - each `{{ name }}/ping` event is answered with a `{{ name }}/seen` one; a
+// - each `{{ name }}/ping` event is kept as `seen/ID.json` in its folder
+//   (`GET /seen` lists them) and answered with a `{{ name }}/seen` event; a
 //   payload `{"fail": true}` fails the handler, which the host retries and
 //   then keeps as a dead letter.
 {%- endif %}
 {%- if jobs %}
 // - the `tick` job publishes `{{ name }}/ticked`.
 {%- endif %}
-import { LockerError, call, config, onEvent, onJob, publishJson, serve } from 'locker-sdk';
+import { LockerError, call, config, files, onEvent, onJob, publishJson, serve } from 'locker-sdk';
 
 serve(async (request) => {
   const path = new URL(request.url).pathname;
   if (path === '/') {
     return new Response(`${config.get('greeting') ?? 'Hello'} from {{ name }}\n`);
+  }
+  if (path === '/seen') {
+    return new Response(files.list('seen').join('\n'));
   }
   if (path.startsWith('/call/')) {
     const [service, ...rest] = path.slice('/call/'.length).split('/');
@@ -42,6 +46,8 @@ export const eventHandler = onEvent((event) => {
   if (event.data.fail === true) {
     throw new Error(`event ${event.id} asked to fail`);
   }
+  files.makeDir('seen');
+  files.writeJson(`seen/${event.id}.json`, event.data);
   publishJson('{{ name }}/seen', { id: event.id, payload: event.data });
 });
 {%- endif %}

@@ -273,11 +273,10 @@ fn is_source(root: &Path, path: &Path) -> bool {
     };
     !relative.components().any(|c| {
         let c = c.as_os_str().to_string_lossy();
-        matches!(
-            c.as_ref(),
-            "target" | "node_modules" | "__pycache__" | ".git"
-        ) || c.ends_with('~')
-            || c.starts_with(".#")
+        // Hidden files are an editor's swap files, `.git`, and the like.
+        matches!(c.as_ref(), "target" | "node_modules" | "__pycache__")
+            || c.starts_with('.')
+            || c.ends_with('~')
     })
 }
 
@@ -321,7 +320,7 @@ impl DevLocker {
             Some(lock) => {
                 drop(lock);
                 root.remove_host_record();
-                Some(spawn_host(&root_dir, args.listen)?)
+                Some(spawn_host(&root_dir, args.listen, scratch.is_some())?)
             }
         };
         println!(
@@ -375,14 +374,27 @@ impl DevLocker {
 }
 
 /// `locker serve` for the dev root, as a child process.
-fn spawn_host(root: &Path, listen: std::net::SocketAddr) -> Result<tokio::process::Child> {
+fn spawn_host(
+    root: &Path,
+    listen: std::net::SocketAddr,
+    throw_away: bool,
+) -> Result<tokio::process::Child> {
     let exe = std::env::current_exe().context("cannot find the locker binary")?;
-    tokio::process::Command::new(exe)
+    let mut command = tokio::process::Command::new(exe);
+    command
         .arg("serve")
         .arg("--root")
         .arg(root)
         .arg("--listen")
-        .arg(listen.to_string())
+        .arg(listen.to_string());
+    if throw_away {
+        // Compiled code outlives the throw-away root, so the next `locker
+        // dev` of the same build starts warm.
+        command
+            .arg("--cache-dir")
+            .arg(develop::tools_dir().join("cache"));
+    }
+    command
         .env(
             "LOCKER_LOG",
             std::env::var("LOCKER_LOG").unwrap_or_else(|_| "warn".into()),

@@ -30,7 +30,7 @@ const WORK_DIR: &str = "target/locker-build";
 /// The stamp of the inputs the package was built from.
 const STAMP: &str = ".inputs";
 /// Folders whose files are never inputs.
-const NOT_INPUTS: &[&str] = &["target", "node_modules", "__pycache__", ".git"];
+const NOT_INPUTS: &[&str] = &["target", "node_modules", "__pycache__"];
 
 #[derive(Debug, Default, Clone)]
 pub struct BuildOptions {
@@ -177,6 +177,9 @@ fn inputs_stamp(dir: &Path, sdk: &Sdk) -> Result<String> {
             let entry = entry?;
             let path = entry.path();
             let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue; // `.git`, an editor's swap files, `.gitignore`
+            }
             if entry.file_type()?.is_dir() {
                 if !NOT_INPUTS.iter().any(|n| name == *n) {
                     stack.push(path);

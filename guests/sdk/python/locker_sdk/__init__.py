@@ -30,7 +30,8 @@ from .bindings.imports import events as _events
 from .bindings.imports import outgoing_handler as _outgoing
 from .bindings.imports import scheduler as _scheduler
 from .bindings.imports import store as _store
-from .bindings.imports import types as _http
+# `types` is both wasi:http's and wasi:filesystem's: componentize-py names them apart.
+from .bindings.imports import wasi_http_types as _http
 from .bindings.imports.streams import StreamError_Closed
 
 __all__ = [

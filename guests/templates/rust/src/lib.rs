@@ -6,7 +6,8 @@
 //! - `POST /publish/TOPIC` publishes `{}` on TOPIC and says what the host
 //!   answered (an undeclared topic is refused).
 {%- if events %}
-//! - each `{{ name }}/ping` event is answered with a `{{ name }}/seen` one;
+//! - each `{{ name }}/ping` event is kept as `seen/ID.json` in its folder
+//!   (`GET /seen` lists them) and answered with a `{{ name }}/seen` event;
 //!   a payload `{"fail": true}` fails the handler, which the host retries
 //!   and then keeps as a dead letter.
 {%- endif %}
@@ -17,7 +18,9 @@
 use locker_sdk::wasip2::exports::http::incoming_handler::Guest as HttpHandler;
 use locker_sdk::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 use locker_sdk::{Request, call, config, events, respond};
+{%- if events or jobs %}
 use serde_json::json;
+{%- endif %}
 
 struct Service;
 
@@ -28,6 +31,16 @@ impl HttpHandler for Service {
         if path == "/" {
             let greeting = config::get_or("greeting", "Hello");
             respond(out, 200, format!("{greeting} from {{ name }}\n"));
+        } else if path == "/seen" {
+            let mut names: Vec<String> = std::fs::read_dir("seen")
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            respond(out, 200, names.join("\n"));
         } else if let Some(rest) = path.strip_prefix("/call/") {
             let (service, path) = rest.split_once('/').unwrap_or((rest, ""));
             match call(service, &format!("/{path}")) {
@@ -55,6 +68,10 @@ impl locker_sdk::event_handler::Guest for Service {
         if payload["fail"] == true {
             return Err(format!("event {} asked to fail", event.id));
         }
+        // Its folder is its current directory: plain files, kept.
+        std::fs::create_dir_all("seen").map_err(|e| e.to_string())?;
+        std::fs::write(format!("seen/{}.json", event.id), payload.to_string())
+            .map_err(|e| e.to_string())?;
         let seen = json!({ "id": event.id, "payload": payload });
         events::publish("{{ name }}/seen", &seen.to_string()).map_err(|e| e.to_string())?;
         Ok(())

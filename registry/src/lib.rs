@@ -1,0 +1,8 @@
+//! Locker's packages over OCI registries.
+//!
+//! - [`keys`]: the publisher's Ed25519 key and its fingerprint;
+//! - [`statement`]: what a publisher signs (package, version, the digest of
+//!   every blob), carried in the manifest's annotations, and its checks.
+
+pub mod keys;
+pub mod statement;

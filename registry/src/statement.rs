@@ -1,0 +1,216 @@
+//! What a publisher signs: the package, its version, and the digest and
+//! size of every blob of the artifact. It travels as the manifest's
+//! annotation `dev.locker.statement`, signed as those exact bytes, so
+//! registries without the referrers API carry it like any annotation, and
+//! the verifier needs no canonical form: it checks the signature over the
+//! text, then that the text describes exactly the manifest it came in.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{PublicKey, PublisherKey};
+
+pub const STATEMENT_ANNOTATION: &str = "dev.locker.statement";
+pub const SIGNATURE_ANNOTATION: &str = "dev.locker.signature";
+pub const PUBLISHER_ANNOTATION: &str = "dev.locker.publisher";
+const STATEMENT_KIND: &str = "locker-package-statement/v1";
+
+/// One blob of the artifact, as the OCI manifest names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blob {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statement {
+    pub kind: String,
+    pub package: String,
+    pub version: String,
+    pub config: Blob,
+    pub layers: Vec<Blob>,
+}
+
+/// Why a package's signature does not hold. Each names what failed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SignatureError {
+    #[error(
+        "the package is not signed (it has no `{STATEMENT_ANNOTATION}`); install it with --allow-unsigned only if you trust where it came from"
+    )]
+    Unsigned,
+    #[error("the publisher key in the package is not an Ed25519 key")]
+    BadKey,
+    #[error("the signature does not verify with the key the package names ({0})")]
+    BadSignature(String),
+    #[error("the signed statement is not readable: {0}")]
+    BadStatement(String),
+    #[error("the manifest does not match what was signed: {0}")]
+    Tampered(String),
+    #[error("the package is signed by {found}, not by {pinned}, the key trusted for it")]
+    WrongKey { pinned: String, found: String },
+}
+
+impl Statement {
+    pub fn new(package: &str, version: &str, config: Blob, layers: Vec<Blob>) -> Statement {
+        Statement {
+            kind: STATEMENT_KIND.into(),
+            package: package.into(),
+            version: version.into(),
+            config,
+            layers,
+        }
+    }
+
+    /// The three annotations that carry it: the statement, its signature,
+    /// the publisher's public key.
+    pub fn sign(&self, key: &PublisherKey) -> Result<Vec<(String, String)>> {
+        let text = serde_json::to_string(self)?;
+        Ok(vec![
+            (SIGNATURE_ANNOTATION.into(), key.sign(text.as_bytes())),
+            (PUBLISHER_ANNOTATION.into(), key.public().to_base64()),
+            (STATEMENT_ANNOTATION.into(), text),
+        ])
+    }
+}
+
+/// Checks the annotations of a manifest whose config and layers are
+/// `config` and `layers`: the signature over the statement, the statement
+/// against them, and the key against `pinned` (the key trusted for this
+/// package, if any). Returns the statement and the key that signed it.
+pub fn verify(
+    annotation: impl Fn(&str) -> Option<String>,
+    config: &Blob,
+    layers: &[Blob],
+    pinned: Option<&PublicKey>,
+) -> Result<(Statement, PublicKey), SignatureError> {
+    let (Some(text), Some(signature), Some(publisher)) = (
+        annotation(STATEMENT_ANNOTATION),
+        annotation(SIGNATURE_ANNOTATION),
+        annotation(PUBLISHER_ANNOTATION),
+    ) else {
+        return Err(SignatureError::Unsigned);
+    };
+    let key = PublicKey::from_base64(&publisher).map_err(|_| SignatureError::BadKey)?;
+    if !key.verifies(text.as_bytes(), &signature) {
+        return Err(SignatureError::BadSignature(key.fingerprint()));
+    }
+    let statement: Statement =
+        serde_json::from_str(&text).map_err(|e| SignatureError::BadStatement(e.to_string()))?;
+    if statement.kind != STATEMENT_KIND {
+        return Err(SignatureError::BadStatement(format!(
+            "kind {:?}, not {STATEMENT_KIND:?}",
+            statement.kind
+        )));
+    }
+    if &statement.config != config {
+        return Err(SignatureError::Tampered(format!(
+            "its config is {}, the signed one {}",
+            config.digest, statement.config.digest
+        )));
+    }
+    if statement.layers.len() != layers.len() {
+        return Err(SignatureError::Tampered(format!(
+            "it has {} layers, {} were signed",
+            layers.len(),
+            statement.layers.len()
+        )));
+    }
+    for (found, signed) in layers.iter().zip(&statement.layers) {
+        if found != signed {
+            return Err(SignatureError::Tampered(format!(
+                "layer {} ({}) was not signed; the signed one is {}",
+                found.digest, found.media_type, signed.digest
+            )));
+        }
+    }
+    if let Some(pinned) = pinned
+        && *pinned != key
+    {
+        return Err(SignatureError::WrongKey {
+            pinned: pinned.fingerprint(),
+            found: key.fingerprint(),
+        });
+    }
+    Ok((statement, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn blob(digest: &str) -> Blob {
+        Blob {
+            media_type: "application/wasm".into(),
+            digest: digest.into(),
+            size: 3,
+        }
+    }
+
+    fn signed(key: &PublisherKey) -> (HashMap<String, String>, Blob, Vec<Blob>) {
+        let (config, layers) = (blob("sha256:c"), vec![blob("sha256:a"), blob("sha256:b")]);
+        let statement = Statement::new("notes", "0.1.0", config.clone(), layers.clone());
+        (
+            statement.sign(key).unwrap().into_iter().collect(),
+            config,
+            layers,
+        )
+    }
+
+    #[test]
+    fn a_signed_manifest_verifies_and_names_its_key() {
+        let key = PublisherKey::generate().unwrap();
+        let (notes, config, layers) = signed(&key);
+        let (statement, by) = verify(|k| notes.get(k).cloned(), &config, &layers, None).unwrap();
+        assert_eq!((statement.package.as_str(), by), ("notes", key.public()));
+        let pinned = key.public();
+        assert!(verify(|k| notes.get(k).cloned(), &config, &layers, Some(&pinned)).is_ok());
+    }
+
+    #[test]
+    fn every_way_of_tampering_is_refused_by_name() {
+        let key = PublisherKey::generate().unwrap();
+        let (notes, config, layers) = signed(&key);
+        let check =
+            |notes: &HashMap<String, String>, layers: &[Blob], pinned: Option<&PublicKey>| {
+                verify(|k| notes.get(k).cloned(), &config, layers, pinned).unwrap_err()
+            };
+        // A swapped layer.
+        let mut swapped = layers.clone();
+        swapped[1].digest = "sha256:evil".into();
+        assert!(
+            matches!(check(&notes, &swapped, None), SignatureError::Tampered(why) if why.contains("sha256:evil"))
+        );
+        // A layer added.
+        let mut added = layers.clone();
+        added.push(blob("sha256:extra"));
+        assert!(matches!(
+            check(&notes, &added, None),
+            SignatureError::Tampered(_)
+        ));
+        // The statement edited to match the tampered manifest.
+        let mut edited = notes.clone();
+        let text = edited[STATEMENT_ANNOTATION].replace("sha256:b", "sha256:evil");
+        edited.insert(STATEMENT_ANNOTATION.into(), text);
+        assert!(matches!(
+            check(&edited, &swapped, None),
+            SignatureError::BadSignature(_)
+        ));
+        // Re-signed by another key: verifies, but not against the pinned one.
+        let other = PublisherKey::generate().unwrap();
+        let (resigned, _, _) = signed(&other);
+        let pinned = key.public();
+        assert!(matches!(
+            check(&resigned, &layers, Some(&pinned)),
+            SignatureError::WrongKey { .. }
+        ));
+        // No signature at all.
+        assert_eq!(
+            check(&HashMap::new(), &layers, None),
+            SignatureError::Unsigned
+        );
+    }
+}
