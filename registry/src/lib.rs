@@ -2,7 +2,9 @@
 //!
 //! - [`keys`]: the publisher's Ed25519 key and its fingerprint;
 //! - [`statement`]: what a publisher signs (package, version, the digest of
-//!   every blob), carried in the manifest's annotations, and its checks.
+//!   every blob), carried in the manifest's annotations, and its checks;
+//! - [`artifact`]: a package as an OCI artifact in the standard Wasm layout.
 
+pub mod artifact;
 pub mod keys;
 pub mod statement;
