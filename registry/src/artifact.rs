@@ -3,12 +3,15 @@
 //! one `application/wasm` layer), so `wkg oci pull` gets a runnable
 //! component. What only Locker reads travels in the manifest's annotations:
 //! `locker.toml` as `dev.locker.manifest`, each schema file it names as
-//! `dev.locker.schema/<path>`, and the publisher's signed statement over
-//! all of it.
+//! `dev.locker.schema/<path>` (both base64: `oci-client` writes manifests as
+//! OLPC canonical JSON, which leaves newlines in strings raw, and registries
+//! refuse those), and the publisher's signed statement over all of it.
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 
 use crate::keys::{PublicKey, PublisherKey};
@@ -82,9 +85,15 @@ pub fn pack(
         layer_digests: vec![sha256(&component)],
     })?;
     let mut locker = BTreeMap::new();
-    locker.insert(MANIFEST_ANNOTATION.to_string(), files.manifest.clone());
+    locker.insert(
+        MANIFEST_ANNOTATION.to_string(),
+        STANDARD.encode(&files.manifest),
+    );
     for (path, schema) in &files.schemas {
-        locker.insert(format!("{SCHEMA_ANNOTATION_PREFIX}{path}"), schema.clone());
+        locker.insert(
+            format!("{SCHEMA_ANNOTATION_PREFIX}{path}"),
+            STANDARD.encode(schema),
+        );
     }
     let mut artifact = Artifact {
         config,
@@ -133,17 +142,23 @@ fn files_of(annotations: &BTreeMap<String, String>, statement: &Statement) -> Re
     if statement.layers.len() != 1 || statement.layers[0].media_type != WASM_MEDIA_TYPE {
         bail!("it is not one `{WASM_MEDIA_TYPE}` layer");
     }
-    let schemas = annotations
-        .iter()
-        .filter_map(|(name, value)| {
-            let path = name.strip_prefix(SCHEMA_ANNOTATION_PREFIX)?;
-            Some((path.to_string(), value.clone()))
-        })
-        .collect();
+    let text = |name: &str, value: &str| {
+        STANDARD
+            .decode(value)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .with_context(|| format!("its annotation {name} is not base64 of UTF-8 text"))
+    };
+    let mut schemas = BTreeMap::new();
+    for (name, value) in annotations {
+        if let Some(path) = name.strip_prefix(SCHEMA_ANNOTATION_PREFIX) {
+            schemas.insert(path.to_string(), text(name, value)?);
+        }
+    }
     Ok(PackageFiles {
         name: statement.package.clone(),
         version: statement.version.clone(),
-        manifest: manifest.clone(),
+        manifest: text(MANIFEST_ANNOTATION, manifest)?,
         schemas,
     })
 }

@@ -3,8 +3,10 @@
 //! - [`keys`]: the publisher's Ed25519 key and its fingerprint;
 //! - [`statement`]: what a publisher signs (package, version, the digest of
 //!   every blob), carried in the manifest's annotations, and its checks;
-//! - [`artifact`]: a package as an OCI artifact in the standard Wasm layout.
+//! - [`artifact`]: a package as an OCI artifact in the standard Wasm layout;
+//! - [`client`]: push, and pull with every check before anything is kept.
 
 pub mod artifact;
+pub mod client;
 pub mod keys;
 pub mod statement;
