@@ -461,3 +461,75 @@ async fn a_missing_componentize_py_is_installed_into_the_tools_folder() {
     assert!(tools.join("python/bin/componentize-py").is_file());
     assert!(work.path().join("fresh/target/locker/fresh.wasm").is_file());
 }
+
+/// The fourth command: `locker publish` signs a service (built first) or a
+/// package folder (as it is) with the publisher's key and pushes it to a
+/// real registry on loopback, once per version.
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_signs_and_pushes_each_version_once() {
+    use locker_registry::client::DEFAULT_MAX_COMPONENT;
+    use locker_registry::keys::PublisherKey;
+    use locker_registry::local::LocalRegistry;
+
+    let Some(registry) = LocalRegistry::start().await else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let key = work.path().join("keys/publisher.key");
+    let key_arg = key.to_str().unwrap();
+    let (made, said) = run(work.path(), &["keygen", "--key", key_arg]).await;
+    assert!(made, "{said}");
+    let fingerprint = PublisherKey::load(&key).unwrap().public().fingerprint();
+    assert!(said.contains(&fingerprint), "{said}");
+    // Never beside a locker root's secrets.
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("secrets.key"), "").unwrap();
+    let inside = root.join("publisher.key");
+    let (made, said) = run(work.path(), &["keygen", "--key", inside.to_str().unwrap()]).await;
+    assert!(!made && said.contains("inside the locker root"), "{said}");
+
+    let (made, said) = run(work.path(), &["new", "shared", "--lang", "rust"]).await;
+    assert!(made, "{said}");
+    let to = format!("{}/alice", registry.address);
+    let publish = ["publish", "shared", "--to", &to, "--key", key_arg];
+    let (published, said) = run(work.path(), &publish).await;
+    assert!(published, "{said}");
+    assert!(
+        said.contains(&format!("published {to}/shared:0.1.0")) && said.contains(&fingerprint),
+        "{said}"
+    );
+    let pinned = PublisherKey::load(&key).unwrap().public();
+    let pulled = registry
+        .client()
+        .pull(
+            &registry.reference("alice/shared:0.1.0"),
+            Some(&pinned),
+            DEFAULT_MAX_COMPONENT,
+        )
+        .await
+        .unwrap();
+    assert!(pulled.files.manifest.contains("name = \"shared\""));
+    let built = std::fs::read(work.path().join("shared/target/locker/shared.wasm")).unwrap();
+    assert_eq!(pulled.component, built);
+
+    let (again, said) = run(work.path(), &publish).await;
+    assert!(!again && said.contains("published already"), "{said}");
+
+    // A package folder goes as it is.
+    let package = guest("hello-rs");
+    let (published, said) = run(
+        work.path(),
+        &[
+            "publish",
+            package.to_str().unwrap(),
+            "--to",
+            &to,
+            "--key",
+            key_arg,
+        ],
+    )
+    .await;
+    assert!(published, "{said}");
+    assert!(said.contains("alice/hello-rs:0.1.0"), "{said}");
+}

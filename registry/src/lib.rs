@@ -4,9 +4,11 @@
 //! - [`statement`]: what a publisher signs (package, version, the digest of
 //!   every blob), carried in the manifest's annotations, and its checks;
 //! - [`artifact`]: a package as an OCI artifact in the standard Wasm layout;
-//! - [`client`]: push, and pull with every check before anything is kept.
+//! - [`client`]: push, and pull with every check before anything is kept;
+//! - [`local`]: a registry on this machine, for tests and benchmarks.
 
 pub mod artifact;
 pub mod client;
 pub mod keys;
+pub mod local;
 pub mod statement;

@@ -3,89 +3,13 @@
 //! free port, with its storage in a temporary folder.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use locker_registry::artifact::{Artifact, PackageFiles, pack};
-use locker_registry::client::{DEFAULT_MAX_COMPONENT, Registry, parse_reference};
+use locker_registry::client::DEFAULT_MAX_COMPONENT;
 use locker_registry::keys::PublisherKey;
-
-/// A `docker-registry` process, stopped when dropped.
-struct LocalRegistry {
-    child: Child,
-    address: String,
-    _storage: tempfile::TempDir,
-}
-
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl LocalRegistry {
-    /// `None` (and a note saying why) where Debian's `docker-registry` is
-    /// not installed; `.ci/run` installs it.
-    async fn start() -> Option<LocalRegistry> {
-        let binary = Path::new("/usr/bin/docker-registry");
-        if !binary.exists() {
-            eprintln!(
-                "skipped: /usr/bin/docker-registry is missing (apt-get install docker-registry)"
-            );
-            return None;
-        }
-        let storage = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let config = storage.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
-                storage.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let registry = LocalRegistry {
-            child,
-            address,
-            _storage: storage,
-        };
-        let probe = registry.client();
-        let reference = registry.reference("probe/probe:0.0.0");
-        let started = Instant::now();
-        while probe.exists(&reference).await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "docker-registry did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Some(registry)
-    }
-
-    fn client(&self) -> Registry {
-        Registry::new(&self.address, false, None)
-    }
-
-    fn reference(&self, rest: &str) -> oci_client::Reference {
-        parse_reference(&format!("{}/{rest}", self.address)).unwrap()
-    }
-}
+use locker_registry::local::LocalRegistry;
 
 fn guest_package(name: &str) -> (PackageFiles, Vec<u8>) {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))

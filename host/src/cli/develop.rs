@@ -6,8 +6,8 @@
 //! and opens it, streams its log, and rebuilds and upgrades it on every
 //! save. `--event` and `--job` poke it once it serves.
 //!
-//! `locker publish` (to a registry) will hook in beside `build`: it starts
-//! from the package folder `build` leaves.
+//! `locker publish` (`cli/publish`) starts from the package folder `build`
+//! leaves.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -121,7 +121,7 @@ pub(super) fn build(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
-fn build_once(dir: &Path, force: bool) -> Result<Built> {
+pub(super) fn build_once(dir: &Path, force: bool) -> Result<Built> {
     let tools = develop::tools_dir();
     let sdk = Sdk::ensure(&tools)?;
     develop::build(dir, &sdk, &tools, &BuildOptions { force })

@@ -15,6 +15,7 @@ mod events;
 mod jobs;
 mod logs;
 mod owner;
+mod publish;
 mod serve;
 mod services;
 
@@ -67,6 +68,10 @@ enum Command {
     Build(develop::BuildArgs),
     /// Build a service, serve it in a throw-away locker, and rebuild it on each save.
     Dev(Box<develop::DevArgs>),
+    /// Make a publisher key (Ed25519) to sign packages with.
+    Keygen(publish::KeygenArgs),
+    /// Sign a package and push it to an OCI registry as REGISTRY/NAMESPACE/NAME:VERSION.
+    Publish(publish::PublishArgs),
     /// Install a service from a package folder (locker.toml + component) or a .wasm.
     Install {
         /// A folder holding locker.toml and the component it names, or a .wasm file.
@@ -288,6 +293,10 @@ enum JobsAction {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    // Two TLS stacks' providers are linked (ring, the host's; aws-lc-rs,
+    // the registry client's): name the host's, so that nothing that asks
+    // rustls for the process's default finds two.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -298,6 +307,8 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::New(args) => develop::new(args),
             Command::Build(args) => tokio::task::block_in_place(|| develop::build(args)),
             Command::Dev(args) => develop::dev(*args).await,
+            Command::Keygen(args) => publish::keygen(args),
+            Command::Publish(args) => publish::publish(args).await,
             Command::Install {
                 path,
                 manifest,
