@@ -172,3 +172,100 @@ fn concurrent_commands_never_corrupt_the_root() {
         assert!(root.join("services").join(name).is_dir());
     }
 }
+
+/// From a registry: the publisher's key is pinned on the first install,
+/// only with the owner's consent, and a package signed by anyone else is
+/// refused before anything is written; through a serving host as offline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_package_from_a_registry_installs_only_signed_by_the_key_pinned_for_it() {
+    use locker_registry::keys::PublisherKey;
+    use locker_registry::local::LocalRegistry;
+
+    let Some(registry) = LocalRegistry::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let publish = async |key: &Path, namespace: &str, package: &Path| {
+        let out = tokio::process::Command::new(support::locker_bin())
+            .arg("publish")
+            .arg(package)
+            .arg("--to")
+            .arg(format!("{}/{namespace}", registry.address))
+            .arg("--key")
+            .arg(key)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let (alice, mallory) = (keys.join("alice.key"), keys.join("mallory.key"));
+    for key in [&alice, &mallory] {
+        PublisherKey::generate().unwrap().save(key).unwrap();
+    }
+    let alice_print = PublisherKey::load(&alice).unwrap().public().fingerprint();
+    publish(&alice, "alice", &guest("hello-rs")).await;
+    publish(&mallory, "mallory", &guest("hello-rs")).await;
+    let from = |namespace: &str| format!("{}/{namespace}/hello-rs:0.1.0", registry.address);
+
+    // No terminal and no consent: refused, and the root is as it was.
+    let before = root_state(&root).await;
+    let out = cli_async(&root, &["install", &from("alice")]).await;
+    assert!(!out.success);
+    assert!(
+        out.stderr.contains("--yes") && out.stderr.contains(&format!("--trust {alice_print}")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(root_state(&root).await, before);
+    // The wrong fingerprint: refused.
+    let out = cli_async(
+        &root,
+        &["install", &from("mallory"), "--trust", &alice_print],
+    )
+    .await;
+    assert!(
+        !out.success && out.stderr.contains("not by"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(root_state(&root).await, before);
+
+    // The right one: installed, the key pinned.
+    let out = cli_async(&root, &["install", &from("alice"), "--trust", &alice_print]).await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(out.stdout.contains(&alice_print), "{}", out.stdout);
+    let trusted = cli_async(&root, &["trust", "--json"]).await;
+    let trusted: serde_json::Value = serde_json::from_str(&trusted.stdout).unwrap();
+    assert_eq!(trusted[0]["package"], "hello-rs");
+    assert_eq!(trusted[0]["fingerprint"], alice_print.as_str());
+
+    // Through a serving host: the same package signed by another key is
+    // refused even with --yes, naming both keys.
+    let locker = Locker::start(&root, &[]);
+    cli_async(&root, &["uninstall", "hello-rs"]).await;
+    let before = root_state(&root).await;
+    let out = cli_async(&root, &["install", &from("mallory"), "--yes"]).await;
+    assert!(!out.success, "{}", out.stdout);
+    assert!(
+        out.stderr.contains(&alice_print) && out.stderr.contains("trusted from"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(root_state(&root).await, before);
+    let out = cli_async(&root, &["install", &from("alice")]).await;
+    assert!(out.success, "{}", out.stderr);
+    let answer = locker
+        .http
+        .get(format!("{}/", locker.service_origin("hello-rs")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+}

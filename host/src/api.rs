@@ -269,3 +269,26 @@ pub struct TypeView {
     pub description: Option<String>,
     pub schema: serde_json::Value,
 }
+
+/// `PUT /_locker/api/trust/{package}`: pin a publisher key for a package.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrustRequest {
+    /// The Ed25519 public key, base64.
+    pub public_key: String,
+    pub fingerprint: String,
+    /// Where the package came from (`registry/ns/name`).
+    pub source: String,
+}
+
+/// A publisher key pinned for a package (`locker trust list`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustedPublisher {
+    pub package: String,
+    /// The Ed25519 public key, base64.
+    pub public_key: String,
+    /// `SHA256:…`, what the owner compared.
+    pub fingerprint: String,
+    /// Where the first install came from (`registry/ns/name`).
+    pub source: String,
+    pub trusted_at: String,
+}

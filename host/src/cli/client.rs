@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{
     ADMIN_PREFIX, ConfigEntry, DeadLetter, EventRecord, EventSummary, JobView, NewToken, RunView,
-    ServiceStatus, SessionView, TokenRequest, TokenView, TypeView,
+    ServiceStatus, SessionView, TokenRequest, TokenView, TrustRequest, TrustedPublisher, TypeView,
 };
 use crate::package::Package;
 use crate::store::root::HostRecord;
@@ -248,6 +248,24 @@ impl AdminClient {
             .as_str()
             .map(str::to_string)
             .context("the host's answer has no link")
+    }
+
+    /// The publisher keys pinned for packages.
+    pub async fn trusted(&self) -> Result<Vec<TrustedPublisher>> {
+        self.send(self.http.get(format!("{}/trust", self.base)))
+            .await
+    }
+
+    /// Pins a publisher key for a package.
+    pub async fn trust(&self, package: &str, request: &TrustRequest) -> Result<TrustedPublisher> {
+        let url = format!("{}/trust/{package}", self.base);
+        self.send(self.http.put(url).json(request)).await
+    }
+
+    /// Forgets the key pinned for a package.
+    pub async fn distrust(&self, package: &str) -> Result<serde_json::Value> {
+        let url = format!("{}/trust/{package}", self.base);
+        self.send(self.http.delete(url)).await
     }
 
     /// A one-time link that logs a browser in as the owner.

@@ -16,6 +16,7 @@ mod jobs;
 mod logs;
 mod owner;
 mod publish;
+mod registry;
 mod serve;
 mod services;
 
@@ -72,13 +73,35 @@ enum Command {
     Keygen(publish::KeygenArgs),
     /// Sign a package and push it to an OCI registry as REGISTRY/NAMESPACE/NAME:VERSION.
     Publish(publish::PublishArgs),
-    /// Install a service from a package folder (locker.toml + component) or a .wasm.
+    /// Install a service from a package folder (locker.toml + component), a
+    /// .wasm, or a registry (REGISTRY/NAMESPACE/NAME[:VERSION|@sha256:…]).
     Install {
-        /// A folder holding locker.toml and the component it names, or a .wasm file.
+        /// A folder holding locker.toml and the component it names, a .wasm
+        /// file, or a registry reference (`oci://` forces one).
         path: PathBuf,
         /// The manifest, when PATH is a .wasm file.
         #[arg(long)]
         manifest: Option<PathBuf>,
+        /// From a registry: trust a publisher this locker does not know yet
+        /// without asking.
+        #[arg(long)]
+        yes: bool,
+        /// From a registry: trust only the publisher with this fingerprint
+        /// (`SHA256:…`), as scripts should.
+        #[arg(long)]
+        trust: Option<String>,
+        /// From a registry: speak plain HTTP to one that is not on this machine.
+        #[arg(long)]
+        insecure: bool,
+        #[command(flatten)]
+        root: Target,
+    },
+    /// The publisher keys pinned for packages installed from registries.
+    Trust {
+        #[command(subcommand)]
+        action: Option<TrustAction>,
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         root: Target,
     },
@@ -244,6 +267,14 @@ enum TokenAction {
 }
 
 #[derive(Subcommand)]
+enum TrustAction {
+    /// Every pinned key (the default).
+    List,
+    /// Forget the key pinned for a package: its next install asks again.
+    Remove { package: String },
+}
+
+#[derive(Subcommand)]
 enum OwnerAction {
     /// Print a new one-time link to choose the owner's password.
     Reset,
@@ -312,8 +343,25 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Install {
                 path,
                 manifest,
+                yes,
+                trust,
+                insecure,
                 root,
-            } => services::install(&root, &path, manifest.as_deref()).await,
+            } => match registry::registry_reference(&path.to_string_lossy()) {
+                Some(reference) if manifest.is_none() => {
+                    let consent = registry::Consent {
+                        yes,
+                        trust,
+                        insecure,
+                    };
+                    registry::install(&root, &reference, &consent).await
+                }
+                _ => services::install(&root, &path, manifest.as_deref()).await,
+            },
+            Command::Trust { action, json, root } => match action {
+                None | Some(TrustAction::List) => registry::list(&root, json).await,
+                Some(TrustAction::Remove { package }) => registry::remove(&root, &package).await,
+            },
             Command::Upgrade {
                 path,
                 manifest,

@@ -15,6 +15,7 @@ pub mod owner;
 pub mod root;
 pub mod schema;
 pub mod service_log;
+pub mod trust;
 
 pub use catalog::{Catalog, CatalogError, InstalledService, SqliteCatalog};
 pub use config::ConfigStore;
@@ -22,3 +23,4 @@ pub use events::{EventLog, SqliteEventLog};
 pub use jobs::{JobStore, SqliteJobStore};
 pub use root::LockerRoot;
 pub use service_log::ServiceLog;
+pub use trust::{TrustStore, TrustedPublisher};

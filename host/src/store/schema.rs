@@ -102,6 +102,16 @@ CREATE TABLE config_values (
     set_at  TEXT NOT NULL,
     PRIMARY KEY (service, key)
 ) WITHOUT ROWID;",
+    // 5: the publisher key trusted for each package name, pinned on its
+    // first install from a registry (`locker trust`).
+    "
+CREATE TABLE trusted_publishers (
+    package     TEXT PRIMARY KEY,
+    public_key  TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    trusted_at  TEXT NOT NULL
+) WITHOUT ROWID;",
 ];
 
 /// The version a root has once this build has opened it.

@@ -28,7 +28,7 @@ use crate::runtime::settings::Settings;
 use crate::runtime::{Runtime, Service, Services};
 use crate::store::{
     Catalog, CatalogError, ConfigStore, InstalledService, LockerRoot, ServiceLog, SqliteCatalog,
-    SqliteEventLog, SqliteJobStore,
+    SqliteEventLog, SqliteJobStore, TrustStore,
 };
 use crate::triggers::jobs::JobRunner;
 
@@ -40,6 +40,8 @@ pub struct Supervisor {
     pub scheduler: Arc<Scheduler>,
     pub jobs: JobRunner,
     pub services: Arc<Services>,
+    /// The publisher key pinned for each package installed from a registry.
+    pub trust: TrustStore,
     capabilities: HostCapabilities,
     options: HostOptions,
     /// Set once the background work runs; dispatchers start from then on.
@@ -67,6 +69,7 @@ impl Supervisor {
             options.delivery.clone(),
         ));
         let services = Arc::new(Services::default());
+        let root_for_trust = root.clone();
         let capabilities = HostCapabilities::set_up(&HostParts {
             bus: &bus,
             jobs: &scheduler,
@@ -80,6 +83,7 @@ impl Supervisor {
             bus,
             scheduler,
             services,
+            trust: TrustStore::open(&root_for_trust)?,
             capabilities,
             options,
             started: AtomicBool::new(false),
