@@ -268,4 +268,31 @@ async fn a_package_from_a_registry_installs_only_signed_by_the_key_pinned_for_it
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
+
+    // Upgrades come from where it came, signed by the pinned key: a newer
+    // version that someone else signed and pushed there is refused; the
+    // owner's pick of an honest one goes in; a downgrade is not an upgrade.
+    let version = |v: &'static str| {
+        guest_variant(dir.path(), "hello-rs", move |m| {
+            m.set("version", v);
+        })
+    };
+    publish(&alice, "alice", &version("0.2.0")).await;
+    publish(&mallory, "alice", &version("0.3.0")).await;
+    let out = cli_async(&root, &["upgrade", "hello-rs"]).await;
+    assert!(!out.success, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("not by") || out.stderr.contains(&alice_print),
+        "{}",
+        out.stderr
+    );
+    let out = cli_async(&root, &["upgrade", "hello-rs", "--to", "0.2.0"]).await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(out.stdout.contains("to 0.2.0"), "{}", out.stdout);
+    let out = cli_async(&root, &["upgrade", "hello-rs", "--to", "0.1.0"]).await;
+    assert!(
+        !out.success && out.stderr.contains("downgrade"),
+        "{}",
+        out.stderr
+    );
 }

@@ -107,11 +107,19 @@ enum Command {
     },
     /// Upgrade an installed service to a new package, keeping its data.
     Upgrade {
-        /// A folder holding locker.toml and the component it names, or a .wasm file.
+        /// A folder holding locker.toml and the component it names, or a
+        /// .wasm file; or the name of a service installed from a registry,
+        /// upgraded from there.
         path: PathBuf,
         /// The manifest, when PATH is a .wasm file.
         #[arg(long)]
         manifest: Option<PathBuf>,
+        /// From a registry: this version instead of the newest.
+        #[arg(long)]
+        to: Option<String>,
+        /// From a registry: speak plain HTTP to one that is not on this machine.
+        #[arg(long)]
+        insecure: bool,
         #[command(flatten)]
         root: Target,
     },
@@ -365,8 +373,20 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Upgrade {
                 path,
                 manifest,
+                to,
+                insecure,
                 root,
-            } => services::upgrade(&root, &path, manifest.as_deref()).await,
+            } => {
+                let name = path.to_string_lossy().to_string();
+                if !path.exists()
+                    && manifest.is_none()
+                    && crate::package::manifest::validate_service_name(&name).is_ok()
+                {
+                    registry::upgrade(&root, &name, to.as_deref(), insecure).await
+                } else {
+                    services::upgrade(&root, &path, manifest.as_deref()).await
+                }
+            }
             Command::List { json, root } => services::list(&root, json).await,
             Command::Status { name, json, root } => services::status(&root, &name, json).await,
             Command::Start { name, root } => {

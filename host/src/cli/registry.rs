@@ -226,3 +226,80 @@ pub(super) async fn remove(target: &Target, package: &str) -> Result<()> {
     println!("{package}: no publisher is trusted now; its next install from a registry asks again");
     Ok(())
 }
+
+/// `locker upgrade NAME [--to VERSION]`: the newest version of a package
+/// installed from a registry (or the one asked for), from where it came,
+/// signed by the key pinned for it. Never a downgrade.
+pub(super) async fn upgrade(
+    target: &Target,
+    name: &str,
+    to: Option<&str>,
+    insecure: bool,
+) -> Result<()> {
+    let access = access(target)?;
+    let Some(pinned) = trusted(&access, name).await? else {
+        bail!(
+            "{name} was not installed from a registry (no publisher is trusted for it); upgrade it from a package folder: `locker upgrade PATH`"
+        );
+    };
+    let installed = match &access {
+        Access::Host(client) => client.service(name).await?.version,
+        Access::Offline { catalog, .. } => catalog.require(name)?.manifest.version.to_string(),
+    };
+    let installed = semver::Version::parse(&installed)
+        .with_context(|| format!("{name}'s installed version {installed:?} is not semver"))?;
+    let repository = parse_reference(&pinned.source)?;
+    let registry = Registry::new(repository.registry(), insecure, None);
+    let version = match to {
+        Some(version) => {
+            let wanted = semver::Version::parse(version)
+                .with_context(|| format!("{version:?} is not a version"))?;
+            if wanted <= installed {
+                bail!(
+                    "{name} {installed} is installed; {wanted} is not newer (a downgrade is a rollback, never an upgrade)"
+                );
+            }
+            wanted
+        }
+        None => {
+            let newest = registry
+                .tags(&repository)
+                .await?
+                .iter()
+                .filter_map(|tag| semver::Version::parse(tag).ok())
+                .filter(|version| version.pre.is_empty())
+                .max();
+            match newest {
+                Some(newest) if newest > installed => newest,
+                _ => {
+                    println!("{name} {installed} is the newest in {}", pinned.source);
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let reference = parse_reference(&format!("{}:{version}", pinned.source))?;
+    let key = PublicKey::from_base64(&pinned.public_key)?;
+    let pulled = registry
+        .pull(&reference, Some(&key), DEFAULT_MAX_COMPONENT)
+        .await?;
+    if pulled.files.name != name || pulled.files.version != version.to_string() {
+        bail!(
+            "{reference} is refused: it is signed as {} {}, not {name} {version}",
+            pulled.files.name,
+            pulled.files.version
+        );
+    }
+    let package = package_of(&pulled)?;
+    let status = match &access {
+        Access::Host(client) => client.upgrade(&package).await?,
+        Access::Offline { catalog, .. } => offline_status(catalog.upgrade(&package)?.1),
+    };
+    println!(
+        "upgraded {name} {installed} to {} from {reference} ({}), signed by {}",
+        status.version,
+        pulled.manifest_digest,
+        key.fingerprint()
+    );
+    Ok(())
+}
