@@ -303,3 +303,67 @@ pub(super) async fn upgrade(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use locker_registry::artifact::PackageFiles;
+    use locker_registry::keys::PublisherKey;
+    use locker_registry::statement::{Blob, Statement};
+
+    fn pulled(manifest: &str, schemas: &[(&str, &str)]) -> Pulled {
+        let blob = Blob {
+            media_type: "application/wasm".into(),
+            digest: "sha256:0".into(),
+            size: 0,
+        };
+        Pulled {
+            files: PackageFiles {
+                name: "notes".into(),
+                version: "0.1.0".into(),
+                manifest: manifest.into(),
+                schemas: schemas
+                    .iter()
+                    .map(|(p, s)| (p.to_string(), s.to_string()))
+                    .collect(),
+            },
+            component: b"not wasm".to_vec(),
+            statement: Statement::new(
+                "notes",
+                "0.1.0",
+                blob.clone(),
+                vec![blob],
+                &Default::default(),
+            ),
+            publisher: PublisherKey::generate().unwrap().public(),
+            manifest_digest: "sha256:1".into(),
+        }
+    }
+
+    const MANIFEST: &str =
+        "name = \"notes\"\nversion = \"0.1.0\"\nkind = \"app\"\ndescription = \"d\"\n";
+
+    #[test]
+    fn a_pulled_package_cannot_write_outside_its_scratch_folder() {
+        let escape = pulled(
+            &format!("{MANIFEST}component = \"notes.wasm\"\n"),
+            &[("../../evil.json", "{}")],
+        );
+        let refused = package_of(&escape).err().unwrap().to_string();
+        assert!(refused.contains("outside its folder"), "{refused}");
+        let absolute = pulled(
+            &format!("{MANIFEST}component = \"notes.wasm\"\n"),
+            &[("/tmp/evil.json", "{}")],
+        );
+        assert!(package_of(&absolute).is_err());
+        let component = pulled(&format!("{MANIFEST}component = \"../notes.wasm\"\n"), &[]);
+        assert!(package_of(&component).is_err());
+        let renamed = pulled(
+            &format!("{MANIFEST}component = \"notes.wasm\"\n")
+                .replace("name = \"notes\"", "name = \"bank\""),
+            &[],
+        );
+        let refused = package_of(&renamed).err().unwrap().to_string();
+        assert!(refused.contains("signed as \"notes\""), "{refused}");
+    }
+}
