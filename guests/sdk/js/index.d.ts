@@ -1,5 +1,7 @@
-// Types of Locker's JavaScript SDK (`index.js`) and of the host interfaces
-// it wraps (`locker:service/*`, `wasi:config/store`).
+// Types of Locker's JavaScript SDK (`index.js`); those of the host
+// interfaces it wraps (`locker:service/*`, `wasi:config/store`) are in
+// `locker-service.d.ts`.
+/// <reference path="./locker-service.d.ts" />
 
 /** An error the host returned. */
 export class LockerError extends Error {
