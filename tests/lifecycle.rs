@@ -358,3 +358,66 @@ async fn a_root_made_by_an_earlier_build_opens() {
         .unwrap();
     assert_eq!(version as usize, locker::store::schema::VERSION);
 }
+
+/// An upgrade keeps the version before it, and a copy of the service's
+/// folder as the upgrade found it: `rollback` returns to the version and
+/// keeps the data, `rollback --data` returns to the folder too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_returns_to_the_version_before_the_upgrade_with_or_without_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let out = cli_async(&root, &["rollback", "notes"]).await;
+    assert!(!out.success, "rolled back a service that is not there");
+    install(&root, &guest("notes"));
+    let newer = support::guest_variant(dir.path(), "notes", |m| {
+        m.set("version", "0.2.0");
+    });
+    // Offline, nothing to go back to yet.
+    let out = cli_async(&root, &["rollback", "notes"]).await;
+    assert!(
+        !out.success && out.stderr.contains("no earlier version"),
+        "{}",
+        out.stderr
+    );
+
+    let locker = Locker::start(&root, &[]);
+    let file = "/notes/file?path=state.txt";
+    assert_eq!(locker.put(file, "one").await.0, 201);
+    let upgrade = async || {
+        let out = cli_async(&root, &["upgrade", newer.to_str().unwrap()]).await;
+        assert!(out.success, "{}", out.stderr);
+    };
+    let version = async || locker.status("notes").await["version"].clone();
+    upgrade().await;
+    assert_eq!(locker.put(file, "two").await.0, 201);
+
+    let out = cli_async(&root, &["rollback", "notes"]).await;
+    assert!(out.success, "{}", out.stderr);
+    assert_eq!(version().await, "0.1.0");
+    assert_eq!(
+        locker.get(file).await,
+        (200, "two".to_string()),
+        "its data stays"
+    );
+
+    upgrade().await;
+    assert_eq!(version().await, "0.2.0");
+    assert_eq!(locker.put(file, "three").await.0, 201);
+    let out = cli_async(&root, &["rollback", "notes", "--data"]).await;
+    assert!(out.success, "{}", out.stderr);
+    assert_eq!(version().await, "0.1.0");
+    assert_eq!(
+        locker.get(file).await,
+        (200, "two".to_string()),
+        "its folder is as the upgrade found it"
+    );
+    drop(locker);
+
+    // Offline too, and an uninstall takes what was kept with it.
+    let out = cli_async(&root, &["rollback", "notes"]).await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(root.join("previous/notes/package").is_dir());
+    let out = cli_async(&root, &["uninstall", "notes"]).await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(!root.join("previous/notes").exists());
+}

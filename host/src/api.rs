@@ -292,3 +292,11 @@ pub struct TrustedPublisher {
     pub source: String,
     pub trusted_at: String,
 }
+
+/// `POST /_locker/api/services/{name}/rollback`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Rollback {
+    /// Put back the service's folder as the last upgrade found it, too.
+    #[serde(default)]
+    pub data: bool,
+}

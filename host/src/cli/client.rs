@@ -6,8 +6,9 @@ use anyhow::{Context, Result, bail};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ADMIN_PREFIX, ConfigEntry, DeadLetter, EventRecord, EventSummary, JobView, NewToken, RunView,
-    ServiceStatus, SessionView, TokenRequest, TokenView, TrustRequest, TrustedPublisher, TypeView,
+    ADMIN_PREFIX, ConfigEntry, DeadLetter, EventRecord, EventSummary, JobView, NewToken, Rollback,
+    RunView, ServiceStatus, SessionView, TokenRequest, TokenView, TrustRequest, TrustedPublisher,
+    TypeView,
 };
 use crate::package::Package;
 use crate::store::root::HostRecord;
@@ -104,6 +105,12 @@ impl AdminClient {
                 .post(format!("{}/services/{name}/start", self.base)),
         )
         .await
+    }
+
+    pub async fn rollback(&self, name: &str, data: bool) -> Result<ServiceStatus> {
+        let url = format!("{}/services/{name}/rollback", self.base);
+        self.send(self.http.post(url).json(&Rollback { data }))
+            .await
     }
 
     pub async fn stop(&self, name: &str) -> Result<ServiceStatus> {

@@ -123,6 +123,16 @@ enum Command {
         #[command(flatten)]
         root: Target,
     },
+    /// Go back to the version a service had before its last upgrade.
+    Rollback {
+        name: String,
+        /// Put back its folder as that upgrade found it, too (what it wrote
+        /// since is lost).
+        #[arg(long)]
+        data: bool,
+        #[command(flatten)]
+        root: Target,
+    },
     /// List installed services and their state.
     List {
         #[arg(long)]
@@ -387,6 +397,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     services::upgrade(&root, &path, manifest.as_deref()).await
                 }
             }
+            Command::Rollback { name, data, root } => services::rollback(&root, &name, data).await,
             Command::List { json, root } => services::list(&root, json).await,
             Command::Status { name, json, root } => services::status(&root, &name, json).await,
             Command::Start { name, root } => {

@@ -172,3 +172,39 @@ pub(super) async fn lifecycle(root: &Target, name: &str, action: Lifecycle) -> R
     println!("{done} {}", status.name);
     Ok(())
 }
+
+pub(super) async fn rollback(root: &Target, name: &str, data: bool) -> Result<()> {
+    let status = match access(root)? {
+        Access::Host(client) => client.rollback(name, data).await?,
+        Access::Offline { catalog, .. } => {
+            let package = catalog.previous(name)?.ok_or_else(|| {
+                anyhow::anyhow!("{name} has no earlier version kept (one is kept at each upgrade)")
+            })?;
+            let saved = match data {
+                true => Some(
+                    catalog
+                        .take_previous_data(name)?
+                        .ok_or_else(|| anyhow::anyhow!("{name} has no copy of its folder kept"))?,
+                ),
+                false => None,
+            };
+            let (_, new) = catalog.upgrade(&package)?;
+            if let Some(saved) = saved {
+                catalog.restore_data(name, &saved)?;
+            }
+            offline_status(new)
+        }
+    };
+    println!(
+        "rolled {} back to {} ({}){}",
+        status.name,
+        status.version,
+        status.digest,
+        if data {
+            ", its folder as that upgrade found it"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}

@@ -5,7 +5,10 @@
 //! transaction, so a crash or a bad package never leaves half an install.
 //! An upgrade swaps package folders: the old one is set aside in `tmp/` as
 //! `retired-<name>` until the new row commits, and put back at start-up if
-//! the row still names its component (the upgrade never committed).
+//! the row still names its component (the upgrade never committed). Once
+//! it commits, the old package and a copy of the working directory as the
+//! upgrade found it become `previous/<name>/`, what `locker rollback`
+//! returns to.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -64,6 +67,15 @@ pub trait Catalog: Send + Sync {
     /// Replaces an installed service's package with a newer one; its working
     /// directory, log and stopped flag stay. Returns the old and the new.
     fn upgrade(&self, package: &Package) -> Result<(InstalledService, InstalledService)>;
+    /// The package the service had before its last upgrade, if one is kept.
+    fn previous(&self, name: &str) -> Result<Option<Package>>;
+    /// Takes the copy of the working directory made at the last upgrade out
+    /// of `previous/` (the rollback's own upgrade replaces what is there);
+    /// returns where it now is.
+    fn take_previous_data(&self, name: &str) -> Result<Option<PathBuf>>;
+    /// Puts `data` (from `take_previous_data`) in place of the service's
+    /// working directory.
+    fn restore_data(&self, name: &str, data: &std::path::Path) -> Result<()>;
     /// Removes a service; its working directory and log stay when `keep_data`.
     fn uninstall(&self, name: &str, keep_data: bool) -> Result<InstalledService>;
     /// Records whether the owner stopped the service.
@@ -126,6 +138,22 @@ impl SqliteCatalog {
             .map(|service| service.manifest)
             .collect();
         crate::package::types::check_against(&package.manifest, &others)
+    }
+
+    /// After an upgrade commits: the retired package and the copy of the
+    /// working directory become `previous/<name>/`.
+    fn keep_previous(
+        &self,
+        name: &str,
+        retired: &std::path::Path,
+        keeping: &std::path::Path,
+    ) -> Result<()> {
+        std::fs::rename(retired, keeping.join("package"))?;
+        let previous = self.root.previous_dir(name);
+        remove_dir_if_present(&previous)?;
+        std::fs::create_dir_all(previous.parent().expect("under the root"))?;
+        std::fs::rename(keeping, &previous)?;
+        Ok(())
     }
 
     fn retired_dir(&self, name: &str) -> PathBuf {
@@ -268,6 +296,12 @@ impl Catalog for SqliteCatalog {
         let package_dir = self.root.package_dir(name);
         let retired = self.retired_dir(name);
         remove_dir_if_present(&retired)?;
+        // The working directory as this upgrade finds it, for a rollback.
+        let keeping = self.root.tmp_dir().join(format!("previous-{name}"));
+        remove_dir_if_present(&keeping)?;
+        std::fs::create_dir_all(&keeping)?;
+        copy_tree(&self.root.work_dir(name), &keeping.join("data"))
+            .with_context(|| format!("cannot copy the folder of {name} for a rollback"))?;
         std::fs::rename(&package_dir, &retired)
             .with_context(|| format!("cannot set aside {}", package_dir.display()))?;
         let swapped = std::fs::rename(staging.keep(), &package_dir)
@@ -276,10 +310,60 @@ impl Catalog for SqliteCatalog {
         if let Err(e) = swapped {
             let _ = std::fs::remove_dir_all(&package_dir);
             let _ = std::fs::rename(&retired, &package_dir);
+            let _ = std::fs::remove_dir_all(&keeping);
             return Err(e);
         }
-        let _ = std::fs::remove_dir_all(&retired);
+        // The upgrade stands; keeping what came before is best effort.
+        if let Err(error) = self.keep_previous(name, &retired, &keeping) {
+            tracing::warn!(service = %name, "the version before the upgrade is not kept: {error:#}");
+            let _ = std::fs::remove_dir_all(&retired);
+            let _ = std::fs::remove_dir_all(&keeping);
+        }
         Ok((old, new))
+    }
+
+    fn previous(&self, name: &str) -> Result<Option<Package>> {
+        let dir = self.root.previous_dir(name).join("package");
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let damaged = || format!("the version of {name} kept for a rollback is damaged");
+        // As installed: its schemas are in its manifest already.
+        let mut manifest = Manifest::read(&dir.join("locker.toml")).with_context(damaged)?;
+        for definition in manifest.types.values_mut() {
+            if definition.schema_json.is_some() {
+                definition.schema = None;
+            }
+        }
+        let component = std::fs::read(dir.join(&manifest.component)).with_context(damaged)?;
+        Package::new(manifest, component, &dir.display().to_string())
+            .map(Some)
+            .with_context(damaged)
+    }
+
+    fn take_previous_data(&self, name: &str) -> Result<Option<PathBuf>> {
+        let data = self.root.previous_dir(name).join("data");
+        if !data.is_dir() {
+            return Ok(None);
+        }
+        let taken = self.root.tmp_dir().join(format!("rollback-data-{name}"));
+        remove_dir_if_present(&taken)?;
+        std::fs::rename(&data, &taken)
+            .with_context(|| format!("cannot take {} aside", data.display()))?;
+        Ok(Some(taken))
+    }
+
+    fn restore_data(&self, name: &str, data: &std::path::Path) -> Result<()> {
+        let work = self.root.work_dir(name);
+        let replaced = self.root.tmp_dir().join(format!("replaced-data-{name}"));
+        remove_dir_if_present(&replaced)?;
+        if work.exists() {
+            std::fs::rename(&work, &replaced)
+                .with_context(|| format!("cannot set {} aside", work.display()))?;
+        }
+        std::fs::rename(data, &work)
+            .with_context(|| format!("cannot put the kept folder back at {}", work.display()))?;
+        remove_dir_if_present(&replaced)
     }
 
     fn uninstall(&self, name: &str, keep_data: bool) -> Result<InstalledService> {
@@ -291,6 +375,7 @@ impl Catalog for SqliteCatalog {
         drop(db);
         // The row is gone, so a leftover folder is only garbage for `sweep`.
         remove_dir_if_present(&self.root.package_dir(name))?;
+        remove_dir_if_present(&self.root.previous_dir(name))?;
         if !keep_data {
             remove_dir_if_present(&self.root.work_dir(name))?;
             let _ = std::fs::remove_file(self.root.log_path(name));
@@ -343,6 +428,28 @@ fn row_to_service(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
             stopped,
         })
     })())
+}
+
+/// Copies a folder (files and sub-folders; a missing one is an empty copy).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    let entries = match std::fs::read_dir(from) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+        // Symlinks cannot be made by a service (WASI offers no way): skipped.
+    }
+    Ok(())
 }
 
 fn remove_dir_if_present(path: &std::path::Path) -> Result<()> {

@@ -10,6 +10,8 @@
 //!                      backup of it apart from the root's)
 //!   packages/<name>/   the installed package: locker.toml + component.wasm
 //!   services/<name>/   the service's working directory, the only files it can see
+//!   previous/<name>/   the version before its last upgrade: package/, and data/ (a
+//!                      copy of its working directory as the upgrade found it)
 //!   logs/<name>.log    the service's stdout and stderr, and the host's notes about it
 //!   cache/             compiled code, keyed by component digest and engine settings
 //!   tmp/               staging area for installs; emptied at start
@@ -96,6 +98,10 @@ impl LockerRoot {
     /// The working directory of a service: the only part of the file system it sees.
     pub fn work_dir(&self, name: &str) -> PathBuf {
         self.services_dir().join(name)
+    }
+    /// The version a service had before its last upgrade (`locker rollback`).
+    pub fn previous_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("previous").join(name)
     }
     pub fn logs_dir(&self) -> PathBuf {
         self.dir.join("logs")

@@ -167,6 +167,38 @@ impl Supervisor {
     /// subscriptions and service types take effect at once.
     pub async fn upgrade(&self, package: Package) -> Result<ServiceStatus> {
         let _change = self.changes.lock().await;
+        self.upgrade_to(package, None).await
+    }
+
+    /// Back to the version before the last upgrade; with `data`, its
+    /// working directory too, as that upgrade found it.
+    pub async fn rollback(&self, name: &str, data: bool) -> Result<ServiceStatus> {
+        let _change = self.changes.lock().await;
+        let package = self
+            .blocking(|catalog| catalog.previous(name))
+            .await?
+            .with_context(|| {
+                format!("{name} has no earlier version kept (one is kept at each upgrade)")
+            })?;
+        let saved = if data {
+            Some(
+                self.blocking(|catalog| catalog.take_previous_data(name))
+                    .await?
+                    .with_context(|| format!("{name} has no copy of its folder kept"))?,
+            )
+        } else {
+            None
+        };
+        self.upgrade_to(package, saved).await
+    }
+
+    /// An upgrade (or rollback) to `package`; `data`, when given, takes the
+    /// place of the working directory while no instance runs.
+    async fn upgrade_to(
+        &self,
+        package: Package,
+        data: Option<std::path::PathBuf>,
+    ) -> Result<ServiceStatus> {
         let name = package.manifest.name.clone();
         let previous = self
             .service(&name)
@@ -175,6 +207,11 @@ impl Supervisor {
             .blocking(move |catalog| catalog.upgrade(&package))
             .await?;
         previous.unload("upgraded");
+        if let Some(data) = data {
+            self.blocking(|catalog| catalog.restore_data(&name, &data))
+                .await
+                .context("rolled back, but its folder could not be put back")?;
+        }
         let service = self.add(new);
         self.scheduler
             .sync_service(&service.installed().manifest)

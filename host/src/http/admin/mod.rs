@@ -30,6 +30,10 @@
 //! DELETE /_locker/api/sessions/{id}                    end one
 //! POST   /_locker/api/owner/setup-link                 a new one-time link to choose the password
 //! POST   /_locker/api/owner/login-link                 a one-time link that logs a browser in
+//! POST   /_locker/api/services/{name}/rollback         back to the version before the last upgrade ({"data": true}: its folder too)
+//! GET    /_locker/api/trust                            publisher keys pinned for packages
+//! PUT    /_locker/api/trust/{package}                  pin one
+//! DELETE /_locker/api/trust/{package}                  forget it
 //! ```
 //!
 //! `gate` lets a request in first: a token whose scope allows it, or the

@@ -6,7 +6,7 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::reply::{ApiError, ApiResult, Query, internal, ok, read_body, read_json};
-use crate::api::{ADMIN_PREFIX, ConfigValue, TrustRequest};
+use crate::api::{ADMIN_PREFIX, ConfigValue, Rollback, TrustRequest};
 use crate::bus::PublishError;
 use crate::http::body::json_response;
 use crate::jobs::RunNowError;
@@ -142,6 +142,14 @@ pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) 
                 .start(name)
                 .await
                 .map_err(|e| ApiError::from_anyhow(e, StatusCode::SERVICE_UNAVAILABLE))?;
+            ok(&status)
+        }
+        (&Method::POST, ["services", name, "rollback"]) => {
+            let wanted: Option<Rollback> = read_json(request, "rollback request").await?;
+            let status = supervisor
+                .rollback(name, wanted.is_some_and(|r| r.data))
+                .await
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::CONFLICT))?;
             ok(&status)
         }
         (&Method::POST, ["services", name, "stop"]) => {
