@@ -214,6 +214,29 @@ async fn a_package_from_a_registry_installs_only_signed_by_the_key_pinned_for_it
     publish(&mallory, "mallory", &guest("hello-rs")).await;
     let from = |namespace: &str| format!("{}/{namespace}/hello-rs:0.1.0", registry.address);
 
+    // Search by the type a package provides: signed packages, and who signed them.
+    publish(&alice, "alice", &guest("notes")).await;
+    let search = async |args: &[&str]| {
+        let out = tokio::process::Command::new(support::locker_bin())
+            .arg("search")
+            .args(args)
+            .args(["--registry", &registry.address, "--json"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    };
+    let notes = search(&["note/*"]).await;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["name"], "notes");
+    assert_eq!(notes[0]["publisher"], alice_print.as_str());
+    assert_eq!(search(&[]).await.len(), 3);
+
     // No terminal and no consent: refused, and the root is as it was.
     let before = root_state(&root).await;
     let out = cli_async(&root, &["install", &from("alice")]).await;

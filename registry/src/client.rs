@@ -131,6 +131,28 @@ impl Registry {
         Ok(pushed.manifest_url)
     }
 
+    /// A package's manifest, verified, without its blobs: what `search`
+    /// shows (the package files, the statement, the key that signed it).
+    pub async fn inspect(
+        &self,
+        reference: &Reference,
+    ) -> Result<(PackageFiles, Statement, PublicKey)> {
+        let (manifest, _) = self
+            .client
+            .pull_image_manifest(reference, &self.auth)
+            .await
+            .with_context(|| format!("cannot fetch the manifest of {reference}"))?;
+        let annotations = manifest.annotations.clone().unwrap_or_default();
+        let config = blob_of(&manifest.config)?;
+        let layers = manifest
+            .layers
+            .iter()
+            .map(blob_of)
+            .collect::<Result<Vec<_>>>()?;
+        artifact::open(&annotations, &config, &layers, None)
+            .with_context(|| format!("{reference} is refused"))
+    }
+
     /// Pulls and verifies a package (see the module's order of checks).
     pub async fn pull(
         &self,

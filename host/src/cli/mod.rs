@@ -96,6 +96,19 @@ enum Command {
         #[command(flatten)]
         root: Target,
     },
+    /// Signed packages in a registry, by the service type they provide.
+    Search {
+        /// A type or pattern (`contact/*`); default: every package.
+        service_type: Option<String>,
+        /// The registry (`registry.example`, `localhost:5000`).
+        #[arg(long)]
+        registry: String,
+        /// Speak plain HTTP to one that is not on this machine.
+        #[arg(long)]
+        insecure: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// The publisher keys pinned for packages installed from registries.
     Trust {
         #[command(subcommand)]
@@ -376,6 +389,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 _ => services::install(&root, &path, manifest.as_deref()).await,
             },
+            Command::Search {
+                service_type,
+                registry,
+                insecure,
+                json,
+            } => registry::search(service_type.as_deref(), &registry, insecure, json).await,
             Command::Trust { action, json, root } => match action {
                 None | Some(TrustAction::List) => registry::list(&root, json).await,
                 Some(TrustAction::Remove { package }) => registry::remove(&root, &package).await,

@@ -1,5 +1,5 @@
-//! The owner's side of a registry: `locker install REGISTRY/NS/NAME[:VERSION]`
-//! and `locker trust`.
+//! The owner's side of a registry: `locker install REGISTRY/NS/NAME[:VERSION]`,
+//! `locker upgrade NAME`, `locker search` and `locker trust`.
 //!
 //! An install from a registry pulls the package and checks it (signature,
 //! statement, sizes, digests: `locker_registry::client`), then settles who
@@ -301,6 +301,93 @@ pub(super) async fn upgrade(
         pulled.manifest_digest,
         key.fingerprint()
     );
+    Ok(())
+}
+
+/// `locker search [TYPE] --registry R`: the newest signed version of each
+/// package the registry lists (`/v2/_catalog`), with the types it
+/// provides and who signed it; only those providing a type matching TYPE
+/// (`contact/*`) when given. A package whose signature does not hold is
+/// named as refused, not shown as one.
+pub(super) async fn search(
+    service_type: Option<&str>,
+    registry_name: &str,
+    insecure: bool,
+    json: bool,
+) -> Result<()> {
+    let registry = Registry::new(registry_name, insecure, None);
+    let base = parse_reference(&format!("{registry_name}/catalog"))?;
+    let mut found = Vec::new();
+    for repository in registry.catalog(&base).await? {
+        let listing = parse_reference(&format!("{registry_name}/{repository}"))?;
+        let Ok(tags) = registry.tags(&listing).await else {
+            continue;
+        };
+        let Some(newest) = tags
+            .iter()
+            .filter_map(|tag| semver::Version::parse(tag).ok())
+            .filter(|version| version.pre.is_empty())
+            .max()
+        else {
+            continue;
+        };
+        let reference = parse_reference(&format!("{registry_name}/{repository}:{newest}"))?;
+        match registry.inspect(&reference).await {
+            Ok((files, _, key)) => {
+                let Ok(manifest) =
+                    crate::package::Manifest::parse(&files.manifest, "a locker.toml")
+                else {
+                    continue;
+                };
+                let wanted = service_type.is_none_or(|pattern| {
+                    manifest
+                        .provides
+                        .iter()
+                        .any(|provided| crate::package::topics::matches(pattern, provided))
+                });
+                if wanted {
+                    found.push(serde_json::json!({
+                        "reference": reference.to_string(),
+                        "name": manifest.name,
+                        "version": manifest.version.to_string(),
+                        "kind": manifest.kind.to_string(),
+                        "provides": manifest.provides,
+                        "description": manifest.description,
+                        "publisher": key.fingerprint(),
+                        "versions": tags,
+                    }));
+                }
+            }
+            Err(error) if !json => eprintln!("{reference}: {error:#}"),
+            Err(_) => {}
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(());
+    }
+    if found.is_empty() {
+        println!(
+            "no signed package there provides {}",
+            service_type.unwrap_or("anything")
+        );
+    }
+    for package in &found {
+        println!(
+            "{}  {}  provides {}  signed by {}",
+            package["reference"].as_str().unwrap_or_default(),
+            package["kind"].as_str().unwrap_or_default(),
+            package["provides"]
+                .as_array()
+                .map(|p| p
+                    .iter()
+                    .filter_map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default(),
+            package["publisher"].as_str().unwrap_or_default()
+        );
+    }
     Ok(())
 }
 
