@@ -137,7 +137,22 @@ impl Registry {
         &self,
         reference: &Reference,
     ) -> Result<(PackageFiles, Statement, PublicKey)> {
-        let (manifest, _) = self
+        let (_, _, opened) = self.verified_manifest(reference, None).await?;
+        Ok(opened)
+    }
+
+    /// The manifest of `reference` and its digest, with its signature and
+    /// statement checked (against `pinned`, if given).
+    async fn verified_manifest(
+        &self,
+        reference: &Reference,
+        pinned: Option<&PublicKey>,
+    ) -> Result<(
+        OciImageManifest,
+        String,
+        (PackageFiles, Statement, PublicKey),
+    )> {
+        let (manifest, digest) = self
             .client
             .pull_image_manifest(reference, &self.auth)
             .await
@@ -149,8 +164,9 @@ impl Registry {
             .iter()
             .map(blob_of)
             .collect::<Result<Vec<_>>>()?;
-        artifact::open(&annotations, &config, &layers, None)
-            .with_context(|| format!("{reference} is refused"))
+        let opened = artifact::open(&annotations, &config, &layers, pinned)
+            .with_context(|| format!("{reference} is refused"))?;
+        Ok((manifest, digest, opened))
     }
 
     /// Pulls and verifies a package (see the module's order of checks).
@@ -160,20 +176,8 @@ impl Registry {
         pinned: Option<&PublicKey>,
         max_component: u64,
     ) -> Result<Pulled> {
-        let (manifest, manifest_digest) = self
-            .client
-            .pull_image_manifest(reference, &self.auth)
-            .await
-            .with_context(|| format!("cannot fetch the manifest of {reference}"))?;
-        let annotations = manifest.annotations.clone().unwrap_or_default();
-        let config = blob_of(&manifest.config)?;
-        let layers = manifest
-            .layers
-            .iter()
-            .map(blob_of)
-            .collect::<Result<Vec<_>>>()?;
-        let (files, statement, publisher) = artifact::open(&annotations, &config, &layers, pinned)
-            .with_context(|| format!("{reference} is refused"))?;
+        let (manifest, manifest_digest, (files, statement, publisher)) =
+            self.verified_manifest(reference, pinned).await?;
         let layer = &manifest.layers[0];
         if layer.size as u64 > max_component {
             bail!(

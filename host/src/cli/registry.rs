@@ -261,22 +261,13 @@ pub(super) async fn upgrade(
             }
             wanted
         }
-        None => {
-            let newest = registry
-                .tags(&repository)
-                .await?
-                .iter()
-                .filter_map(|tag| semver::Version::parse(tag).ok())
-                .filter(|version| version.pre.is_empty())
-                .max();
-            match newest {
-                Some(newest) if newest > installed => newest,
-                _ => {
-                    println!("{name} {installed} is the newest in {}", pinned.source);
-                    return Ok(());
-                }
+        None => match newest_release(&registry.tags(&repository).await?) {
+            Some(newest) if newest > installed => newest,
+            _ => {
+                println!("{name} {installed} is the newest in {}", pinned.source);
+                return Ok(());
             }
-        }
+        },
     };
     let reference = parse_reference(&format!("{}:{version}", pinned.source))?;
     let key = PublicKey::from_base64(&pinned.public_key)?;
@@ -304,6 +295,14 @@ pub(super) async fn upgrade(
     Ok(())
 }
 
+/// The highest version among a repository's tags, pre-releases aside.
+fn newest_release(tags: &[String]) -> Option<semver::Version> {
+    tags.iter()
+        .filter_map(|tag| semver::Version::parse(tag).ok())
+        .filter(|version| version.pre.is_empty())
+        .max()
+}
+
 /// `locker search [TYPE] --registry R`: the newest signed version of each
 /// package the registry lists (`/v2/_catalog`), with the types it
 /// provides and who signed it; only those providing a type matching TYPE
@@ -323,12 +322,7 @@ pub(super) async fn search(
         let Ok(tags) = registry.tags(&listing).await else {
             continue;
         };
-        let Some(newest) = tags
-            .iter()
-            .filter_map(|tag| semver::Version::parse(tag).ok())
-            .filter(|version| version.pre.is_empty())
-            .max()
-        else {
+        let Some(newest) = newest_release(&tags) else {
             continue;
         };
         let reference = parse_reference(&format!("{registry_name}/{repository}:{newest}"))?;
