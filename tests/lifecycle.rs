@@ -39,12 +39,22 @@ async fn a_corrupt_cache_entry_is_rebuilt_never_trusted() {
     install(&root, &guest("hello-rs"));
     let cache_arg = ["--cache-dir", cache.to_str().unwrap()];
 
+    // Installed while no host ran: the host compiles it as it starts,
+    // before any request, and its first load finds it in the cache.
     let locker = Locker::start_with(&root, &cache_arg);
+    locker
+        .wait_for_status("hello-rs", Duration::from_secs(60), |s| {
+            s["code"] == "ready"
+        })
+        .await;
+    assert_eq!(locker.status("hello-rs").await["loads"], 0);
     assert_eq!(locker.get("/hello-rs/").await.0, 200);
     assert_eq!(
         locker.status("hello-rs").await["last_load"]["outcome"],
-        "compiled"
+        "hit"
     );
+    let log = std::fs::read_to_string(root.join("logs/hello-rs.log")).unwrap();
+    assert!(log.contains("compiled into the code cache"), "{log}");
     locker.stop();
 
     // An entry is the compiled code and its checksum beside it.

@@ -39,6 +39,23 @@ pub struct ServiceStatus {
     #[serde(default)]
     pub needs_setting: Option<String>,
     pub settings: Settings,
+    /// The registry its package came from (`None`: a package folder).
+    #[serde(default)]
+    pub origin: Option<Origin>,
+    /// Its compiled code: `ready` in the code cache, `compiling`, or
+    /// `pending` (compiled at its first load, or soon in the background).
+    #[serde(default)]
+    pub code: CodeState,
+}
+
+/// Whether a service's compiled code waits in the code cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeState {
+    #[default]
+    Pending,
+    Compiling,
+    Ready,
 }
 
 /// What the admin API shows of a service's run-time state.
@@ -299,4 +316,215 @@ pub struct Rollback {
     /// Put back the service's folder as the last upgrade found it, too.
     #[serde(default)]
     pub data: bool,
+}
+
+/// Where an installed service's package came from, when not from a folder
+/// on the owner's machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The repository: `registry/ns/name`.
+    pub source: String,
+    /// Exactly what was pulled: `registry/ns/name@sha256:…`.
+    pub reference: String,
+    /// The fingerprint of the key that signed it; `None`: it was unsigned
+    /// and installed with `--allow-unsigned`.
+    pub publisher: Option<String>,
+}
+
+/// What a package may reach beyond its own folder: what the owner accepts
+/// before a first install from a registry, and again for whatever an
+/// upgrade adds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reach {
+    /// Hosts its outgoing HTTP may reach (`{{ key }}` is the owner's setting).
+    #[serde(default)]
+    pub outbound: Vec<String>,
+    /// Services it may call, by name or `type:PATTERN`.
+    #[serde(default)]
+    pub calls: Vec<String>,
+    /// Topics it may publish on.
+    #[serde(default)]
+    pub publishes: Vec<String>,
+    /// Topics whose events it receives.
+    #[serde(default)]
+    pub subscribes: Vec<String>,
+    /// Routes anyone may open without logging in.
+    #[serde(default)]
+    pub public_routes: Vec<String>,
+    /// Secrets it asks the owner for.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+impl Reach {
+    fn parts(&self) -> [(&'static str, &Vec<String>); 6] {
+        [
+            ("outbound HTTP to", &self.outbound),
+            ("calls to", &self.calls),
+            ("publishes on", &self.publishes),
+            ("receives events on", &self.subscribes),
+            ("public (no login) routes", &self.public_routes),
+            ("secrets", &self.secrets),
+        ]
+    }
+
+    /// What this reaches that `accepted` does not.
+    pub fn beyond(&self, accepted: &Reach) -> Reach {
+        let new = |mine: &Vec<String>, theirs: &Vec<String>| -> Vec<String> {
+            mine.iter()
+                .filter(|x| !theirs.contains(x))
+                .cloned()
+                .collect()
+        };
+        Reach {
+            outbound: new(&self.outbound, &accepted.outbound),
+            calls: new(&self.calls, &accepted.calls),
+            publishes: new(&self.publishes, &accepted.publishes),
+            subscribes: new(&self.subscribes, &accepted.subscribes),
+            public_routes: new(&self.public_routes, &accepted.public_routes),
+            secrets: new(&self.secrets, &accepted.secrets),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts().iter().all(|(_, items)| items.is_empty())
+    }
+
+    /// One line per kind of reach, for the owner to read.
+    pub fn lines(&self) -> Vec<String> {
+        self.parts()
+            .iter()
+            .filter(|(_, items)| !items.is_empty())
+            .map(|(what, items)| format!("{what}: {}", items.join(", ")))
+            .collect()
+    }
+}
+
+/// `POST /_locker/api/registry/offer`: what installing a package from a
+/// registry would mean, before anything is installed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OfferRequest {
+    /// `registry/ns/name[:version|@sha256:…]`.
+    pub reference: String,
+    /// Plain HTTP to a registry not on this machine.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Take a component no Locker publisher signed (pushed by another tool).
+    #[serde(default)]
+    pub allow_unsigned: bool,
+    /// The manifest (`locker.toml`'s text) for an unsigned component;
+    /// without one it gets the narrowest: no network, no events, no calls.
+    #[serde(default)]
+    pub manifest: Option<String>,
+}
+
+/// How the key that signed an offered package stands with this locker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    /// No key is pinned for the package yet: installing pins this one.
+    FirstInstall,
+    /// Signed by the key pinned for it.
+    Pinned,
+    /// Unsigned: nothing to pin, nothing to check later.
+    Unsigned,
+}
+
+/// A package offered for install or upgrade: who signed it and what it
+/// may reach, for the owner to accept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Offer {
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+    pub description: String,
+    /// What to install: the manifest's digest, so exactly this is installed.
+    pub reference: String,
+    /// `registry/ns/name`.
+    pub source: String,
+    /// The fingerprint of the signing key (`None` when unsigned).
+    pub publisher: Option<String>,
+    pub standing: Standing,
+    pub reach: Reach,
+    /// The version installed now, when this is an upgrade.
+    #[serde(default)]
+    pub installed: Option<String>,
+    /// What it reaches that the installed version does not (upgrades).
+    #[serde(default)]
+    pub widens: Reach,
+    /// For an unsigned component: the manifest it would get (the owner's,
+    /// or the narrowest), to send back with the accepted offer.
+    #[serde(default)]
+    pub manifest: Option<String>,
+}
+
+/// `POST /_locker/api/registry/install` (and `…/upgrade`): the offer the
+/// owner accepted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AcceptedOffer {
+    /// The offer's `reference` (pinned by digest).
+    pub reference: String,
+    /// The publisher the owner accepted (the offer's fingerprint); must
+    /// match the key pinned for the package, if one is.
+    #[serde(default)]
+    pub publisher: Option<String>,
+    /// What the owner accepted that it may reach: a package reaching more
+    /// (more than the installed version, for an upgrade) is refused.
+    #[serde(default)]
+    pub reach: Reach,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub allow_unsigned: bool,
+    #[serde(default)]
+    pub manifest: Option<String>,
+}
+
+/// `POST /_locker/api/services/{name}/upgrade-offer`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpgradeOfferRequest {
+    /// A version; default: the newest release.
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub allow_unsigned: bool,
+}
+
+/// The answer to an upgrade offer request: an offer, or why there is none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpgradeOffer {
+    pub offer: Option<Offer>,
+    /// Set when there is nothing newer: the newest version there.
+    #[serde(default)]
+    pub newest: Option<String>,
+}
+
+/// One package a registry search found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Found {
+    pub reference: String,
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+    pub provides: Vec<String>,
+    pub description: String,
+    pub publisher: String,
+    pub versions: Vec<String>,
+}
+
+/// A registry login kept in the root (never its password).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryLogin {
+    pub registry: String,
+    pub username: String,
+    pub saved_at: String,
+}
+
+/// `PUT /_locker/api/registry/logins/{registry}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
 }

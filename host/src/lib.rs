@@ -12,6 +12,8 @@
 //! - [`runtime`]: the engine, the code cache, the sandbox, services at run
 //!   time, and the one path for calling a guest;
 //! - [`capabilities`]: what guests import, one unit each;
+//! - [`distribution`]: packages from OCI registries: offers, and fetches
+//!   checked in full before anything is installed;
 //! - [`bus`], [`jobs`], [`owner`]: events between services, the job table,
 //!   and the owner's password, sessions and API tokens;
 //! - [`store`]: durable state: the root, its versioned schema, the catalog,
@@ -29,6 +31,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod clock;
 pub mod develop;
+pub mod distribution;
 pub mod http;
 pub mod jobs;
 pub mod owner;

@@ -9,15 +9,16 @@
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
+use oci_client::Client;
+pub use oci_client::Reference;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 
 use crate::artifact::{self, Artifact, CONFIG_MEDIA_TYPE, PackageFiles, WASM_MEDIA_TYPE};
 use crate::keys::PublicKey;
-use crate::statement::{Blob, Statement};
+use crate::statement::{Blob, SignatureError, Statement};
 
 const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -28,6 +29,31 @@ pub const DEFAULT_MAX_COMPONENT: u64 = 256 * 1024 * 1024;
 pub struct Registry {
     client: Client,
     auth: RegistryAuth,
+    /// Where verified components are kept by digest, so the same digest is
+    /// never downloaded twice.
+    downloads: Option<std::path::PathBuf>,
+}
+
+/// What a manifest says, once checked: a signed Locker package, or a
+/// component no Locker publisher signed (pushed by another tool).
+#[derive(Debug)]
+pub enum Inspected {
+    Signed {
+        files: PackageFiles,
+        statement: Statement,
+        publisher: PublicKey,
+    },
+    Unsigned {
+        component: Blob,
+    },
+}
+
+/// A pulled component that no Locker publisher signed; its bytes match
+/// the digest its manifest (itself fetched by digest) names.
+#[derive(Debug)]
+pub struct PulledUnsigned {
+    pub component: Vec<u8>,
+    pub manifest_digest: String,
 }
 
 /// A pulled, verified package.
@@ -80,7 +106,18 @@ impl Registry {
             Some((user, password)) => RegistryAuth::Basic(user, password),
             None => RegistryAuth::Anonymous,
         };
-        Registry { client, auth }
+        Registry {
+            client,
+            auth,
+            downloads: None,
+        }
+    }
+
+    /// Keeps verified components in `dir` by digest, and takes them from
+    /// there (hashed again) instead of downloading them again.
+    pub fn with_downloads(mut self, dir: std::path::PathBuf) -> Registry {
+        self.downloads = Some(dir);
+        self
     }
 
     /// Whether `reference` names a manifest there already.
@@ -112,14 +149,30 @@ impl Registry {
                 "{reference} is published already; a published version is never replaced: raise the version"
             );
         }
-        let layers = [ImageLayer::new(
-            artifact.component.clone(),
-            WASM_MEDIA_TYPE.to_string(),
-            None,
-        )];
-        let config = Config::new(artifact.config.clone(), CONFIG_MEDIA_TYPE.to_string(), None);
-        let mut manifest =
-            OciImageManifest::build(&layers, &config, Some(artifact.annotations.clone()));
+        self.put(
+            reference,
+            ImageLayer::new(
+                artifact.component.clone(),
+                WASM_MEDIA_TYPE.to_string(),
+                None,
+            ),
+            Config::new(artifact.config.clone(), CONFIG_MEDIA_TYPE.to_string(), None),
+            Some(artifact.annotations.clone()),
+        )
+        .await
+    }
+
+    /// Pushes one layer and its config as `reference`, replacing what the
+    /// tag named (callers that must not replace check first).
+    pub(crate) async fn put(
+        &self,
+        reference: &Reference,
+        layer: ImageLayer,
+        config: Config,
+        annotations: Option<std::collections::BTreeMap<String, String>>,
+    ) -> Result<String> {
+        let layers = [layer];
+        let mut manifest = OciImageManifest::build(&layers, &config, annotations);
         // Registries pick the schema by this field (distribution 2.8 refuses
         // an OCI manifest without it).
         manifest.media_type = Some(OCI_MANIFEST_MEDIA_TYPE.to_string());
@@ -141,6 +194,93 @@ impl Registry {
         Ok(opened)
     }
 
+    /// What `reference` holds, and its manifest's digest, without its
+    /// blobs: a signed package (checked against `pinned`, if given), or,
+    /// when its manifest carries no signature at all, an unsigned
+    /// component in the Wasm layout. A signature that is there but does
+    /// not hold is an error, never "unsigned".
+    pub async fn look(
+        &self,
+        reference: &Reference,
+        pinned: Option<&PublicKey>,
+    ) -> Result<(String, Inspected)> {
+        match self.verified_manifest(reference, pinned).await {
+            Ok((_, digest, (files, statement, publisher))) => Ok((
+                digest,
+                Inspected::Signed {
+                    files,
+                    statement,
+                    publisher,
+                },
+            )),
+            Err(error)
+                if matches!(
+                    error.root_cause().downcast_ref::<SignatureError>(),
+                    Some(SignatureError::Unsigned)
+                ) =>
+            {
+                let (manifest, digest) = self.manifest(reference).await?;
+                let component = unsigned_component(reference, &manifest)?;
+                Ok((digest, Inspected::Unsigned { component }))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Pulls a component that no Locker publisher signed: one
+    /// `application/wasm` layer, no larger than `max_component`, matching
+    /// the digest its manifest names.
+    pub async fn pull_unsigned(
+        &self,
+        reference: &Reference,
+        max_component: u64,
+    ) -> Result<PulledUnsigned> {
+        let (manifest, manifest_digest) = self.manifest(reference).await?;
+        let component = unsigned_component(reference, &manifest)?;
+        if component.size > max_component {
+            bail!(
+                "{reference} is refused: its component is {} bytes, more than the {max_component} a pull takes",
+                component.size
+            );
+        }
+        let component = self
+            .fetch_blob(reference, &manifest.layers[0], &component)
+            .await?;
+        Ok(PulledUnsigned {
+            component,
+            manifest_digest,
+        })
+    }
+
+    /// The one layer of a small document (no larger than `max`), checked
+    /// against the digest its manifest names; `None` if there is no such
+    /// manifest.
+    pub(crate) async fn pull_document(
+        &self,
+        reference: &Reference,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        if !self.exists(reference).await? {
+            return Ok(None);
+        }
+        let (manifest, _) = self.manifest(reference).await?;
+        let [layer] = manifest.layers.as_slice() else {
+            bail!("{reference} is not one document");
+        };
+        let blob = blob_of(layer)?;
+        if blob.size > max {
+            bail!("{reference} is {} bytes, more than {max}", blob.size);
+        }
+        Ok(Some(self.download_blob(reference, layer, &blob).await?))
+    }
+
+    async fn manifest(&self, reference: &Reference) -> Result<(OciImageManifest, String)> {
+        self.client
+            .pull_image_manifest(reference, &self.auth)
+            .await
+            .with_context(|| format!("cannot fetch the manifest of {reference}"))
+    }
+
     /// The manifest of `reference` and its digest, with its signature and
     /// statement checked (against `pinned`, if given).
     async fn verified_manifest(
@@ -152,11 +292,7 @@ impl Registry {
         String,
         (PackageFiles, Statement, PublicKey),
     )> {
-        let (manifest, digest) = self
-            .client
-            .pull_image_manifest(reference, &self.auth)
-            .await
-            .with_context(|| format!("cannot fetch the manifest of {reference}"))?;
+        let (manifest, digest) = self.manifest(reference).await?;
         let annotations = manifest.annotations.clone().unwrap_or_default();
         let config = blob_of(&manifest.config)?;
         let layers = manifest
@@ -197,8 +333,42 @@ impl Registry {
         })
     }
 
-    /// A blob, no longer than declared and hashing to the signed digest.
+    /// A blob, no longer than declared and hashing to the signed digest:
+    /// from the downloads folder if it holds it, else from the registry
+    /// (and then kept there).
     async fn fetch_blob(
+        &self,
+        reference: &Reference,
+        descriptor: &OciDescriptor,
+        signed: &Blob,
+    ) -> Result<Vec<u8>> {
+        let kept = self.downloads.as_ref().map(|dir| {
+            dir.join(format!(
+                "{}.wasm",
+                signed.digest.replace(':', "-").replace(['/', '.'], "")
+            ))
+        });
+        if let Some(kept) = &kept
+            && let Ok(bytes) = std::fs::read(kept)
+        {
+            if bytes.len() as u64 == signed.size
+                && crate::statement::sha256(&bytes) == signed.digest
+            {
+                return Ok(bytes);
+            }
+            let _ = std::fs::remove_file(kept);
+        }
+        let bytes = self.download_blob(reference, descriptor, signed).await?;
+        if let Some(kept) = &kept {
+            // A download that cannot be kept only costs the next install time.
+            if let Err(error) = keep_download(kept, &bytes) {
+                tracing::warn!(path = %kept.display(), "cannot keep a download: {error:#}");
+            }
+        }
+        Ok(bytes)
+    }
+
+    async fn download_blob(
         &self,
         reference: &Reference,
         descriptor: &OciDescriptor,
@@ -258,6 +428,26 @@ impl Registry {
             .await
             .with_context(|| format!("{} offers no catalog", reference.registry()))?;
         Ok(catalog.repositories)
+    }
+}
+
+/// Writes a verified download where only whole files are ever seen.
+fn keep_download(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("a download has a folder")?;
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    file.persist(path)?;
+    Ok(())
+}
+
+/// The one component layer of an unsigned artifact.
+fn unsigned_component(reference: &Reference, manifest: &OciImageManifest) -> Result<Blob> {
+    match manifest.layers.as_slice() {
+        [layer] if layer.media_type == WASM_MEDIA_TYPE => blob_of(layer),
+        _ => bail!(
+            "{reference} is not a component: an unsigned package must be one `{WASM_MEDIA_TYPE}` layer"
+        ),
     }
 }
 

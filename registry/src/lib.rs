@@ -5,10 +5,13 @@
 //!   every blob), carried in the manifest's annotations, and its checks;
 //! - [`artifact`]: a package as an OCI artifact in the standard Wasm layout;
 //! - [`client`]: push, and pull with every check before anything is kept;
+//! - [`index`]: the list of packages a namespace holds, for registries
+//!   that offer no catalog;
 //! - [`local`]: a registry on this machine, for tests and benchmarks.
 
 pub mod artifact;
 pub mod client;
+pub mod index;
 pub mod keys;
 pub mod local;
 pub mod statement;

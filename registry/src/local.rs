@@ -12,6 +12,8 @@ use crate::client::{Registry, parse_reference};
 
 /// Where Debian installs it (`apt-get install docker-registry`).
 pub const DOCKER_REGISTRY: &str = "/usr/bin/docker-registry";
+/// Where Debian installs `htpasswd` (`apt-get install apache2-utils`).
+pub const HTPASSWD: &str = "/usr/bin/htpasswd";
 
 /// A `docker-registry` process, stopped when dropped.
 pub struct LocalRegistry {
@@ -32,6 +34,17 @@ impl LocalRegistry {
     /// `None` (and a note saying why) where Debian's `docker-registry` is
     /// not installed; `.ci/run` installs it.
     pub async fn start() -> Option<LocalRegistry> {
+        LocalRegistry::serve(None).await
+    }
+
+    /// One that lets in only `user` with `password` (basic auth from an
+    /// htpasswd file made by Debian's `htpasswd`, of apache2-utils); `None`
+    /// where either program is missing.
+    pub async fn start_with_login(user: &str, password: &str) -> Option<LocalRegistry> {
+        LocalRegistry::serve(Some((user, password))).await
+    }
+
+    async fn serve(login: Option<(&str, &str)>) -> Option<LocalRegistry> {
         let binary = Path::new(DOCKER_REGISTRY);
         if !binary.exists() {
             eprintln!(
@@ -47,14 +60,29 @@ impl LocalRegistry {
             .port();
         let address = format!("127.0.0.1:{port}");
         let config = storage.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
-                storage.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+            storage.path().join("data").display()
+        );
+        if let Some((user, password)) = login {
+            let htpasswd = Path::new(HTPASSWD);
+            if !htpasswd.exists() {
+                eprintln!("skipped: /usr/bin/htpasswd is missing (apt-get install apache2-utils)");
+                return None;
+            }
+            let made = Command::new(htpasswd)
+                .args(["-Bbn", user, password])
+                .output()
+                .unwrap();
+            assert!(made.status.success(), "htpasswd failed");
+            let file = storage.path().join("htpasswd");
+            std::fs::write(&file, made.stdout).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: locker-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let child = Command::new(binary)
             .arg("serve")
             .arg(&config)
@@ -67,7 +95,11 @@ impl LocalRegistry {
             address,
             _storage: storage,
         };
-        let probe = registry.client();
+        let probe = Registry::new(
+            &registry.address,
+            false,
+            login.map(|(user, password)| (user.to_string(), password.to_string())),
+        );
         let reference = registry.reference("probe/probe:0.0.0");
         let started = Instant::now();
         while probe.exists(&reference).await.is_err() {
@@ -87,5 +119,33 @@ impl LocalRegistry {
     /// `ADDRESS/rest`, e.g. `reference("alice/notes:0.1.0")`.
     pub fn reference(&self, rest: &str) -> Reference {
         parse_reference(&format!("{}/{rest}", self.address)).unwrap()
+    }
+
+    /// Pushes a component as other tools (wkg, oras) do: the standard Wasm
+    /// layout, with no Locker manifest and no signature.
+    pub async fn push_unsigned(&self, rest: &str, component: Vec<u8>) -> anyhow::Result<()> {
+        let config = serde_json::json!({
+            "created": "2026-12-01T00:00:00Z",
+            "architecture": "wasm",
+            "os": "wasip2",
+            "layerDigests": [crate::statement::sha256(&component)],
+        });
+        self.client()
+            .put(
+                &self.reference(rest),
+                oci_client::client::ImageLayer::new(
+                    component,
+                    crate::artifact::WASM_MEDIA_TYPE.to_string(),
+                    None,
+                ),
+                oci_client::client::Config::new(
+                    serde_json::to_vec(&config)?,
+                    crate::artifact::CONFIG_MEDIA_TYPE.to_string(),
+                    None,
+                ),
+                None,
+            )
+            .await?;
+        Ok(())
     }
 }

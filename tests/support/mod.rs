@@ -640,12 +640,19 @@ pub async fn loopback_server(
 
 /// Runs `locker <args> --root <root>` with `input` on its standard input.
 pub async fn cli_with_input(root: &Path, args: &[&str], input: &str) -> CliOutput {
+    cli_with(root, args, input, &[]).await
+}
+
+/// Runs `locker <args> --root <root>` with `input` on its standard input
+/// and `env` set.
+pub async fn cli_with(root: &Path, args: &[&str], input: &str, env: &[(&str, &Path)]) -> CliOutput {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(locker_bin())
         .args(args)
         .arg("--root")
         .arg(root)
         .env_remove("LOCKER_ROOT")
+        .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -6,9 +6,10 @@ use anyhow::{Context, Result, bail};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ADMIN_PREFIX, ConfigEntry, DeadLetter, EventRecord, EventSummary, JobView, NewToken, Rollback,
-    RunView, ServiceStatus, SessionView, TokenRequest, TokenView, TrustRequest, TrustedPublisher,
-    TypeView,
+    ADMIN_PREFIX, AcceptedOffer, ConfigEntry, DeadLetter, EventRecord, EventSummary, Found,
+    JobView, LoginRequest, NewToken, Offer, OfferRequest, RegistryLogin, Rollback, RunView,
+    ServiceStatus, SessionView, TokenRequest, TokenView, TrustRequest, TrustedPublisher, TypeView,
+    UpgradeOffer, UpgradeOfferRequest,
 };
 use crate::package::Package;
 use crate::store::root::HostRecord;
@@ -273,6 +274,79 @@ impl AdminClient {
     pub async fn distrust(&self, package: &str) -> Result<serde_json::Value> {
         let url = format!("{}/trust/{package}", self.base);
         self.send(self.http.delete(url)).await
+    }
+
+    /// What installing a package from a registry would mean.
+    pub async fn offer(&self, request: &OfferRequest) -> Result<Offer> {
+        let url = format!("{}/registry/offer", self.base);
+        self.send(self.http.post(url).json(request)).await
+    }
+
+    /// Installs an accepted offer; the host pulls it.
+    pub async fn install_offer(&self, accepted: &AcceptedOffer) -> Result<ServiceStatus> {
+        let url = format!("{}/registry/install", self.base);
+        self.send(self.http.post(url).json(accepted)).await
+    }
+
+    /// The offer of a newer version of `name` from where it came.
+    pub async fn upgrade_offer(
+        &self,
+        name: &str,
+        request: &UpgradeOfferRequest,
+    ) -> Result<UpgradeOffer> {
+        let url = format!("{}/registry/upgrade-offer/{name}", self.base);
+        self.send(self.http.post(url).json(request)).await
+    }
+
+    /// Upgrades `name` to an accepted offer.
+    pub async fn upgrade_to_offer(
+        &self,
+        name: &str,
+        accepted: &AcceptedOffer,
+    ) -> Result<ServiceStatus> {
+        let url = format!("{}/registry/upgrade/{name}", self.base);
+        self.send(self.http.post(url).json(accepted)).await
+    }
+
+    /// Signed packages in a registry (or one namespace's index there).
+    pub async fn search(
+        &self,
+        registry: &str,
+        service_type: Option<&str>,
+        insecure: bool,
+    ) -> Result<(Vec<Found>, Vec<String>)> {
+        let url = format!("{}/registry/search", self.base);
+        let answer: serde_json::Value = self
+            .send(self.http.post(url).json(&serde_json::json!({
+                "registry": registry, "type": service_type, "insecure": insecure,
+            })))
+            .await?;
+        Ok((
+            serde_json::from_value(answer["found"].clone())?,
+            serde_json::from_value(answer["refused"].clone())?,
+        ))
+    }
+
+    /// The registries the host logs in to.
+    pub async fn registry_logins(&self) -> Result<Vec<RegistryLogin>> {
+        self.send(self.http.get(format!("{}/registry/logins", self.base)))
+            .await
+    }
+
+    /// Keeps a registry login in the root, for the host's pulls.
+    pub async fn save_registry_login(&self, registry: &str, login: &LoginRequest) -> Result<()> {
+        let url = format!("{}/registry/logins/{registry}", self.base);
+        self.send::<serde_json::Value>(self.http.put(url).json(login))
+            .await
+            .map(drop)
+    }
+
+    /// Forgets a registry login.
+    pub async fn remove_registry_login(&self, registry: &str) -> Result<()> {
+        let url = format!("{}/registry/logins/{registry}", self.base);
+        self.send::<serde_json::Value>(self.http.delete(url))
+            .await
+            .map(drop)
     }
 
     /// A one-time link that logs a browser in as the owner.

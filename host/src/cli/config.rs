@@ -44,7 +44,7 @@ pub(super) async fn set(root: &Target, name: &str, key: &str, value: Option<Stri
              `locker config set {name} {key}`"
         ),
         Some(value) => value,
-        None => read_value(name, key, secret)?,
+        None => read_value(&format!("{key} of {name}: "), secret)?,
     };
     let entry = write(&access, name, key, Some(&value)).await?;
     println!("set {key} of {name}");
@@ -94,10 +94,9 @@ async fn write(
 
 /// The value from standard input: typed at a prompt (without echo for a
 /// secret), or piped in (one trailing newline dropped).
-fn read_value(name: &str, key: &str, secret: bool) -> Result<String> {
+pub(super) fn read_value(prompt: &str, secret: bool) -> Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        let prompt = format!("{key} of {name}: ");
         return if secret {
             rpassword::prompt_password(prompt).context("cannot read the value")
         } else {

@@ -93,6 +93,11 @@ enum Command {
         /// From a registry: speak plain HTTP to one that is not on this machine.
         #[arg(long)]
         insecure: bool,
+        /// From a registry: take a component no Locker publisher signed
+        /// (pushed by wkg, oras…); with --manifest, the manifest it gets,
+        /// else the narrowest (no network, no events, no calls).
+        #[arg(long)]
+        allow_unsigned: bool,
         #[command(flatten)]
         root: Target,
     },
@@ -100,7 +105,8 @@ enum Command {
     Search {
         /// A type or pattern (`contact/*`); default: every package.
         service_type: Option<String>,
-        /// The registry (`registry.example`, `localhost:5000`).
+        /// The registry (`registry.example`, `localhost:5000`): its
+        /// catalog; or `REGISTRY/NAMESPACE`: that namespace's index.
         #[arg(long)]
         registry: String,
         /// Speak plain HTTP to one that is not on this machine.
@@ -108,6 +114,15 @@ enum Command {
         insecure: bool,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        root: Target,
+    },
+    /// Logins to registries: kept in the root for the host's pulls.
+    Registry {
+        #[command(subcommand)]
+        action: registry::RegistryAction,
+        #[command(flatten)]
+        root: Target,
     },
     /// The publisher keys pinned for packages installed from registries.
     Trust {
@@ -133,6 +148,14 @@ enum Command {
         /// From a registry: speak plain HTTP to one that is not on this machine.
         #[arg(long)]
         insecure: bool,
+        /// From a registry: accept what the new version reaches beyond the
+        /// installed one without asking.
+        #[arg(long)]
+        yes: bool,
+        /// From a registry: take an unsigned version (the service was
+        /// installed unsigned).
+        #[arg(long)]
+        allow_unsigned: bool,
         #[command(flatten)]
         root: Target,
     },
@@ -377,24 +400,29 @@ pub fn run(cli: Cli) -> Result<()> {
                 yes,
                 trust,
                 insecure,
+                allow_unsigned,
                 root,
-            } => match registry::registry_reference(&path.to_string_lossy()) {
-                Some(reference) if manifest.is_none() => {
+            } => match crate::distribution::registry_reference(&path.to_string_lossy()) {
+                Some(reference) => {
                     let consent = registry::Consent {
                         yes,
                         trust,
                         insecure,
+                        allow_unsigned,
+                        manifest: registry::manifest_text(manifest.as_deref())?,
                     };
                     registry::install(&root, &reference, &consent).await
                 }
-                _ => services::install(&root, &path, manifest.as_deref()).await,
+                None => services::install(&root, &path, manifest.as_deref()).await,
             },
             Command::Search {
                 service_type,
                 registry,
                 insecure,
                 json,
-            } => registry::search(service_type.as_deref(), &registry, insecure, json).await,
+                root,
+            } => registry::search(&root, service_type.as_deref(), &registry, insecure, json).await,
+            Command::Registry { action, root } => registry::registry(&root, action).await,
             Command::Trust { action, json, root } => match action {
                 None | Some(TrustAction::List) => registry::list(&root, json).await,
                 Some(TrustAction::Remove { package }) => registry::remove(&root, &package).await,
@@ -404,6 +432,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 manifest,
                 to,
                 insecure,
+                yes,
+                allow_unsigned,
                 root,
             } => {
                 let name = path.to_string_lossy().to_string();
@@ -411,7 +441,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     && manifest.is_none()
                     && crate::package::manifest::validate_service_name(&name).is_ok()
                 {
-                    registry::upgrade(&root, &name, to.as_deref(), insecure).await
+                    let request = crate::api::UpgradeOfferRequest {
+                        to,
+                        insecure,
+                        allow_unsigned,
+                    };
+                    registry::upgrade(&root, &name, &request, yes).await
                 } else {
                     services::upgrade(&root, &path, manifest.as_deref()).await
                 }

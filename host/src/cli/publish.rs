@@ -88,6 +88,18 @@ pub(super) async fn publish(args: PublishArgs) -> Result<()> {
     let package_dir = tokio::task::block_in_place(|| package_folder(&dir))?;
     let package = tokio::task::block_in_place(|| Package::read(&package_dir, None))?;
     let manifest = &package.manifest;
+    if manifest.name == locker_registry::index::INDEX_REPOSITORY {
+        bail!(
+            "a package cannot be named {:?}: each namespace's index is kept under that name",
+            manifest.name
+        );
+    }
+    if !args.to.contains('/') {
+        bail!(
+            "--to {} names no namespace: publish to REGISTRY/NAMESPACE",
+            args.to
+        );
+    }
     let key_path = args.key.clone().unwrap_or_else(default_key);
     let key = PublisherKey::load(&key_path).with_context(|| {
         format!(
@@ -108,13 +120,32 @@ pub(super) async fn publish(args: PublishArgs) -> Result<()> {
         &crate::clock::now_rfc3339(),
         &key,
     )?;
-    let registry = Registry::new(reference.registry(), args.insecure, None);
+    let login = crate::distribution::credentials::login_for(reference.registry(), None)?;
+    let registry = Registry::new(reference.registry(), args.insecure, login);
     registry.push(&reference, &artifact).await?;
+    let fingerprint = key.public().fingerprint();
     println!(
-        "published {reference} ({}), signed by {}",
-        package.digest,
-        key.public().fingerprint()
+        "published {reference} ({}), signed by {fingerprint}",
+        package.digest
     );
+    // The namespace's index, for registries that offer no catalog.
+    let namespace = reference
+        .repository()
+        .rsplit_once('/')
+        .map_or("", |(namespace, _)| namespace);
+    if let Err(error) = locker_registry::index::record(
+        &registry,
+        reference.registry(),
+        namespace,
+        &manifest.name,
+        &manifest.version.to_string(),
+        &manifest.provides,
+        &fingerprint,
+    )
+    .await
+    {
+        eprintln!("published, but the namespace's index is not updated: {error:#}");
+    }
     Ok(())
 }
 

@@ -1,192 +1,232 @@
 //! The owner's side of a registry: `locker install REGISTRY/NS/NAME[:VERSION]`,
-//! `locker upgrade NAME`, `locker search` and `locker trust`.
+//! `locker upgrade NAME`, `locker search`, `locker trust` and `locker
+//! registry login`.
 //!
-//! An install from a registry pulls the package and checks it (signature,
-//! statement, sizes, digests: `locker_registry::client`), then settles who
-//! signed it: a key pinned for the package must be the one; a first
-//! install pins the key once the owner accepts it, by answering at the
-//! terminal, with `--yes`, or with `--trust FINGERPRINT` (the key they were
-//! told of). Only then is the package checked as any install is and
-//! installed; the key is pinned after the install succeeds.
-//!
-//! For now the CLI does the pulling (the host serving the root installs
-//! what it hands over); the host will pull itself, for `--url`.
+//! An install from a registry is an offer, then an accepted offer. The
+//! offer (made by the serving host, or here when none serves the root)
+//! says who signed the package, how that key stands with this locker, and
+//! what the package may reach; the owner accepts it at the terminal, with
+//! `--yes`, or with `--trust FINGERPRINT` (the key they were told of). The
+//! accepted offer names the manifest's digest, so what is installed is
+//! exactly what was shown, and the host pulls and checks it all again
+//! before anything is written (`crate::distribution`). An upgrade that
+//! reaches more than the version installed asks again, naming what is new.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use locker_registry::client::{DEFAULT_MAX_COMPONENT, Pulled, Registry, parse_reference};
-use locker_registry::keys::PublicKey;
+use clap::Subcommand;
 
 use super::Target;
 use super::access::{Access, access, offline_status};
-use crate::api::{TrustRequest, TrustedPublisher};
-use crate::package::Package;
-use crate::store::{Catalog, TrustStore};
+use crate::api::{
+    AcceptedOffer, Found, LoginRequest, Offer, OfferRequest, ServiceStatus, Standing, UpgradeOffer,
+    UpgradeOfferRequest,
+};
+use crate::distribution::{Distribution, credentials};
+use crate::store::{Catalog, RegistryLogins, SqliteCatalog, TrustStore};
 
-/// How the owner settles trust in a new publisher.
+/// How the owner settles an offer.
 pub(super) struct Consent {
     pub yes: bool,
     pub trust: Option<String>,
     pub insecure: bool,
+    pub allow_unsigned: bool,
+    /// The manifest for an unsigned component (`--manifest FILE`'s text).
+    pub manifest: Option<String>,
 }
 
-/// Whether an install argument names a registry package: `oci://…`, or a
-/// reference whose first part is a registry host, and no local path.
-pub(super) fn registry_reference(argument: &str) -> Option<String> {
-    if let Some(reference) = argument.strip_prefix("oci://") {
-        return Some(reference.to_string());
+/// `locker registry …`: the logins the host uses to pull.
+#[derive(Subcommand)]
+pub(super) enum RegistryAction {
+    /// Keep a login to a registry in the root, for the host's pulls (the
+    /// password from standard input or a prompt that does not echo).
+    Login {
+        /// `registry.example`, `localhost:5000`.
+        registry: String,
+        #[arg(long, short)]
+        username: String,
+        /// Write it to Docker's config file instead (~/.docker/config.json),
+        /// where `locker publish`, docker, oras and wkg find it.
+        #[arg(long)]
+        docker: bool,
+    },
+    /// Forget the login kept for a registry.
+    Logout { registry: String },
+    /// The registries the host logs in to.
+    Logins {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The root's stores a pull needs, when no host serves it.
+struct OfflineStores {
+    trust: TrustStore,
+    logins: RegistryLogins,
+    downloads: std::path::PathBuf,
+}
+
+impl OfflineStores {
+    fn open(catalog: &SqliteCatalog) -> Result<OfflineStores> {
+        let root = catalog.root();
+        Ok(OfflineStores {
+            trust: TrustStore::open(root)?,
+            logins: RegistryLogins::open(root)?,
+            downloads: root.default_cache_dir().join("downloads"),
+        })
     }
-    if Path::new(argument).exists() {
-        return None;
+
+    fn distribution(&self) -> Distribution<'_> {
+        Distribution {
+            trust: &self.trust,
+            logins: &self.logins,
+            downloads: self.downloads.clone(),
+        }
     }
-    let (host, rest) = argument.split_once('/')?;
-    let looks_like_host = host.contains('.') || host.contains(':') || host == "localhost";
-    (looks_like_host && !rest.is_empty()).then(|| argument.to_string())
 }
 
 pub(super) async fn install(target: &Target, reference: &str, consent: &Consent) -> Result<()> {
-    let reference = parse_reference(reference)?;
     let access = access(target)?;
-    let registry = Registry::new(reference.registry(), consent.insecure, None);
-    // First, with no key pinned: the signature, the statement, the blobs.
-    let pulled = registry
-        .pull(&reference, None, DEFAULT_MAX_COMPONENT)
-        .await?;
-    let name = pulled.files.name.clone();
-    let source = format!("{}/{}", reference.registry(), reference.repository());
-    let pinned = trusted(&access, &name).await?;
-    let first = match &pinned {
-        Some(pinned) if pinned.public_key == pulled.publisher.to_base64() => false,
-        Some(pinned) => bail!(
-            "{reference} is refused: it is signed by {}, but {name} is trusted from {} (pinned at its first install from {}); nothing was installed",
-            pulled.publisher.fingerprint(),
-            pinned.fingerprint,
-            pinned.source
-        ),
-        None => true,
+    let request = OfferRequest {
+        reference: reference.to_string(),
+        insecure: consent.insecure,
+        allow_unsigned: consent.allow_unsigned,
+        manifest: consent.manifest.clone(),
     };
-    let package = package_of(&pulled)?;
-    if first {
-        accept(&reference.to_string(), &pulled.publisher, &package, consent)?;
-    }
     let status = match &access {
-        Access::Host(client) => client.install(&package).await?,
-        Access::Offline { catalog, .. } => offline_status(catalog.install(&package)?),
+        Access::Host(client) => {
+            let offer = client.offer(&request).await?;
+            let accepted = accept_install(&offer, consent)?;
+            client.install_offer(&accepted).await?
+        }
+        Access::Offline { catalog, .. } => {
+            let stores = OfflineStores::open(catalog)?;
+            let distribution = stores.distribution();
+            let offer = distribution.offer(&request, None).await?;
+            let accepted = accept_install(&offer, consent)?;
+            let fetched = distribution.fetch(&accepted, None).await?;
+            let name = fetched.package.manifest.name.clone();
+            let installed = tokio::task::block_in_place(|| catalog.install(&fetched.package))?;
+            if let Some(pin) = fetched.pin {
+                stores
+                    .trust
+                    .pin(&name, &pin.public_key, &pin.fingerprint, &pin.source)?;
+            }
+            offline_status(installed)
+        }
     };
-    if first {
-        let request = TrustRequest {
-            public_key: pulled.publisher.to_base64(),
-            fingerprint: pulled.publisher.fingerprint(),
-            source,
-        };
-        pin(&access, &name, &request).await?;
-    }
     println!(
-        "installed {} {} from {reference} ({}), signed by {}",
+        "installed {} {} from {}, {}",
         status.name,
         status.version,
-        pulled.manifest_digest,
-        pulled.publisher.fingerprint()
+        origin_of(&status),
+        signer_of(&status)
     );
     Ok(())
 }
 
-/// The package as `locker install` checks any: written to a scratch
-/// folder as the publisher's folder was, and read back.
-fn package_of(pulled: &Pulled) -> Result<Package> {
-    let scratch = tempfile::tempdir()?;
-    let dir = scratch.path();
-    std::fs::write(dir.join("locker.toml"), &pulled.files.manifest)?;
-    let manifest =
-        crate::package::Manifest::parse(&pulled.files.manifest, "the pulled locker.toml")?;
-    if manifest.name != pulled.files.name {
-        bail!(
-            "the pulled package is signed as {:?} but its locker.toml names {:?}",
-            pulled.files.name,
-            manifest.name
-        );
-    }
-    for (path, schema) in &pulled.files.schemas {
-        let relative = Path::new(path);
-        if relative.is_absolute()
-            || relative
-                .components()
-                .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            bail!("the pulled package names a schema outside its folder: {path:?}");
-        }
-        let target = dir.join(relative);
-        std::fs::create_dir_all(target.parent().expect("a file has a parent"))?;
-        std::fs::write(target, schema)?;
-    }
-    let component = dir.join(&manifest.component);
-    if component.parent() != Some(dir) {
-        bail!("the pulled locker.toml names its component outside its folder");
-    }
-    std::fs::write(&component, &pulled.component)?;
-    Package::read(dir, None).context("the pulled package is not one a locker installs")
+fn origin_of(status: &ServiceStatus) -> String {
+    status
+        .origin
+        .as_ref()
+        .map_or_else(|| "a package folder".into(), |o| o.reference.clone())
 }
 
-/// A first install: the owner accepts the publisher's key.
-fn accept(reference: &str, key: &PublicKey, package: &Package, consent: &Consent) -> Result<()> {
-    let fingerprint = key.fingerprint();
-    if let Some(expected) = &consent.trust {
-        if *expected != fingerprint {
-            bail!(
-                "{reference} is signed by {fingerprint}, not by {expected}; nothing was installed"
+fn signer_of(status: &ServiceStatus) -> String {
+    match status.origin.as_ref().and_then(|o| o.publisher.as_deref()) {
+        Some(fingerprint) => format!("signed by {fingerprint}"),
+        None => "UNSIGNED".into(),
+    }
+}
+
+/// Shows an install offer and settles it with the owner.
+fn accept_install(offer: &Offer, consent: &Consent) -> Result<AcceptedOffer> {
+    println!(
+        "{} {} ({}) from {}",
+        offer.name, offer.version, offer.kind, offer.source
+    );
+    match (&offer.standing, &offer.publisher) {
+        (Standing::FirstInstall, Some(fingerprint)) => {
+            println!(
+                "is signed by a publisher this locker does not know yet:\n  {fingerprint}\nCompare it with the one the publisher gave you; every later version must be signed by this key."
             );
         }
-        return Ok(());
+        (Standing::Pinned, Some(fingerprint)) => {
+            println!("is signed by {fingerprint}, the key trusted for it");
+        }
+        _ => {
+            println!("is NOT signed: nothing says who made it, and later versions are not checked")
+        }
     }
-    println!(
-        "{} {} from {reference} is signed by a publisher this locker does not know yet:\n  {fingerprint}",
-        package.manifest.name, package.manifest.version
-    );
-    println!(
-        "Compare it with the one the publisher gave you; every later version must be signed by this key."
-    );
-    if consent.yes {
+    if let (Some(expected), Some(fingerprint)) = (&consent.trust, &offer.publisher)
+        && expected != fingerprint
+    {
+        bail!(
+            "{} is signed by {fingerprint}, not by {expected}; nothing was installed",
+            offer.reference
+        );
+    }
+    if consent.trust.is_some() && offer.publisher.is_none() {
+        bail!(
+            "{} is not signed: --trust names a key it does not have",
+            offer.reference
+        );
+    }
+    print_reach("It may reach", &offer.reach.lines());
+    let asks = offer.standing == Standing::FirstInstall || !offer.reach.is_empty();
+    if asks && consent.trust.is_none() {
+        confirm(
+            "Install it?",
+            consent.yes,
+            &match &offer.publisher {
+                Some(fingerprint) if offer.standing == Standing::FirstInstall => format!(
+                    "not installed: trust the publisher with --yes, or pin the key you were given with --trust {fingerprint}"
+                ),
+                _ => "not installed: accept what it may reach with --yes".into(),
+            },
+        )?;
+    }
+    Ok(accepted(offer, consent))
+}
+
+fn accepted(offer: &Offer, consent: &Consent) -> AcceptedOffer {
+    AcceptedOffer {
+        reference: offer.reference.clone(),
+        publisher: offer.publisher.clone(),
+        reach: offer.reach.clone(),
+        insecure: consent.insecure,
+        allow_unsigned: consent.allow_unsigned,
+        manifest: offer.manifest.clone().or_else(|| consent.manifest.clone()),
+    }
+}
+
+fn print_reach(heading: &str, lines: &[String]) {
+    if lines.is_empty() {
+        println!("{heading}: nothing beyond its own folder");
+        return;
+    }
+    println!("{heading}:");
+    for line in lines {
+        println!("  {line}");
+    }
+}
+
+/// The owner's yes: `--yes`, or an answer at the terminal; without either,
+/// `refusal`.
+fn confirm(question: &str, yes: bool, refusal: &str) -> Result<()> {
+    if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        bail!(
-            "not installed: trust the publisher with --yes, or pin the key you were given with --trust {fingerprint}"
-        );
+        bail!("{refusal}");
     }
-    print!("Trust this publisher and install? [y/N] ");
+    print!("{question} [y/N] ");
     std::io::stdout().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     if !matches!(answer.trim(), "y" | "Y" | "yes") {
-        bail!("not installed");
-    }
-    Ok(())
-}
-
-async fn trusted(access: &Access, package: &str) -> Result<Option<TrustedPublisher>> {
-    Ok(match access {
-        Access::Host(client) => client
-            .trusted()
-            .await?
-            .into_iter()
-            .find(|t| t.package == package),
-        Access::Offline { catalog, .. } => TrustStore::open(catalog.root())?.pinned(package)?,
-    })
-}
-
-async fn pin(access: &Access, package: &str, request: &TrustRequest) -> Result<()> {
-    match access {
-        Access::Host(client) => {
-            client.trust(package, request).await?;
-        }
-        Access::Offline { catalog, .. } => TrustStore::open(catalog.root())?.pin(
-            package,
-            &request.public_key,
-            &request.fingerprint,
-            &request.source,
-        )?,
+        bail!("{refusal}");
     }
     Ok(())
 }
@@ -229,135 +269,145 @@ pub(super) async fn remove(target: &Target, package: &str) -> Result<()> {
 
 /// `locker upgrade NAME [--to VERSION]`: the newest version of a package
 /// installed from a registry (or the one asked for), from where it came,
-/// signed by the key pinned for it. Never a downgrade.
+/// signed by the key pinned for it; never a downgrade. What it reaches
+/// beyond the installed version is shown and must be accepted.
 pub(super) async fn upgrade(
     target: &Target,
     name: &str,
-    to: Option<&str>,
-    insecure: bool,
+    request: &UpgradeOfferRequest,
+    yes: bool,
 ) -> Result<()> {
     let access = access(target)?;
-    let Some(pinned) = trusted(&access, name).await? else {
-        bail!(
-            "{name} was not installed from a registry (no publisher is trusted for it); upgrade it from a package folder: `locker upgrade PATH`"
-        );
-    };
-    let installed = match &access {
-        Access::Host(client) => client.service(name).await?.version,
-        Access::Offline { catalog, .. } => catalog.require(name)?.manifest.version.to_string(),
-    };
-    let installed = semver::Version::parse(&installed)
-        .with_context(|| format!("{name}'s installed version {installed:?} is not semver"))?;
-    let repository = parse_reference(&pinned.source)?;
-    let registry = Registry::new(repository.registry(), insecure, None);
-    let version = match to {
-        Some(version) => {
-            let wanted = semver::Version::parse(version)
-                .with_context(|| format!("{version:?} is not a version"))?;
-            if wanted <= installed {
-                bail!(
-                    "{name} {installed} is installed; {wanted} is not newer (a downgrade is a rollback, never an upgrade)"
-                );
-            }
-            wanted
+    let consent = |upgrade: &UpgradeOffer| -> Result<Option<AcceptedOffer>> {
+        let Some(offer) = &upgrade.offer else {
+            return Ok(None);
+        };
+        if !offer.widens.is_empty() {
+            print_reach(
+                &format!(
+                    "{name} {} reaches more than {} does",
+                    offer.version,
+                    offer
+                        .installed
+                        .as_deref()
+                        .unwrap_or("the installed version")
+                ),
+                &offer.widens.lines(),
+            );
+            confirm(
+                "Upgrade?",
+                yes,
+                "not upgraded: it reaches more than the installed version; accept that with --yes",
+            )?;
         }
-        None => match newest_release(&registry.tags(&repository).await?) {
-            Some(newest) if newest > installed => newest,
-            _ => {
-                println!("{name} {installed} is the newest in {}", pinned.source);
-                return Ok(());
-            }
-        },
+        Ok(Some(accepted(
+            offer,
+            &Consent {
+                yes,
+                trust: None,
+                insecure: request.insecure,
+                allow_unsigned: request.allow_unsigned,
+                manifest: None,
+            },
+        )))
     };
-    let reference = parse_reference(&format!("{}:{version}", pinned.source))?;
-    let key = PublicKey::from_base64(&pinned.public_key)?;
-    let pulled = registry
-        .pull(&reference, Some(&key), DEFAULT_MAX_COMPONENT)
-        .await?;
-    if pulled.files.name != name || pulled.files.version != version.to_string() {
-        bail!(
-            "{reference} is refused: it is signed as {} {}, not {name} {version}",
-            pulled.files.name,
-            pulled.files.version
-        );
+    let (upgrade, status) = match &access {
+        Access::Host(client) => {
+            let upgrade = client.upgrade_offer(name, request).await?;
+            let status = match consent(&upgrade)? {
+                Some(accepted) => Some(client.upgrade_to_offer(name, &accepted).await?),
+                None => None,
+            };
+            (upgrade, status)
+        }
+        Access::Offline { catalog, .. } => {
+            let stores = OfflineStores::open(catalog)?;
+            let distribution = stores.distribution();
+            let installed = catalog.require(name)?;
+            let upgrade = distribution.upgrade_offer(&installed, request).await?;
+            let status = match consent(&upgrade)? {
+                Some(accepted) => {
+                    let fetched = distribution
+                        .fetch(&accepted, Some(&installed.manifest))
+                        .await?;
+                    let (_, new) =
+                        tokio::task::block_in_place(|| catalog.upgrade(&fetched.package))?;
+                    if let Some(pin) = fetched.pin {
+                        stores
+                            .trust
+                            .pin(name, &pin.public_key, &pin.fingerprint, &pin.source)?;
+                    }
+                    Some(offline_status(new))
+                }
+                None => None,
+            };
+            (upgrade, status)
+        }
+    };
+    match (status, upgrade.offer) {
+        (Some(status), Some(offer)) => println!(
+            "upgraded {name} {} to {} from {}, {}",
+            offer.installed.unwrap_or_default(),
+            status.version,
+            origin_of(&status),
+            signer_of(&status)
+        ),
+        _ => println!(
+            "{name} is the newest there is ({})",
+            upgrade.newest.unwrap_or_default()
+        ),
     }
-    let package = package_of(&pulled)?;
-    let status = match &access {
-        Access::Host(client) => client.upgrade(&package).await?,
-        Access::Offline { catalog, .. } => offline_status(catalog.upgrade(&package)?.1),
-    };
-    println!(
-        "upgraded {name} {installed} to {} from {reference} ({}), signed by {}",
-        status.version,
-        pulled.manifest_digest,
-        key.fingerprint()
-    );
     Ok(())
 }
 
-/// The highest version among a repository's tags, pre-releases aside.
-fn newest_release(tags: &[String]) -> Option<semver::Version> {
-    tags.iter()
-        .filter_map(|tag| semver::Version::parse(tag).ok())
-        .filter(|version| version.pre.is_empty())
-        .max()
-}
-
 /// `locker search [TYPE] --registry R`: the newest signed version of each
-/// package the registry lists (`/v2/_catalog`), with the types it
-/// provides and who signed it; only those providing a type matching TYPE
-/// (`contact/*`) when given. A package whose signature does not hold is
-/// named as refused, not shown as one.
+/// package in the registry's catalog (or, for `R/NAMESPACE`, the
+/// namespace's index), with the types it provides and who signed it. A
+/// package whose signature does not hold is named as refused, not shown.
 pub(super) async fn search(
+    target: &Target,
     service_type: Option<&str>,
-    registry_name: &str,
+    registry: &str,
     insecure: bool,
     json: bool,
 ) -> Result<()> {
-    let registry = Registry::new(registry_name, insecure, None);
-    let base = parse_reference(&format!("{registry_name}/catalog"))?;
-    let mut found = Vec::new();
-    for repository in registry.catalog(&base).await? {
-        let listing = parse_reference(&format!("{registry_name}/{repository}"))?;
-        let Ok(tags) = registry.tags(&listing).await else {
-            continue;
-        };
-        let Some(newest) = newest_release(&tags) else {
-            continue;
-        };
-        let reference = parse_reference(&format!("{registry_name}/{repository}:{newest}"))?;
-        match registry.inspect(&reference).await {
-            Ok((files, _, key)) => {
-                let Ok(manifest) =
-                    crate::package::Manifest::parse(&files.manifest, "a locker.toml")
-                else {
-                    continue;
-                };
-                let wanted = service_type.is_none_or(|pattern| {
-                    manifest
-                        .provides
-                        .iter()
-                        .any(|provided| crate::package::topics::matches(pattern, provided))
-                });
-                if wanted {
-                    found.push(serde_json::json!({
-                        "reference": reference.to_string(),
-                        "name": manifest.name,
-                        "version": manifest.version.to_string(),
-                        "kind": manifest.kind.to_string(),
-                        "provides": manifest.provides,
-                        "description": manifest.description,
-                        "publisher": key.fingerprint(),
-                        "versions": tags,
-                    }));
-                }
-            }
-            Err(error) if !json => eprintln!("{reference}: {error:#}"),
-            Err(_) => {}
+    let served = target.url.is_some() || target.root.join("host.json").exists();
+    let (found, refused) = match served.then(|| access(target)).transpose()? {
+        Some(Access::Host(client)) => client.search(registry, service_type, insecure).await?,
+        Some(Access::Offline { catalog, .. }) => {
+            let stores = OfflineStores::open(&catalog)?;
+            stores
+                .distribution()
+                .search(registry, service_type, insecure)
+                .await?
+        }
+        // No locker here: the registry as Docker's login reaches it.
+        None => {
+            crate::distribution::search(
+                |host| {
+                    Ok(locker_registry::client::Registry::new(
+                        host,
+                        insecure,
+                        credentials::login_for(host, None)?,
+                    ))
+                },
+                registry,
+                service_type,
+            )
+            .await?
+        }
+    };
+    if !json {
+        for refusal in &refused {
+            eprintln!("{refusal}");
         }
     }
+    print_found(&found, service_type, json)
+}
+
+fn print_found(found: &[Found], service_type: Option<&str>, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&found)?);
+        println!("{}", serde_json::to_string_pretty(found)?);
         return Ok(());
     }
     if found.is_empty() {
@@ -366,85 +416,90 @@ pub(super) async fn search(
             service_type.unwrap_or("anything")
         );
     }
-    for package in &found {
+    for package in found {
         println!(
             "{}  {}  provides {}  signed by {}",
-            package["reference"].as_str().unwrap_or_default(),
-            package["kind"].as_str().unwrap_or_default(),
-            package["provides"]
-                .as_array()
-                .map(|p| p
-                    .iter()
-                    .filter_map(|t| t.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default(),
-            package["publisher"].as_str().unwrap_or_default()
+            package.reference,
+            package.kind,
+            package.provides.join(", "),
+            package.publisher
         );
     }
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use locker_registry::artifact::PackageFiles;
-    use locker_registry::keys::PublisherKey;
-    use locker_registry::statement::{Blob, Statement};
-
-    fn pulled(manifest: &str, schemas: &[(&str, &str)]) -> Pulled {
-        let blob = Blob {
-            media_type: "application/wasm".into(),
-            digest: "sha256:0".into(),
-            size: 0,
-        };
-        Pulled {
-            files: PackageFiles {
-                name: "notes".into(),
-                version: "0.1.0".into(),
-                manifest: manifest.into(),
-                schemas: schemas
-                    .iter()
-                    .map(|(p, s)| (p.to_string(), s.to_string()))
-                    .collect(),
-            },
-            component: b"not wasm".to_vec(),
-            statement: Statement::new(
-                "notes",
-                "0.1.0",
-                blob.clone(),
-                vec![blob],
-                &Default::default(),
-            ),
-            publisher: PublisherKey::generate().unwrap().public(),
-            manifest_digest: "sha256:1".into(),
+pub(super) async fn registry(target: &Target, action: RegistryAction) -> Result<()> {
+    match action {
+        RegistryAction::Login {
+            registry,
+            username,
+            docker,
+        } => {
+            let password = super::config::read_value(&format!("password for {registry}: "), true)?;
+            if docker {
+                let path = credentials::save_docker_login(&registry, &username, &password)?;
+                println!(
+                    "logged in to {registry} as {username} (in {})",
+                    path.display()
+                );
+                return Ok(());
+            }
+            match access(target)? {
+                Access::Host(client) => {
+                    client
+                        .save_registry_login(
+                            &registry,
+                            &LoginRequest {
+                                username: username.clone(),
+                                password,
+                            },
+                        )
+                        .await?
+                }
+                Access::Offline { catalog, .. } => {
+                    RegistryLogins::open(catalog.root())?.save(&registry, &username, &password)?
+                }
+            }
+            println!("logged in to {registry} as {username} (kept in the locker root, sealed)");
+        }
+        RegistryAction::Logout { registry } => {
+            match access(target)? {
+                Access::Host(client) => client.remove_registry_login(&registry).await?,
+                Access::Offline { catalog, .. } => {
+                    if !RegistryLogins::open(catalog.root())?.remove(&registry)? {
+                        bail!("no login is kept for {registry}");
+                    }
+                }
+            }
+            println!("forgot the login to {registry}");
+        }
+        RegistryAction::Logins { json } => {
+            let logins = match access(target)? {
+                Access::Host(client) => client.registry_logins().await?,
+                Access::Offline { catalog, .. } => RegistryLogins::open(catalog.root())?.list()?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&logins)?);
+            } else if logins.is_empty() {
+                println!("no registry login is kept (`locker registry login REGISTRY -u USER`)");
+            }
+            if !json {
+                for login in logins {
+                    println!(
+                        "{:<32} {}  since {}",
+                        login.registry, login.username, login.saved_at
+                    );
+                }
+            }
         }
     }
+    Ok(())
+}
 
-    const MANIFEST: &str =
-        "name = \"notes\"\nversion = \"0.1.0\"\nkind = \"app\"\ndescription = \"d\"\n";
-
-    #[test]
-    fn a_pulled_package_cannot_write_outside_its_scratch_folder() {
-        let escape = pulled(
-            &format!("{MANIFEST}component = \"notes.wasm\"\n"),
-            &[("../../evil.json", "{}")],
-        );
-        let refused = package_of(&escape).err().unwrap().to_string();
-        assert!(refused.contains("outside its folder"), "{refused}");
-        let absolute = pulled(
-            &format!("{MANIFEST}component = \"notes.wasm\"\n"),
-            &[("/tmp/evil.json", "{}")],
-        );
-        assert!(package_of(&absolute).is_err());
-        let component = pulled(&format!("{MANIFEST}component = \"../notes.wasm\"\n"), &[]);
-        assert!(package_of(&component).is_err());
-        let renamed = pulled(
-            &format!("{MANIFEST}component = \"notes.wasm\"\n")
-                .replace("name = \"notes\"", "name = \"bank\""),
-            &[],
-        );
-        let refused = package_of(&renamed).err().unwrap().to_string();
-        assert!(refused.contains("signed as \"notes\""), "{refused}");
-    }
+/// Reads `--manifest FILE` for an unsigned component.
+pub(super) fn manifest_text(path: Option<&std::path::Path>) -> Result<Option<String>> {
+    path.map(|path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    })
+    .transpose()
 }

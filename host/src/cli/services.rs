@@ -96,8 +96,8 @@ pub(super) async fn list(root: &Target, json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<10} {:<11} {:<5} {:<10} {:>6} {:>9} {:>9}  LAST ERROR",
-        "NAME", "VERSION", "KIND", "WASI", "STATE", "LOADS", "REQUESTS", "INSTANCES"
+        "{:<20} {:<10} {:<11} {:<5} {:<10} {:>6} {:>9} {:>9}  {:<9} LAST ERROR",
+        "NAME", "VERSION", "KIND", "WASI", "STATE", "LOADS", "REQUESTS", "INSTANCES", "FROM"
     );
     for s in statuses {
         let state = serde_json::to_value(s.state)?
@@ -105,7 +105,7 @@ pub(super) async fn list(root: &Target, json: bool) -> Result<()> {
             .unwrap_or_default()
             .to_string();
         println!(
-            "{:<20} {:<10} {:<11} {:<5} {:<10} {:>6} {:>9} {:>9}  {}",
+            "{:<20} {:<10} {:<11} {:<5} {:<10} {:>6} {:>9} {:>9}  {:<9} {}",
             s.name,
             s.version,
             s.kind,
@@ -114,6 +114,11 @@ pub(super) async fn list(root: &Target, json: bool) -> Result<()> {
             s.loads,
             s.requests,
             s.instances,
+            match &s.origin {
+                None => "folder",
+                Some(origin) if origin.publisher.is_some() => "signed",
+                Some(_) => "UNSIGNED",
+            },
             match &s.needs_setting {
                 // What stops it comes first.
                 Some(key) => format!(

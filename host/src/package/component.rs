@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use wasmparser::{Encoding, Parser, Payload};
 
 use super::manifest::Manifest;
+pub use crate::api::Origin;
 
 /// The interface a WASI 0.2 service exports to receive HTTP requests.
 const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
@@ -26,6 +27,8 @@ pub struct Package {
     pub digest: String,
     /// What the component can handle, read from its own type.
     pub exports: Exports,
+    /// The registry it came from; `None` for a package folder.
+    pub origin: Option<Origin>,
 }
 
 /// What a component exports, as far as the host cares.
@@ -128,6 +131,7 @@ impl Package {
             component,
             digest,
             exports,
+            origin: None,
         })
     }
 }

@@ -8,8 +8,9 @@ pub mod config_key;
 pub mod host_template;
 pub mod job_spec;
 pub mod manifest;
+pub mod reach;
 pub mod topics;
 pub mod types;
 
-pub use component::{Exports, Package, WasiHttp};
+pub use component::{Exports, Origin, Package, WasiHttp};
 pub use manifest::Manifest;

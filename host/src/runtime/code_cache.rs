@@ -40,6 +40,12 @@ impl CodeCache {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
 
+    /// Whether compiled code for `digest` is there (not whether it is
+    /// sound: a load checks that, and rebuilds a bad entry).
+    pub fn has_entry(&self, digest: &str) -> bool {
+        self.entry_path(digest).is_file()
+    }
+
     fn checksum_path(entry: &Path) -> PathBuf {
         let mut path = entry.as_os_str().to_owned();
         path.push(".sum");

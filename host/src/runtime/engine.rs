@@ -63,6 +63,9 @@ pub struct Runtime {
     pub pooling: bool,
     /// The locker's listener, which guests may never reach.
     pub own_listener: OwnListener,
+    /// Compiles ahead of a first load (`Service::prepare`) take turns, so
+    /// they never crowd out the requests being served.
+    pub compiles: tokio::sync::Semaphore,
     _ticker: EpochTicker,
 }
 
@@ -78,6 +81,7 @@ impl Runtime {
             concurrent,
             pooling: sync_pooled && concurrent_pooled,
             own_listener: OwnListener::default(),
+            compiles: tokio::sync::Semaphore::new(1),
             _ticker: ticker,
         })
     }

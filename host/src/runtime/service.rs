@@ -9,7 +9,7 @@
 //! backoff, so a broken component is never reloaded in a tight loop.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use super::loaded::{HttpHandler, LoadedService};
 use super::outbound::{OutboundRules, ServiceCalls};
 use super::sandbox::SandboxSpec;
 use super::settings::Settings;
-use crate::api::{LoadReport, ServiceStatus, State};
+use crate::api::{CodeState, LoadReport, ServiceStatus, State};
 use crate::bindings::{EventHandlerIndices, JobHandlerIndices};
 use crate::bus::Bus;
 use crate::capabilities::ServiceCapabilities;
@@ -76,6 +76,8 @@ pub struct Service {
     loaded: RwLock<Option<Arc<LoadedService>>>,
     load_lock: tokio::sync::Mutex<()>,
     loading: AtomicBool,
+    /// Whether its compiled code is in the cache (a `CodeState`).
+    code: AtomicU8,
     stopped: AtomicBool,
     failure: Mutex<Option<LoadFailure>>,
     loads: AtomicU64,
@@ -122,6 +124,8 @@ pub fn unloaded_status(installed: &InstalledService, settings: Settings) -> Serv
         last_load: None,
         needs_setting: None,
         settings,
+        origin: installed.origin.clone(),
+        code: CodeState::Pending,
     }
 }
 
@@ -147,6 +151,7 @@ impl Service {
             loaded: RwLock::new(None),
             load_lock: tokio::sync::Mutex::new(()),
             loading: AtomicBool::new(false),
+            code: AtomicU8::new(CodeState::Pending as u8),
             failure: Mutex::new(None),
             loads: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -236,6 +241,7 @@ impl Service {
                     at: now_rfc3339(),
                 });
                 *self.loaded.write().unwrap() = Some(loaded.clone());
+                self.set_code_state(CodeState::Ready);
                 tracing::info!(service = %self.name, ?outcome, millis, "loaded");
                 self.log
                     .note(&format!("loaded ({outcome:?}, {millis:.1} ms)"));
@@ -464,6 +470,64 @@ impl Service {
         });
     }
 
+    pub fn code_state(&self) -> CodeState {
+        match self.code.load(Ordering::SeqCst) {
+            x if x == CodeState::Ready as u8 => CodeState::Ready,
+            x if x == CodeState::Compiling as u8 => CodeState::Compiling,
+            _ => CodeState::Pending,
+        }
+    }
+
+    fn set_code_state(&self, state: CodeState) {
+        self.code.store(state as u8, Ordering::SeqCst);
+    }
+
+    /// Compiles the component into the code cache unless it is there, so
+    /// that its first request is a warm cold start. It holds the load lock
+    /// meanwhile: a first request that comes now waits for this compile
+    /// instead of doing its own. One compile runs at a time in the host.
+    pub async fn prepare(&self) {
+        if self.code_state() == CodeState::Ready {
+            return;
+        }
+        let _turn = self.runtime.compiles.acquire().await;
+        let _guard = self.load_lock.lock().await;
+        if self.loaded.read().unwrap().is_some() {
+            return;
+        }
+        let runtime = self.runtime.clone();
+        let wasi = self.wasi_http;
+        let digest = self.installed.digest.clone();
+        if runtime.flavor(wasi).cache.has_entry(&digest) {
+            self.set_code_state(CodeState::Ready);
+            return;
+        }
+        self.set_code_state(CodeState::Compiling);
+        let component_path = self.component_path.clone();
+        let started = Instant::now();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let flavor = runtime.flavor(wasi);
+            flavor
+                .cache
+                .load(&flavor.engine, &digest, &component_path)
+                .map(drop)
+        })
+        .await;
+        match compiled {
+            Ok(Ok(())) => {
+                self.set_code_state(CodeState::Ready);
+                let millis = started.elapsed().as_secs_f64() * 1000.0;
+                self.log
+                    .note(&format!("compiled into the code cache ({millis:.0} ms)"));
+            }
+            Ok(Err(error)) => {
+                self.set_code_state(CodeState::Pending);
+                self.log.note(&format!("cannot compile: {error:#}"));
+            }
+            Err(_) => self.set_code_state(CodeState::Pending),
+        }
+    }
+
     pub fn state(&self) -> State {
         if self.stopped.load(Ordering::SeqCst) {
             return State::Stopped;
@@ -499,6 +563,7 @@ impl Service {
             last_error: self.last_error.lock().unwrap().clone(),
             last_load: self.last_load.lock().unwrap().clone(),
             needs_setting: self.capabilities.config.missing().map(|(key, _)| key),
+            code: self.code_state(),
             ..unloaded_status(&self.installed, self.settings.clone())
         }
     }

@@ -20,7 +20,10 @@ use serde::Serialize;
 use super::root::LockerRoot;
 use super::service_log::ServiceLog;
 use crate::clock::now_rfc3339;
-use crate::package::{Exports, Manifest, Package};
+use crate::package::{Exports, Manifest, Origin, Package};
+
+/// Beside a package's component: where it came from, so a rollback keeps it.
+const ORIGIN_FILE: &str = "origin.json";
 
 /// Errors a caller may want to tell apart (the admin API maps them to statuses).
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,8 @@ pub struct InstalledService {
     pub installed_at: String,
     /// Stopped by the owner: requests are refused until it is started again.
     pub stopped: bool,
+    /// The registry its package came from; `None` for a package folder.
+    pub origin: Option<Origin>,
 }
 
 impl InstalledService {
@@ -51,6 +56,7 @@ impl InstalledService {
             exports: package.exports.clone(),
             installed_at: now_rfc3339(),
             stopped,
+            origin: package.origin.clone(),
         }
     }
 }
@@ -121,6 +127,12 @@ impl SqliteCatalog {
             staging.path().join("locker.toml"),
             package.manifest.to_toml(),
         )?;
+        if let Some(origin) = &package.origin {
+            std::fs::write(
+                staging.path().join(ORIGIN_FILE),
+                serde_json::to_vec(origin)?,
+            )?;
+        }
         let component_file = staging.path().join(&package.manifest.component);
         std::fs::write(&component_file, &package.component)?;
         std::fs::File::open(&component_file)?.sync_all()?;
@@ -199,7 +211,7 @@ impl Catalog for SqliteCatalog {
     fn list(&self) -> Result<Vec<InstalledService>> {
         let db = self.db.lock().unwrap();
         let mut statement = db.prepare(
-            "SELECT name, manifest, digest, capabilities, installed_at, stopped FROM services ORDER BY name",
+            "SELECT name, manifest, digest, capabilities, installed_at, stopped, origin FROM services ORDER BY name",
         )?;
         let rows = statement.query_map([], row_to_service)?;
         rows.map(|row| row?).collect()
@@ -209,7 +221,7 @@ impl Catalog for SqliteCatalog {
         let db = self.db.lock().unwrap();
         let row = db
             .query_row(
-                "SELECT name, manifest, digest, capabilities, installed_at, stopped FROM services WHERE name = ?1",
+                "SELECT name, manifest, digest, capabilities, installed_at, stopped, origin FROM services WHERE name = ?1",
                 [name],
                 row_to_service,
             )
@@ -249,13 +261,14 @@ impl Catalog for SqliteCatalog {
         let installed = InstalledService::of(package, false);
         let transaction = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         transaction.execute(
-            "INSERT INTO services (name, manifest, digest, capabilities, installed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO services (name, manifest, digest, capabilities, installed_at, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 name,
                 installed.manifest.to_toml(),
                 installed.digest,
                 serde_json::to_string(&installed.exports)?,
                 installed.installed_at,
+                origin_json(&installed.origin)?,
             ],
         )?;
         let package_dir = self.root.package_dir(name);
@@ -284,13 +297,14 @@ impl Catalog for SqliteCatalog {
         let mut db = self.db.lock().unwrap();
         let transaction = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         transaction.execute(
-            "UPDATE services SET manifest = ?2, digest = ?3, capabilities = ?4, installed_at = ?5, online_at = NULL WHERE name = ?1",
+            "UPDATE services SET manifest = ?2, digest = ?3, capabilities = ?4, installed_at = ?5, origin = ?6, online_at = NULL WHERE name = ?1",
             params![
                 name,
                 new.manifest.to_toml(),
                 new.digest,
                 serde_json::to_string(&new.exports)?,
                 new.installed_at,
+                origin_json(&new.origin)?,
             ],
         )?;
         let package_dir = self.root.package_dir(name);
@@ -336,9 +350,14 @@ impl Catalog for SqliteCatalog {
             }
         }
         let component = std::fs::read(dir.join(&manifest.component)).with_context(damaged)?;
-        Package::new(manifest, component, &dir.display().to_string())
-            .map(Some)
-            .with_context(damaged)
+        let mut package =
+            Package::new(manifest, component, &dir.display().to_string()).with_context(damaged)?;
+        package.origin = match std::fs::read(dir.join(ORIGIN_FILE)) {
+            Ok(json) => Some(serde_json::from_slice(&json).with_context(damaged)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(damaged),
+        };
+        Ok(Some(package))
     }
 
     fn take_previous_data(&self, name: &str) -> Result<Option<PathBuf>> {
@@ -416,18 +435,28 @@ fn row_to_service(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
     let exports_json: String = row.get(3)?;
     let installed_at: String = row.get(4)?;
     let stopped: bool = row.get(5)?;
+    let origin: Option<String> = row.get(6)?;
     Ok((|| {
         let manifest = Manifest::parse(&manifest_text, &format!("of installed service {name}"))?;
         let exports = serde_json::from_str(&exports_json)
             .with_context(|| format!("corrupt exports of installed service {name}"))?;
+        let origin = origin
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .with_context(|| format!("corrupt origin of installed service {name}"))?;
         Ok(InstalledService {
             manifest,
             digest,
             exports,
             installed_at,
             stopped,
+            origin,
         })
     })())
+}
+
+fn origin_json(origin: &Option<Origin>) -> Result<Option<String>> {
+    Ok(origin.as_ref().map(serde_json::to_string).transpose()?)
 }
 
 /// Copies a folder (files and sub-folders; a missing one is an empty copy).

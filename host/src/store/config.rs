@@ -122,7 +122,7 @@ impl ConfigStore {
 }
 
 /// Seals and opens secret values with the root's key.
-struct Sealer {
+pub(super) struct Sealer {
     key: LessSafeKey,
 }
 
@@ -130,7 +130,7 @@ const KEY_LEN: usize = 32;
 
 impl Sealer {
     /// The root's key, made (at random, mode 0600) the first time.
-    fn load(path: &Path, tmp_dir: &Path) -> Result<Sealer> {
+    pub(super) fn load(path: &Path, tmp_dir: &Path) -> Result<Sealer> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => make_key(path, tmp_dir)?,
@@ -151,7 +151,7 @@ impl Sealer {
     }
 
     /// `nonce || ciphertext || tag`.
-    fn seal(&self, service: &str, key: &str, value: &str) -> Result<Vec<u8>> {
+    pub(super) fn seal(&self, service: &str, key: &str, value: &str) -> Result<Vec<u8>> {
         let nonce: [u8; NONCE_LEN] = random_bytes()?;
         let mut sealed = value.as_bytes().to_vec();
         self.key
@@ -164,7 +164,7 @@ impl Sealer {
         Ok([nonce.as_slice(), &sealed].concat())
     }
 
-    fn unseal(&self, service: &str, key: &str, mut bytes: Vec<u8>) -> Result<String> {
+    pub(super) fn unseal(&self, service: &str, key: &str, mut bytes: Vec<u8>) -> Result<String> {
         let opened = (bytes.len() >= NONCE_LEN)
             .then(|| {
                 let (nonce, sealed) = bytes.split_at_mut(NONCE_LEN);

@@ -112,6 +112,19 @@ CREATE TABLE trusted_publishers (
     source      TEXT NOT NULL,
     trusted_at  TEXT NOT NULL
 ) WITHOUT ROWID;",
+    // 6: where a service's package came from, when from a registry: the
+    // repository, the exact digest, and who signed it (JSON; NULL for a
+    // package folder).
+    "ALTER TABLE services ADD COLUMN origin TEXT;",
+    // 7: the owner's logins to registries the host pulls from (`locker
+    // registry login`); the password sealed with the root's `secrets.key`.
+    "
+CREATE TABLE registry_logins (
+    registry TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    password BLOB NOT NULL,
+    saved_at TEXT NOT NULL
+) WITHOUT ROWID;",
 ];
 
 /// The version a root has once this build has opened it.

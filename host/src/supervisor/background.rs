@@ -1,6 +1,7 @@
 //! The host's background work, started in one place (by `locker serve` and
 //! the benchmarks alike): the idle reaper, the event-history pruner, the
-//! job timer, and one event dispatcher per subscribing service.
+//! job timer, one event dispatcher per subscribing service, and the
+//! compiling of services whose code is not in the cache yet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,8 +61,18 @@ impl Supervisor {
                 supervisor.jobs.clone().run_timer().await;
             })
         };
+        // Installed while no host ran (or cached by another build): each
+        // service's code goes into the cache now, not at its first request.
+        let preparer = {
+            let services = self.services.all();
+            tokio::spawn(async move {
+                for service in services {
+                    service.prepare().await;
+                }
+            })
+        };
         BackgroundTasks {
-            tasks: vec![reaper, pruner, timer],
+            tasks: vec![reaper, pruner, timer, preparer],
         }
     }
 

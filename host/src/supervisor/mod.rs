@@ -17,9 +17,12 @@ use anyhow::{Context, Result};
 pub use background::BackgroundTasks;
 pub use options::HostOptions;
 
-use crate::api::ServiceStatus;
+use crate::api::{
+    AcceptedOffer, Offer, OfferRequest, ServiceStatus, UpgradeOffer, UpgradeOfferRequest,
+};
 use crate::bus::Bus;
 use crate::capabilities::{HostCapabilities, HostParts, ServiceContext};
+use crate::distribution::Distribution;
 use crate::jobs::Scheduler;
 use crate::package::Package;
 use crate::runtime::calls::CallRouter;
@@ -27,8 +30,8 @@ use crate::runtime::service::ServiceParts;
 use crate::runtime::settings::Settings;
 use crate::runtime::{Runtime, Service, Services};
 use crate::store::{
-    Catalog, CatalogError, ConfigStore, InstalledService, LockerRoot, ServiceLog, SqliteCatalog,
-    SqliteEventLog, SqliteJobStore, TrustStore,
+    Catalog, CatalogError, ConfigStore, InstalledService, LockerRoot, RegistryLogins, ServiceLog,
+    SqliteCatalog, SqliteEventLog, SqliteJobStore, TrustStore,
 };
 use crate::triggers::jobs::JobRunner;
 
@@ -42,6 +45,8 @@ pub struct Supervisor {
     pub services: Arc<Services>,
     /// The publisher key pinned for each package installed from a registry.
     pub trust: TrustStore,
+    /// The owner's logins to registries.
+    pub logins: RegistryLogins,
     capabilities: HostCapabilities,
     options: HostOptions,
     /// Set once the background work runs; dispatchers start from then on.
@@ -84,6 +89,7 @@ impl Supervisor {
             scheduler,
             services,
             trust: TrustStore::open(&root_for_trust)?,
+            logins: RegistryLogins::open(&root_for_trust)?,
             capabilities,
             options,
             started: AtomicBool::new(false),
@@ -133,6 +139,11 @@ impl Supervisor {
         let service = Arc::new(Service::new(installed, parts));
         self.services.insert(service.clone());
         self.spawn_dispatcher(&service);
+        if self.started.load(std::sync::atomic::Ordering::SeqCst) {
+            // Ready at install: compiled now, not at its first request.
+            let preparing = service.clone();
+            tokio::spawn(async move { preparing.prepare().await });
+        }
         service
     }
 
@@ -161,6 +172,74 @@ impl Supervisor {
             serde_json::json!({ "service": service.name, "version": version }),
         );
         Ok(service.status())
+    }
+
+    /// Packages from registries, with this root's trust store and logins.
+    pub fn distribution(&self) -> Distribution<'_> {
+        let cache = self
+            .options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.root.default_cache_dir());
+        Distribution {
+            trust: &self.trust,
+            logins: &self.logins,
+            downloads: cache.join("downloads"),
+        }
+    }
+
+    /// What installing a package from a registry would mean.
+    pub async fn offer(&self, request: &OfferRequest) -> Result<Offer> {
+        self.distribution().offer(request, None).await
+    }
+
+    /// What upgrading `name` from the registry it came from would mean.
+    pub async fn upgrade_offer(
+        &self,
+        name: &str,
+        request: &UpgradeOfferRequest,
+    ) -> Result<UpgradeOffer> {
+        let service = self
+            .service(name)
+            .ok_or_else(|| CatalogError::NotInstalled(name.to_string()))?;
+        self.distribution()
+            .upgrade_offer(service.installed(), request)
+            .await
+    }
+
+    /// Installs the offer the owner accepted, pulled and checked again in
+    /// full; a first install of a signed package pins its key.
+    pub async fn install_offer(&self, accepted: &AcceptedOffer) -> Result<ServiceStatus> {
+        let fetched = self.distribution().fetch(accepted, None).await?;
+        let name = fetched.package.manifest.name.clone();
+        let status = self.install(fetched.package).await?;
+        if let Some(pin) = fetched.pin {
+            self.trust
+                .pin(&name, &pin.public_key, &pin.fingerprint, &pin.source)?;
+        }
+        Ok(status)
+    }
+
+    /// Upgrades `name` to the offer the owner accepted: newer, from the key
+    /// pinned for it, reaching nothing the owner did not accept.
+    pub async fn upgrade_to_offer(
+        &self,
+        name: &str,
+        accepted: &AcceptedOffer,
+    ) -> Result<ServiceStatus> {
+        let service = self
+            .service(name)
+            .ok_or_else(|| CatalogError::NotInstalled(name.to_string()))?;
+        let fetched = self
+            .distribution()
+            .fetch(accepted, Some(&service.installed().manifest))
+            .await?;
+        let status = self.upgrade(fetched.package).await?;
+        if let Some(pin) = fetched.pin {
+            self.trust
+                .pin(name, &pin.public_key, &pin.fingerprint, &pin.source)?;
+        }
+        Ok(status)
     }
 
     /// Replaces a service's package, keeping its data; its manifest's jobs,

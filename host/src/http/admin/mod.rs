@@ -34,6 +34,14 @@
 //! GET    /_locker/api/trust                            publisher keys pinned for packages
 //! PUT    /_locker/api/trust/{package}                  pin one
 //! DELETE /_locker/api/trust/{package}                  forget it
+//! POST   /_locker/api/registry/offer                   {"reference", ..}: who signed it, what it may reach
+//! POST   /_locker/api/registry/install                 an accepted offer: pulled, checked, installed
+//! POST   /_locker/api/registry/upgrade-offer/{name}    {"to"}: the newest (or that) version's offer
+//! POST   /_locker/api/registry/upgrade/{name}          an accepted offer: upgrade to it
+//! POST   /_locker/api/registry/search                  {"registry", "type"}: signed packages there
+//! GET    /_locker/api/registry/logins                  the registries the host logs in to (no passwords)
+//! PUT    /_locker/api/registry/logins/{registry}       {"username", "password"}: keep one
+//! DELETE /_locker/api/registry/logins/{registry}       forget it
 //! ```
 //!
 //! `gate` lets a request in first: a token whose scope allows it, or the
@@ -42,6 +50,7 @@
 //! Errors are `{"error": "..."}` with a status that says whose fault it is.
 
 mod owner;
+mod registry;
 mod reply;
 mod services;
 
@@ -66,8 +75,15 @@ pub async fn handle(
                 .iter()
                 .any(|p| rest.starts_with(p))
         });
+    let registry_route = request
+        .uri()
+        .path()
+        .strip_prefix(ADMIN_PREFIX)
+        .is_some_and(registry::serves);
     let handled = if owner_route {
         owner::dispatch(front, request, authority).await
+    } else if registry_route {
+        registry::dispatch(&front.supervisor, request).await
     } else {
         services::dispatch(&front.supervisor, request).await
     };

@@ -6,7 +6,7 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::reply::{ApiError, ApiResult, Query, internal, ok, read_body, read_json};
-use crate::api::{ADMIN_PREFIX, ConfigValue, Rollback, TrustRequest};
+use crate::api::{ADMIN_PREFIX, ConfigValue, Rollback};
 use crate::bus::PublishError;
 use crate::http::body::json_response;
 use crate::jobs::RunNowError;
@@ -94,31 +94,6 @@ pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) 
             let entries = tokio::task::block_in_place(|| supervisor.config(name))
                 .map_err(|e| ApiError::from_anyhow(e, StatusCode::INTERNAL_SERVER_ERROR))?;
             ok(&entries)
-        }
-        (&Method::GET, ["trust"]) => ok(&supervisor.trust.list().map_err(internal)?),
-        (&Method::PUT, ["trust", package]) => {
-            let wanted: TrustRequest = read_json(request, "trust request")
-                .await?
-                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "no key given"))?;
-            supervisor
-                .trust
-                .pin(
-                    package,
-                    &wanted.public_key,
-                    &wanted.fingerprint,
-                    &wanted.source,
-                )
-                .map_err(|e| ApiError::from_anyhow(e, StatusCode::CONFLICT))?;
-            ok(&supervisor.trust.pinned(package).map_err(internal)?)
-        }
-        (&Method::DELETE, ["trust", package]) => {
-            if !supervisor.trust.remove(package).map_err(internal)? {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("no publisher is trusted for {package:?}"),
-                ));
-            }
-            ok(&serde_json::json!({ "removed": package }))
         }
         (&Method::PUT, ["services", name, "config", key]) => {
             let value: ConfigValue = read_json(request, "config value")
