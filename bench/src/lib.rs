@@ -85,6 +85,16 @@ pub mod host {
 
     /// Starts `locker serve` and waits until it answers; returns how long that took.
     pub fn start(locker: &Path, root: &Path, cache: &Path) -> anyhow::Result<(Host, Duration)> {
+        start_with(locker, root, cache, &[])
+    }
+
+    /// `start`, with more arguments to `locker serve`.
+    pub fn start_with(
+        locker: &Path,
+        root: &Path,
+        cache: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<(Host, Duration)> {
         let _ = std::fs::remove_file(root.join("host.json"));
         let started = Instant::now();
         let child = Command::new(locker)
@@ -92,6 +102,7 @@ pub mod host {
             .arg(root)
             .arg("--cache-dir")
             .arg(cache)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .env("LOCKER_LOG", "warn")

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use locker_bench::host::{Host, rss_kib, start};
+use locker_bench::host::{Host, rss_kib, start_with};
 use locker_bench::{quantile_ms, renamed_guest};
 
 fn main() -> anyhow::Result<()> {
@@ -57,7 +57,11 @@ fn main() -> anyhow::Result<()> {
     let install_seconds = install_started.elapsed().as_secs_f64();
 
     let cache = dir.path().join("cache");
-    let (host, startup) = start(&locker, &root, &cache)?;
+    // Compiling at first request is what is measured cold: no compiling ahead.
+    let start = |root: &std::path::Path, cache: &std::path::Path| {
+        start_with(&locker, root, cache, &["--compile-ahead", "false"])
+    };
+    let (host, startup) = start(&root, &cache)?;
     let rss = rss_kib(host.child.id());
     println!(
         "{}",
@@ -71,7 +75,7 @@ fn main() -> anyhow::Result<()> {
     let sample: Vec<&String> = names.iter().take(200).collect();
     let cold = first_requests(&host, &sample, greeting)?;
     drop(host);
-    let (host, _) = start(&locker, &root, &cache)?;
+    let (host, _) = start(&root, &cache)?;
     let warm = first_requests(&host, &sample, greeting)?;
     let rss_after = rss_kib(host.child.id());
     for (label, mut samples) in [

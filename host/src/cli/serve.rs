@@ -37,6 +37,10 @@ pub(super) struct ServeArgs {
     /// Where compiled code is cached (default: <root>/cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Compile each service into the code cache ahead of its first request:
+    /// right after an install or upgrade, and at start for those not there.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    compile_ahead: bool,
     /// Attempts at delivering an event before it becomes a dead letter.
     #[arg(long, default_value_t = 5)]
     event_attempts: u32,
@@ -110,6 +114,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
             ..Defaults::default()
         },
         cache_dir: args.cache_dir,
+        compile_ahead: args.compile_ahead,
         delivery: DeliveryPolicy {
             attempts: args.event_attempts,
             backoff: args.event_backoff,

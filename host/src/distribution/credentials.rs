@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use serde::{Deserialize, Serialize};
 
 use crate::store::RegistryLogins;
@@ -71,7 +71,12 @@ fn docker_login(registry: &str) -> Option<Login> {
         .1
         .auth
         .as_ref()?;
-    let decoded = String::from_utf8(STANDARD.decode(auth).ok()?).ok()?;
+    // Docker pads its base64; some tools (wkg) write it unpadded.
+    let bytes = STANDARD
+        .decode(auth)
+        .or_else(|_| STANDARD_NO_PAD.decode(auth))
+        .ok()?;
+    let decoded = String::from_utf8(bytes).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_string(), password.to_string()))
 }

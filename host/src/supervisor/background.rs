@@ -64,7 +64,10 @@ impl Supervisor {
         // Installed while no host ran (or cached by another build): each
         // service's code goes into the cache now, not at its first request.
         let preparer = {
-            let services = self.services.all();
+            let services = match self.options.compile_ahead {
+                true => self.services.all(),
+                false => Vec::new(),
+            };
             tokio::spawn(async move {
                 for service in services {
                     service.prepare().await;

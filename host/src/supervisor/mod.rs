@@ -139,7 +139,7 @@ impl Supervisor {
         let service = Arc::new(Service::new(installed, parts));
         self.services.insert(service.clone());
         self.spawn_dispatcher(&service);
-        if self.started.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.options.compile_ahead && self.started.load(std::sync::atomic::Ordering::SeqCst) {
             // Ready at install: compiled now, not at its first request.
             let preparing = service.clone();
             tokio::spawn(async move { preparing.prepare().await });

@@ -13,6 +13,8 @@ pub struct HostOptions {
     pub pool: PoolSettings,
     /// Where compiled code is cached; `<root>/cache` when `None`.
     pub cache_dir: Option<PathBuf>,
+    /// Compile services into the code cache ahead of their first request.
+    pub compile_ahead: bool,
     pub delivery: DeliveryPolicy,
     /// The largest event payload, in bytes.
     pub max_event_payload: usize,
@@ -27,6 +29,7 @@ impl Default for HostOptions {
             defaults: Defaults::default(),
             pool: PoolSettings::default(),
             cache_dir: None,
+            compile_ahead: true,
             delivery: DeliveryPolicy::default(),
             max_event_payload: 64 * 1024,
             jobs: JobPolicy::default(),

@@ -138,13 +138,15 @@ async fn attempt(
     event: &EventRecord,
     warm: &mut Option<WarmHandler>,
 ) -> Attempt {
-    let deadline = tokio::time::Instant::now() + service.settings.timeout;
     let loaded = match service.loaded().await {
         Ok(loaded) => loaded,
         // Stopped, or waiting for a required setting: the owner's move.
         Err(ServiceError::Stopped(_) | ServiceError::Unconfigured { .. }) => return Attempt::Wait,
         Err(error) => return Attempt::Failed(error.to_string()),
     };
+    // The handler's time starts once its service is loaded: a cold start
+    // (a compile, or waiting for one) is not the handler's to pay for.
+    let deadline = tokio::time::Instant::now() + service.settings.timeout;
     if warm
         .as_ref()
         .is_some_and(|w| !Arc::ptr_eq(&w.loaded, &loaded))

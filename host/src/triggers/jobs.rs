@@ -168,8 +168,9 @@ impl JobRunner {
             .scheduler
             .payload_of(key)
             .ok_or("the job was cancelled")?;
-        let deadline = tokio::time::Instant::now() + service.settings.timeout;
         let loaded = service.loaded().await.map_err(|e| e.to_string())?;
+        // The run's time starts once its service is loaded (see delivery).
+        let deadline = tokio::time::Instant::now() + service.settings.timeout;
         let Some(indices) = loaded.jobs.clone() else {
             return Err(format!("service {:?} does not export a job handler", key.0));
         };
