@@ -479,7 +479,10 @@ async fn the_host_pulls_what_the_owner_accepted_and_an_upgrade_that_reaches_furt
     assert_eq!(refused.status(), 403);
     assert_eq!(locker.status("hello-rs").await["version"], "0.1.0");
 
-    // The upgrade names what is new and asks; --yes accepts it.
+    // The upgrade names what is new and asks; --yes accepts it. The
+    // service's folder stays as it is.
+    let folder = root.join("services/hello-rs");
+    std::fs::write(folder.join("before.txt"), "kept").unwrap();
     let out = run(remote(&["upgrade", "hello-rs"])).await;
     assert!(!out.success);
     assert!(
@@ -489,15 +492,25 @@ async fn the_host_pulls_what_the_owner_accepted_and_an_upgrade_that_reaches_furt
         out.stderr
     );
     assert_eq!(locker.status("hello-rs").await["version"], "0.1.0");
+    let installed_from = offer_reference_of(&locker.status("hello-rs").await);
     let out = run(remote(&["upgrade", "hello-rs", "--yes"])).await;
     assert!(out.success, "{}", out.stderr);
-    assert_eq!(locker.status("hello-rs").await["version"], "0.2.0");
-    // A rollback returns to 0.1.0, and to where it came from.
-    let out = run(remote(&["rollback", "hello-rs"])).await;
+    let status = locker.status("hello-rs").await;
+    assert_eq!(status["version"], "0.2.0");
+    assert_ne!(offer_reference_of(&status), installed_from);
+    assert_eq!(
+        std::fs::read_to_string(folder.join("before.txt")).unwrap(),
+        "kept"
+    );
+    std::fs::write(folder.join("after.txt"), "written by 0.2.0").unwrap();
+    // A rollback with --data returns to 0.1.0, where it came from, and its
+    // folder as the upgrade found it.
+    let out = run(remote(&["rollback", "hello-rs", "--data"])).await;
     assert!(out.success, "{}", out.stderr);
     let status = locker.status("hello-rs").await;
     assert_eq!(status["version"], "0.1.0");
-    assert_eq!(status["origin"]["reference"], offer_reference_of(&status));
+    assert_eq!(offer_reference_of(&status), installed_from);
+    assert!(folder.join("before.txt").exists() && !folder.join("after.txt").exists());
     // Search by the namespace's index, through the host.
     let out = run(remote(&["search", "demo/*", "--registry", &to, "--json"])).await;
     assert!(out.success, "{}", out.stderr);
@@ -559,6 +572,24 @@ async fn unsigned_components_install_only_when_the_owner_allows_them() {
     let (code, body) = locker.get("/plain-hello/").await;
     assert_eq!((code, body.trim()), (200, "hello from rust at /, to owner"));
     drop(locker);
+    // Its upgrades come unsigned from where it came, and only when allowed.
+    registry
+        .push_unsigned("tools/plain-hello:1.3.0", component.clone())
+        .await
+        .unwrap();
+    let out = cli_async(&root, &["upgrade", "plain-hello"]).await;
+    assert!(
+        !out.success && out.stderr.contains("--allow-unsigned"),
+        "{}",
+        out.stderr
+    );
+    let out = cli_async(&root, &["upgrade", "plain-hello", "--allow-unsigned"]).await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("to 1.3.0") && out.stdout.contains("UNSIGNED"),
+        "{}",
+        out.stdout
+    );
 
     // A package whose signature is there but broken (its locker.toml
     // widened after signing) is refused, --allow-unsigned or not.
@@ -744,6 +775,72 @@ async fn a_download_cut_off_midway_installs_nothing() {
     )
     .await;
     assert!(out.success, "{}", out.stderr);
+}
+
+/// wkg, the ecosystem's Wasm package tool: a component it pushes installs
+/// (unsigned, so only with --allow-unsigned) and serves; a Locker package
+/// it pulls is the component that was published, runnable as it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn wkg_pushes_what_a_locker_installs_and_pulls_what_it_publishes() {
+    use locker_registry::local::LocalRegistry;
+
+    let Some(wkg) = support::wkg() else {
+        return;
+    };
+    let Some(registry) = LocalRegistry::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let component = guest("hello-rs").join("hello_rs.wasm");
+    let wkg_run = async |args: &[&str]| {
+        let out = tokio::process::Command::new(&wkg)
+            .args(["oci"])
+            .args(args)
+            .args(["--insecure", &registry.address])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "wkg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let pushed = format!("{}/tools/wkg-hello:0.1.0", registry.address);
+    wkg_run(&["push", &pushed, component.to_str().unwrap()]).await;
+    let out = cli_async(&root, &["install", &pushed, "--yes"]).await;
+    assert!(
+        !out.success && out.stderr.contains("--allow-unsigned"),
+        "{}",
+        out.stderr
+    );
+    let out = cli_async(&root, &["install", &pushed, "--allow-unsigned"]).await;
+    assert!(out.success, "{}", out.stderr);
+    let locker = Locker::start(&root, &[]);
+    let (code, body) = locker.get("/wkg-hello/").await;
+    assert_eq!((code, body.trim()), (200, "hello from rust at /, to owner"));
+
+    let (key, _) = publisher_key(dir.path(), "alice");
+    publish_to(
+        &format!("{}/alice", registry.address),
+        &key,
+        &guest("hello-rs"),
+    )
+    .await;
+    let pulled = dir.path().join("pulled.wasm");
+    wkg_run(&[
+        "pull",
+        &format!("{}/alice/hello-rs:0.1.0", registry.address),
+        "-o",
+        pulled.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(
+        std::fs::read(&pulled).unwrap(),
+        std::fs::read(&component).unwrap(),
+        "wkg pulled something other than the published component"
+    );
 }
 
 /// A TCP proxy to `upstream` on a free loopback port that closes each

@@ -663,3 +663,23 @@ pub async fn cli_with(root: &Path, args: &[&str], input: &str, env: &[(&str, &Pa
     drop(stdin);
     CliOutput::from(child.wait_with_output().await.unwrap())
 }
+
+/// wkg, as `scripts/setup-test-tools` installs it; `None` (and a note
+/// saying why) where it is missing.
+pub fn wkg() -> Option<PathBuf> {
+    let tools = std::env::var_os("LOCKER_TEST_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".local/share/locker-test-tools")
+        });
+    let wkg = tools.join("wkg-0.16.1/bin/wkg");
+    if wkg.exists() {
+        return Some(wkg);
+    }
+    eprintln!(
+        "skipped: {} is missing (scripts/setup-test-tools installs it)",
+        wkg.display()
+    );
+    None
+}

@@ -338,13 +338,22 @@ impl Distribution<'_> {
                 }
             }
         };
+        // An unsigned service keeps the manifest the owner gave it.
+        let manifest = match &installed.origin {
+            Some(origin) if origin.publisher.is_none() => {
+                let mut manifest = installed.manifest.clone();
+                manifest.version = version.clone();
+                Some(manifest.to_toml())
+            }
+            _ => None,
+        };
         let offer = self
             .offer(
                 &OfferRequest {
                     reference: format!("{source}:{version}"),
                     insecure: request.insecure,
                     allow_unsigned: request.allow_unsigned,
-                    manifest: None,
+                    manifest,
                 },
                 Some(&installed.manifest),
             )
