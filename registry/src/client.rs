@@ -39,8 +39,8 @@ pub struct Registry {
 #[derive(Debug)]
 pub enum Inspected {
     Signed {
-        files: PackageFiles,
-        statement: Statement,
+        files: Box<PackageFiles>,
+        statement: Box<Statement>,
         publisher: PublicKey,
     },
     Unsigned {
@@ -208,8 +208,8 @@ impl Registry {
             Ok((_, digest, (files, statement, publisher))) => Ok((
                 digest,
                 Inspected::Signed {
-                    files,
-                    statement,
+                    files: Box::new(files),
+                    statement: Box::new(statement),
                     publisher,
                 },
             )),
