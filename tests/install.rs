@@ -270,7 +270,15 @@ async fn a_package_from_a_registry_installs_only_signed_by_the_key_pinned_for_it
         out.stderr
     );
     assert_eq!(root_state(&root).await, before);
+    // Its key is pinned now; what it reaches (it provides `demo/hello`)
+    // is still the owner's to accept.
     let out = cli_async(&root, &["install", &from("alice")]).await;
+    assert!(
+        !out.success && out.stderr.contains("--yes"),
+        "{}",
+        out.stderr
+    );
+    let out = cli_async(&root, &["install", &from("alice"), "--yes"]).await;
     assert!(out.success, "{}", out.stderr);
     let answer = locker
         .http
@@ -279,6 +287,17 @@ async fn a_package_from_a_registry_installs_only_signed_by_the_key_pinned_for_it
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
+
+    // A package folder does not replace a service whose key is pinned.
+    let folder_version = guest_variant(dir.path(), "hello-rs", |m| {
+        m.set("version", "0.9.0");
+    });
+    let out = cli_async(&root, &["upgrade", folder_version.to_str().unwrap()]).await;
+    assert!(
+        !out.success && out.stderr.contains("trust remove hello-rs"),
+        "{}",
+        out.stderr
+    );
 
     // Upgrades come from where it came, signed by the pinned key: a newer
     // version that someone else signed and pushed there is refused; the

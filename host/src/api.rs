@@ -342,6 +342,9 @@ pub struct Reach {
     /// Services it may call, by name or `type:PATTERN`.
     #[serde(default)]
     pub calls: Vec<String>,
+    /// Service types it provides: services that may call that type reach it.
+    #[serde(default)]
+    pub provides: Vec<String>,
     /// Topics it may publish on.
     #[serde(default)]
     pub publishes: Vec<String>,
@@ -357,10 +360,11 @@ pub struct Reach {
 }
 
 impl Reach {
-    fn parts(&self) -> [(&'static str, &Vec<String>); 6] {
+    fn parts(&self) -> [(&'static str, &Vec<String>); 7] {
         [
             ("outbound HTTP to", &self.outbound),
             ("calls to", &self.calls),
+            ("called as the provider of", &self.provides),
             ("publishes on", &self.publishes),
             ("receives events on", &self.subscribes),
             ("public (no login) routes", &self.public_routes),
@@ -379,6 +383,7 @@ impl Reach {
         Reach {
             outbound: new(&self.outbound, &accepted.outbound),
             calls: new(&self.calls, &accepted.calls),
+            provides: new(&self.provides, &accepted.provides),
             publishes: new(&self.publishes, &accepted.publishes),
             subscribes: new(&self.subscribes, &accepted.subscribes),
             public_routes: new(&self.public_routes, &accepted.public_routes),
@@ -395,7 +400,14 @@ impl Reach {
         self.parts()
             .iter()
             .filter(|(_, items)| !items.is_empty())
-            .map(|(what, items)| format!("{what}: {}", items.join(", ")))
+            .map(|(what, items)| {
+                // A manifest's text may hold anything: never let it steer the terminal.
+                let shown: Vec<String> = items
+                    .iter()
+                    .map(|item| item.chars().flat_map(char::escape_debug).collect())
+                    .collect();
+                format!("{what}: {}", shown.join(", "))
+            })
             .collect()
     }
 }

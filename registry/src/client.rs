@@ -100,6 +100,9 @@ impl Registry {
         };
         let client = Client::new(ClientConfig {
             protocol,
+            // A registry that stops answering is given up on, not waited for.
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(std::time::Duration::from_secs(60)),
             ..ClientConfig::default()
         });
         let auth = match login {

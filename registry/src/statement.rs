@@ -111,12 +111,17 @@ pub fn verify(
     layers: &[Blob],
     pinned: Option<&PublicKey>,
 ) -> Result<(Statement, PublicKey), SignatureError> {
-    let (Some(text), Some(signature), Some(publisher)) = (
+    let parts = (
         annotations.get(STATEMENT_ANNOTATION),
         annotations.get(SIGNATURE_ANNOTATION),
         annotations.get(PUBLISHER_ANNOTATION),
-    ) else {
-        return Err(SignatureError::Unsigned);
+    );
+    let (Some(text), Some(signature), Some(publisher)) = parts else {
+        // Unsigned means no signature at all; part of one is a broken one.
+        return Err(match parts {
+            (None, None, None) => SignatureError::Unsigned,
+            _ => SignatureError::BadStatement("its signature is incomplete".into()),
+        });
     };
     let key = PublicKey::from_base64(publisher).map_err(|_| SignatureError::BadKey)?;
     if !key.verifies(text.as_bytes(), signature) {

@@ -282,6 +282,17 @@ pub(super) async fn upgrade(
         let Some(offer) = &upgrade.offer else {
             return Ok(None);
         };
+        if let (Standing::FirstInstall, Some(fingerprint)) = (&offer.standing, &offer.publisher) {
+            println!(
+                "{name} {} is signed by a publisher this locker does not know yet:\n  {fingerprint}\nEvery later version must be signed by this key.",
+                offer.version
+            );
+            confirm(
+                "Trust this publisher and upgrade?",
+                yes,
+                "not upgraded: trust the publisher with --yes",
+            )?;
+        }
         if !offer.widens.is_empty() {
             print_reach(
                 &format!(

@@ -74,7 +74,11 @@ pub(super) async fn upgrade(root: &Target, path: &Path, manifest: Option<&Path>)
     let status = match access(root)? {
         Access::Host(client) => client.upgrade(&package).await?,
         // The jobs of its new manifest are registered when a host next starts.
-        Access::Offline { catalog, .. } => offline_status(catalog.upgrade(&package)?.1),
+        Access::Offline { catalog, .. } => {
+            let trust = crate::store::TrustStore::open(catalog.root())?;
+            crate::distribution::check_folder_upgrade(&trust, &package.manifest.name)?;
+            offline_status(catalog.upgrade(&package)?.1)
+        }
     };
     println!(
         "upgraded {} to {} ({})",

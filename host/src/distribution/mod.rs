@@ -63,6 +63,20 @@ pub fn registry_reference(argument: &str) -> Option<String> {
     (looks_like_host && !rest.is_empty()).then(|| argument.to_string())
 }
 
+/// A package folder may replace a service only if no publisher key is
+/// pinned for it: a service installed signed takes its versions from its
+/// publisher, or the owner forgets the key first.
+pub fn check_folder_upgrade(trust: &TrustStore, name: &str) -> Result<()> {
+    if let Some(pinned) = trust.pinned(name)? {
+        bail!(
+            "{name} is trusted from {} (installed from {}): upgrade it from there with `locker upgrade {name}`, or forget the key with `locker trust remove {name}` to replace it with a package folder",
+            pinned.fingerprint,
+            pinned.source
+        );
+    }
+    Ok(())
+}
+
 /// `registry/namespace/name`, without tag or digest.
 fn source_of(reference: &Reference) -> String {
     format!("{}/{}", reference.registry(), reference.repository())
@@ -83,7 +97,11 @@ struct Looked {
 impl Distribution<'_> {
     /// A client of a registry, with the owner's login for it.
     pub fn registry(&self, registry: &str, insecure: bool) -> Result<Registry> {
-        let login = credentials::login_for(registry, Some(self.logins))?;
+        // A password goes only where TLS, or this machine, keeps it.
+        let login = match insecure && !locker_registry::client::is_loopback(registry) {
+            true => None,
+            false => credentials::login_for(registry, Some(self.logins))?,
+        };
         Ok(Registry::new(registry, insecure, login).with_downloads(self.downloads.clone()))
     }
 

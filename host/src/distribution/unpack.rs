@@ -27,6 +27,11 @@ pub fn package_of(files: &PackageFiles, component: &[u8]) -> Result<Package> {
             manifest.version
         );
     }
+    let named: Vec<&str> = manifest
+        .types
+        .values()
+        .filter_map(|definition| definition.schema.as_deref())
+        .collect();
     for (path, schema) in &files.schemas {
         let relative = Path::new(path);
         if relative.is_absolute()
@@ -35,6 +40,12 @@ pub fn package_of(files: &PackageFiles, component: &[u8]) -> Result<Package> {
                 .any(|c| !matches!(c, Component::Normal(_)))
         {
             bail!("the pulled package names a schema outside its folder: {path:?}");
+        }
+        if !named.contains(&path.as_str()) || *path == "locker.toml" || *path == manifest.component
+        {
+            bail!(
+                "the pulled package carries a file its locker.toml does not name as a schema: {path:?}"
+            );
         }
         let target = dir.join(relative);
         std::fs::create_dir_all(target.parent().expect("a file has a parent"))?;
@@ -45,7 +56,13 @@ pub fn package_of(files: &PackageFiles, component: &[u8]) -> Result<Package> {
         bail!("the pulled locker.toml names its component outside its folder");
     }
     std::fs::write(&component_path, component)?;
-    Package::read(dir, None).context("the pulled package is not one a locker installs")
+    let package =
+        Package::read(dir, None).context("the pulled package is not one a locker installs")?;
+    // What was read back is what was checked (nothing above may replace it).
+    if package.manifest.name != manifest.name || package.manifest.version != manifest.version {
+        bail!("the pulled package changed while it was unpacked");
+    }
+    Ok(package)
 }
 
 #[cfg(test)]
@@ -84,6 +101,9 @@ mod tests {
         );
         let refused = package_of(&renamed, component).err().unwrap().to_string();
         assert!(refused.contains("signed as \"notes\""), "{refused}");
+        let overwrite = files(&manifest, &[("locker.toml", "name = \"bank\"")]);
+        let refused = package_of(&overwrite, component).err().unwrap().to_string();
+        assert!(refused.contains("does not name as a schema"), "{refused}");
         let other_version = files(&manifest.replace("0.1.0", "0.9.0"), &[]);
         let refused = package_of(&other_version, component)
             .err()

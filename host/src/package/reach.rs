@@ -9,7 +9,13 @@ use crate::api::Reach;
 
 pub fn reach_of(manifest: &Manifest) -> Reach {
     Reach {
-        outbound: manifest.network.allow_hosts.clone(),
+        outbound: manifest
+            .network
+            .allow_hosts
+            .iter()
+            .map(|entry| outbound_of(manifest, entry))
+            .collect(),
+        provides: manifest.provides.clone(),
         calls: manifest.calls.clone(),
         publishes: manifest.published_topics(),
         subscribes: manifest.subscribes.clone(),
@@ -20,6 +26,19 @@ pub fn reach_of(manifest: &Manifest) -> Reach {
             .filter(|(_, key)| key.secret)
             .map(|(name, _)| name.clone())
             .collect(),
+    }
+}
+
+/// An `allow_hosts` entry as the owner must see it: a `{{ key }}` names
+/// the default it opens until the owner sets the key.
+fn outbound_of(manifest: &Manifest, entry: &str) -> String {
+    let default = super::host_template::HostTemplate::parse(entry)
+        .ok()
+        .flatten()
+        .and_then(|template| manifest.config.get(template.key())?.default.clone());
+    match default {
+        Some(default) => format!("{entry} (until set: {default})"),
+        None => entry.to_string(),
     }
 }
 
@@ -54,6 +73,22 @@ mod tests {
         assert_eq!(widens.public_routes, ["/hook"]);
         assert_eq!(widens.secrets, ["token"]);
         assert!(reach_of(&old).beyond(&reach_of(&new)).is_empty());
+        // A template shows what it opens until the owner sets it; text that
+        // could steer a terminal is shown escaped.
+        let templated = Manifest::parse(
+            "name = \"c\"\nversion = \"0.1.0\"\nkind = \"connector\"\ndescription = \"d\"\ncomponent = \"c.wasm\"\npublic = [\"/a\\u001b[2K\"]\n[network]\nallow_hosts = [\"{{ server }}\"]\n[config.server]\ndescription = \"s\"\ndefault = \"evil.example\"\n",
+            "templated",
+        )
+        .unwrap();
+        let lines = reach_of(&templated).lines().join("\n");
+        assert!(
+            lines.contains("{{ server }} (until set: evil.example)"),
+            "{lines}"
+        );
+        assert!(
+            !lines.contains('\u{1b}') && lines.contains("\\u{1b}"),
+            "{lines}"
+        );
         let narrow = Manifest::parse(&narrowest_manifest("x", "1.0.0", "r/x"), "narrow").unwrap();
         assert!(reach_of(&narrow).is_empty());
     }

@@ -18,7 +18,8 @@ pub use background::BackgroundTasks;
 pub use options::HostOptions;
 
 use crate::api::{
-    AcceptedOffer, Offer, OfferRequest, ServiceStatus, UpgradeOffer, UpgradeOfferRequest,
+    AcceptedOffer, Offer, OfferRequest, ServiceStatus, TrustRequest, UpgradeOffer,
+    UpgradeOfferRequest,
 };
 use crate::bus::Bus;
 use crate::capabilities::{HostCapabilities, HostParts, ServiceContext};
@@ -157,6 +158,11 @@ impl Supervisor {
 
     pub async fn install(&self, package: Package) -> Result<ServiceStatus> {
         let _change = self.changes.lock().await;
+        self.install_now(package).await
+    }
+
+    /// An install, with the change lock held by the caller.
+    async fn install_now(&self, package: Package) -> Result<ServiceStatus> {
         let installed = self
             .blocking(move |catalog| catalog.install(&package))
             .await?;
@@ -210,14 +216,28 @@ impl Supervisor {
     /// Installs the offer the owner accepted, pulled and checked again in
     /// full; a first install of a signed package pins its key.
     pub async fn install_offer(&self, accepted: &AcceptedOffer) -> Result<ServiceStatus> {
+        // One change at a time from the checks to the pin: no other install
+        // or upgrade of the name can slip between them.
+        let _change = self.changes.lock().await;
         let fetched = self.distribution().fetch(accepted, None).await?;
         let name = fetched.package.manifest.name.clone();
-        let status = self.install(fetched.package).await?;
-        if let Some(pin) = fetched.pin {
-            self.trust
-                .pin(&name, &pin.public_key, &pin.fingerprint, &pin.source)?;
+        let pinned = self.pin_first(&name, fetched.pin.as_ref())?;
+        let installed = self.install_now(fetched.package).await;
+        if installed.is_err() && pinned {
+            let _ = self.trust.remove(&name);
         }
-        Ok(status)
+        installed
+    }
+
+    /// Pins a first install's key before the install is made visible;
+    /// whether it pinned one.
+    fn pin_first(&self, name: &str, pin: Option<&TrustRequest>) -> Result<bool> {
+        let Some(pin) = pin else {
+            return Ok(false);
+        };
+        self.trust
+            .pin(name, &pin.public_key, &pin.fingerprint, &pin.source)?;
+        Ok(true)
     }
 
     /// Upgrades `name` to the offer the owner accepted: newer, from the key
@@ -227,6 +247,7 @@ impl Supervisor {
         name: &str,
         accepted: &AcceptedOffer,
     ) -> Result<ServiceStatus> {
+        let _change = self.changes.lock().await;
         let service = self
             .service(name)
             .ok_or_else(|| CatalogError::NotInstalled(name.to_string()))?;
@@ -234,12 +255,12 @@ impl Supervisor {
             .distribution()
             .fetch(accepted, Some(&service.installed().manifest))
             .await?;
-        let status = self.upgrade(fetched.package).await?;
-        if let Some(pin) = fetched.pin {
-            self.trust
-                .pin(name, &pin.public_key, &pin.fingerprint, &pin.source)?;
+        let pinned = self.pin_first(name, fetched.pin.as_ref())?;
+        let upgraded = self.upgrade_to(fetched.package, None).await;
+        if upgraded.is_err() && pinned {
+            let _ = self.trust.remove(name);
         }
-        Ok(status)
+        upgraded
     }
 
     /// Replaces a service's package, keeping its data; its manifest's jobs,

@@ -76,6 +76,8 @@ pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) 
                     ),
                 ));
             }
+            crate::distribution::check_folder_upgrade(&supervisor.trust, name)
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::CONFLICT))?;
             let status = supervisor
                 .upgrade(package)
                 .await
