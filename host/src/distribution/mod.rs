@@ -436,8 +436,13 @@ pub async fn search(
     };
     let mut found = Vec::new();
     let mut refused = Vec::new();
-    for repository in repositories {
-        let listing = parse_reference(&format!("{registry_name}/{repository}"))?;
+    // A listing is the registry's word (or an unsigned index's): a name in
+    // it that is not a reference is passed over, never the end of a search.
+    for repository in repositories.into_iter().take(MAX_SEARCHED) {
+        let Ok(listing) = parse_reference(&format!("{registry_name}/{repository}")) else {
+            refused.push(format!("{repository:?} is not a repository name"));
+            continue;
+        };
         let Ok(tags) = registry.tags(&listing).await else {
             continue;
         };
@@ -474,6 +479,9 @@ pub async fn search(
     }
     Ok((found, refused))
 }
+
+/// The most repositories one search looks into.
+const MAX_SEARCHED: usize = 1000;
 
 /// The highest version among a repository's tags, pre-releases aside.
 pub fn newest_release(tags: &[String]) -> Option<semver::Version> {
