@@ -106,13 +106,11 @@ pub(super) async fn install(target: &Target, reference: &str, consent: &Consent)
             let offer = distribution.offer(&request, None).await?;
             let accepted = accept_install(&offer, consent)?;
             let fetched = distribution.fetch(&accepted, None).await?;
-            let name = fetched.package.manifest.name.clone();
-            let installed = tokio::task::block_in_place(|| catalog.install(&fetched.package))?;
-            if let Some(pin) = fetched.pin {
-                stores
-                    .trust
-                    .pin(&name, &pin.public_key, &pin.fingerprint, &pin.source)?;
-            }
+            let installed = fetched
+                .commit(&stores.trust, async |package| {
+                    tokio::task::block_in_place(|| catalog.install(&package))
+                })
+                .await?;
             offline_status(installed)
         }
     };
@@ -341,13 +339,11 @@ pub(super) async fn upgrade(
                     let fetched = distribution
                         .fetch(&accepted, Some(&installed.manifest))
                         .await?;
-                    let (_, new) =
-                        tokio::task::block_in_place(|| catalog.upgrade(&fetched.package))?;
-                    if let Some(pin) = fetched.pin {
-                        stores
-                            .trust
-                            .pin(name, &pin.public_key, &pin.fingerprint, &pin.source)?;
-                    }
+                    let (_, new) = fetched
+                        .commit(&stores.trust, async |package| {
+                            tokio::task::block_in_place(|| catalog.upgrade(&package))
+                        })
+                        .await?;
                     Some(offline_status(new))
                 }
                 None => None,

@@ -63,6 +63,30 @@ pub fn registry_reference(argument: &str) -> Option<String> {
     (looks_like_host && !rest.is_empty()).then(|| argument.to_string())
 }
 
+impl Fetched {
+    /// Installs (or upgrades to) the package with `commit`, pinning the
+    /// publisher's key first on a first install, so the service is never
+    /// visible unpinned; a pin made for a commit that fails is taken back.
+    pub async fn commit<T, F>(
+        self,
+        trust: &TrustStore,
+        commit: impl FnOnce(Package) -> F,
+    ) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        let name = self.package.manifest.name.clone();
+        if let Some(pin) = &self.pin {
+            trust.pin(&name, &pin.public_key, &pin.fingerprint, &pin.source)?;
+        }
+        let committed = commit(self.package).await;
+        if committed.is_err() && self.pin.is_some() {
+            let _ = trust.remove(&name);
+        }
+        committed
+    }
+}
+
 /// A package folder may replace a service only if no publisher key is
 /// pinned for it: a service installed signed takes its versions from its
 /// publisher, or the owner forgets the key first.

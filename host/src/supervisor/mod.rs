@@ -18,8 +18,7 @@ pub use background::BackgroundTasks;
 pub use options::HostOptions;
 
 use crate::api::{
-    AcceptedOffer, Offer, OfferRequest, ServiceStatus, TrustRequest, UpgradeOffer,
-    UpgradeOfferRequest,
+    AcceptedOffer, Offer, OfferRequest, ServiceStatus, UpgradeOffer, UpgradeOfferRequest,
 };
 use crate::bus::Bus;
 use crate::capabilities::{HostCapabilities, HostParts, ServiceContext};
@@ -220,24 +219,9 @@ impl Supervisor {
         // or upgrade of the name can slip between them.
         let _change = self.changes.lock().await;
         let fetched = self.distribution().fetch(accepted, None).await?;
-        let name = fetched.package.manifest.name.clone();
-        let pinned = self.pin_first(&name, fetched.pin.as_ref())?;
-        let installed = self.install_now(fetched.package).await;
-        if installed.is_err() && pinned {
-            let _ = self.trust.remove(&name);
-        }
-        installed
-    }
-
-    /// Pins a first install's key before the install is made visible;
-    /// whether it pinned one.
-    fn pin_first(&self, name: &str, pin: Option<&TrustRequest>) -> Result<bool> {
-        let Some(pin) = pin else {
-            return Ok(false);
-        };
-        self.trust
-            .pin(name, &pin.public_key, &pin.fingerprint, &pin.source)?;
-        Ok(true)
+        fetched
+            .commit(&self.trust, |package| self.install_now(package))
+            .await
     }
 
     /// Upgrades `name` to the offer the owner accepted: newer, from the key
@@ -255,12 +239,9 @@ impl Supervisor {
             .distribution()
             .fetch(accepted, Some(&service.installed().manifest))
             .await?;
-        let pinned = self.pin_first(name, fetched.pin.as_ref())?;
-        let upgraded = self.upgrade_to(fetched.package, None).await;
-        if upgraded.is_err() && pinned {
-            let _ = self.trust.remove(name);
-        }
-        upgraded
+        fetched
+            .commit(&self.trust, |package| self.upgrade_to(package, None))
+            .await
     }
 
     /// Replaces a service's package, keeping its data; its manifest's jobs,

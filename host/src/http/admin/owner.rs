@@ -12,11 +12,8 @@ use crate::http::front::Front;
 use crate::owner::Scope;
 
 pub async fn dispatch(front: &Front, request: Request<Incoming>, authority: &str) -> ApiResult {
-    let path = request.uri().path()[ADMIN_PREFIX.len()..]
-        .trim_end_matches('/')
-        .to_string();
+    let (method, path) = super::reply::route_of(&request);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let method = request.method().clone();
     let owner = &front.owner;
     let not_found =
         |what: &str, id: &str| ApiError::new(StatusCode::NOT_FOUND, format!("no {what} {id:?}"));

@@ -9,7 +9,7 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::reply::{ApiError, ApiResult, internal, ok, read_json};
+use super::reply::{ApiError, ApiResult, internal, ok, read_json, route_of};
 use crate::api::{
     ADMIN_PREFIX, AcceptedOffer, LoginRequest, OfferRequest, TrustRequest, UpgradeOfferRequest,
 };
@@ -46,11 +46,8 @@ async fn body<T: serde::de::DeserializeOwned>(
 }
 
 pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> ApiResult {
-    let path = request.uri().path()[ADMIN_PREFIX.len()..]
-        .trim_end_matches('/')
-        .to_string();
+    let (method, path) = route_of(&request);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let method = request.method().clone();
     match (&method, segments.as_slice()) {
         (&Method::POST, ["registry", "offer"]) => {
             let wanted: OfferRequest = body(request, "offer request").await?;

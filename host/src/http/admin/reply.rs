@@ -108,3 +108,12 @@ impl Query {
 pub fn ok(value: &impl serde::Serialize) -> ApiResult {
     Ok(json_response(StatusCode::OK, value))
 }
+
+/// A request's method and its path under the admin prefix, without a
+/// trailing slash: what each dispatcher matches on (split into segments).
+pub fn route_of<B>(request: &Request<B>) -> (http::Method, String) {
+    let path = request.uri().path()[crate::api::ADMIN_PREFIX.len()..]
+        .trim_end_matches('/')
+        .to_string();
+    (request.method().clone(), path)
+}

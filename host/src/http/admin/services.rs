@@ -5,7 +5,7 @@ use std::sync::Arc;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::reply::{ApiError, ApiResult, Query, internal, ok, read_body, read_json};
+use super::reply::{ApiError, ApiResult, Query, internal, ok, read_body, read_json, route_of};
 use crate::api::{ADMIN_PREFIX, ConfigValue, Rollback};
 use crate::bus::PublishError;
 use crate::http::body::json_response;
@@ -18,11 +18,8 @@ use crate::supervisor::Supervisor;
 const MAX_PACKAGE_BYTES: u64 = 512 * 1024 * 1024;
 
 pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) -> ApiResult {
-    let path = request.uri().path()[ADMIN_PREFIX.len()..]
-        .trim_end_matches('/')
-        .to_string();
+    let (method, path) = route_of(&request);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let method = request.method().clone();
     match (&method, segments.as_slice()) {
         (&Method::GET, ["health"]) => ok(&serde_json::json!({
             "ok": true,
