@@ -1,6 +1,9 @@
 //! Services that work together: settings and secrets the owner gives each
-//! one through the standard `wasi:config` interface.
+//! one through the standard `wasi:config` interface; and the contacts
+//! services (`together/contacts.rs`) against a real CardDAV server.
 
+#[path = "together/contacts.rs"]
+mod contacts;
 mod support;
 
 use std::sync::atomic::Ordering;

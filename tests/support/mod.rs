@@ -4,6 +4,8 @@
 //! Test support: a real `locker` process on loopback, real components built
 //! from `guests/` by `scripts/build-guests`, and a small HTTP client.
 
+pub mod carddav;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

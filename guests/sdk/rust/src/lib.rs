@@ -5,7 +5,8 @@
 //!
 //! - **HTTP**: export `wasi:http/incoming-handler` with
 //!   `locker_sdk::wasip2::http::proxy::export!(MyService with_types_in locker_sdk::wasip2)`;
-//!   [`Request`] reads a request, [`respond`] and [`ResponseWriter`] answer.
+//!   [`Request`] reads a request, [`respond`], [`respond_with`] and
+//!   [`ResponseWriter`] answer.
 //! - **Events**: [`events::publish`] (the topic must be in the manifest's
 //!   `publishes`), and [`event_handler::Guest`] exported with
 //!   `locker_sdk::export_event_handler!(MyService)` to receive the topics
@@ -19,6 +20,8 @@
 //!   standard `wasi:config/store`.
 //! - **Other services**: [`call`] makes a request to a service the
 //!   manifest's `calls` names; [`discovery::find`] finds services by type.
+//! - **Outbound HTTP**: [`fetch`] and [`send`] (any method, with a body)
+//!   reach the hosts the manifest's `network.allow_hosts` names.
 //! - **Files**: the service's folder is its current directory; use
 //!   `std::fs` (and [`append_line`] for logs that never interleave).
 //!
@@ -167,11 +170,18 @@ fn send_head(
 /// Answers with a complete body. Its length is known, so it is sent with a
 /// `content-length` header in as few host calls as the API allows.
 pub fn respond(out: ResponseOutparam, status: u16, body: impl AsRef<[u8]>) {
+    respond_with(out, status, "text/plain; charset=utf-8", body);
+}
+
+/// [`respond`], with this content type (`application/json`, `text/html; charset=utf-8`).
+pub fn respond_with(
+    out: ResponseOutparam,
+    status: u16,
+    content_type: &str,
+    body: impl AsRef<[u8]>,
+) {
     let body = body.as_ref();
-    let mut headers = vec![(
-        "content-type".to_string(),
-        b"text/plain; charset=utf-8".to_vec(),
-    )];
+    let mut headers = vec![("content-type".to_string(), content_type.as_bytes().to_vec())];
     // A 204 or 304 has no body, and HTTP forbids it a length.
     if !matches!(status, 204 | 304) {
         headers.push((
@@ -214,6 +224,18 @@ pub fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
 
 /// `fetch`, with these request headers.
 pub fn fetch_with(url: &str, headers: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
+    send("GET", url, headers, &[])
+}
+
+/// A request of any method (`PROPFIND`, `REPORT`, ...) with a body, through
+/// the host's `wasi:http/outgoing-handler`: the status and the whole
+/// response body, or the error the host answered with.
+pub fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), String> {
     use wasip2::http::outgoing_handler;
     use wasip2::http::types::{OutgoingRequest, Scheme};
 
@@ -231,7 +253,16 @@ pub fn fetch_with(url: &str, headers: &[(&str, &str)]) -> Result<(u16, Vec<u8>),
             .append(name, value.as_bytes())
             .map_err(|e| format!("header {name}: {e:?}"))?;
     }
+    if !body.is_empty() {
+        // A known length rather than chunks: not every server reads chunked bodies.
+        fields
+            .set("content-length", &[body.len().to_string().into_bytes()])
+            .map_err(|e| format!("content-length: {e:?}"))?;
+    }
     let request = OutgoingRequest::new(fields);
+    request
+        .set_method(&method_of(method))
+        .map_err(|()| format!("bad method {method:?}"))?;
     request
         .set_scheme(Some(&scheme))
         .map_err(|()| "bad scheme")?;
@@ -242,9 +273,20 @@ pub fn fetch_with(url: &str, headers: &[(&str, &str)]) -> Result<(u16, Vec<u8>),
     request
         .set_path_with_query(Some(path))
         .map_err(|()| format!("bad path {path:?}"))?;
-    let body = request.body().map_err(|()| "request body taken")?;
-    OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))?;
+    let outgoing = request.body().map_err(|()| "request body taken")?;
+    // Sent first, so that a body larger than the host's buffer streams out
+    // while it is written.
     let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    if !body.is_empty() {
+        let stream = outgoing.write().map_err(|()| "request stream taken")?;
+        // `blocking-write-and-flush` takes at most 4096 bytes at a time.
+        for chunk in body.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| format!("cannot send the request body: {e:?}"))?;
+        }
+    }
+    OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"))?;
     let response = loop {
         match pending.get() {
             Some(result) => break result,
@@ -262,4 +304,17 @@ pub fn fetch_with(url: &str, headers: &[(&str, &str)]) -> Result<(u16, Vec<u8>),
         bytes.extend_from_slice(&chunk);
     }
     Ok((status, bytes))
+}
+
+fn method_of(name: &str) -> Method {
+    match name {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "OPTIONS" => Method::Options,
+        "PATCH" => Method::Patch,
+        other => Method::Other(other.to_string()),
+    }
 }
