@@ -172,7 +172,13 @@ fn write_package(dir: &Path, out: &Path, manifest: &Manifest, component: &Path) 
 fn inputs_stamp(dir: &Path, sdk: &Sdk) -> Result<String> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
+    // Linked folders (a `schemas` shared with another service) are read
+    // through, each once, so a link back up cannot loop.
+    let mut seen = std::collections::HashSet::new();
     while let Some(folder) = stack.pop() {
+        if !seen.insert(folder.canonicalize()?) {
+            continue;
+        }
         for entry in std::fs::read_dir(&folder)? {
             let entry = entry?;
             let path = entry.path();
@@ -180,7 +186,10 @@ fn inputs_stamp(dir: &Path, sdk: &Sdk) -> Result<String> {
             if name.to_string_lossy().starts_with('.') {
                 continue; // `.git`, an editor's swap files, `.gitignore`
             }
-            if entry.file_type()?.is_dir() {
+            let is_dir = std::fs::metadata(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .is_dir();
+            if is_dir {
                 if !NOT_INPUTS.iter().any(|n| name == *n) {
                     stack.push(path);
                 }

@@ -47,9 +47,13 @@ pub async fn serve(
     https: bool,
     bound: Option<Instant>,
 ) -> Result<Response<WasiBody>, ServiceError> {
+    refuse_large_body(service, &request)?;
+    // The deadline starts once the code is loaded: a first request that
+    // waits for its compilation is not cut short by it (a caller's own
+    // deadline, `bound`, still holds).
+    let loaded = service.loaded().await?;
     let own = Instant::now() + service.settings.timeout;
     let deadline = bound.map_or(own, |bound| bound.min(own));
-    refuse_large_body(service, &request)?;
     let mut request = request.map(|body| limited_body(body, service.settings.max_body));
     // What the instance's own calls will carry: the chain that led here
     // (a call's), and this request's deadline.
@@ -63,7 +67,6 @@ pub async fn serve(
         deadline: Some(deadline),
     });
 
-    let loaded = service.loaded().await?;
     match &loaded.http {
         None => Err(ServiceError::NoHttp(service.name.clone())),
         Some(HttpHandler::P2(indices)) => {
