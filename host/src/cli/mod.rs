@@ -370,7 +370,7 @@ enum ConfigAction {
 
 #[derive(Subcommand)]
 enum JobsAction {
-    /// Run a job now (its schedule does not change) and print how it went.
+    /// Run a job now, one attempt (its schedule does not change), and print how it went.
     Run {
         /// `SERVICE/JOB`, or just `JOB` when only one service has a job of that name.
         name: String,

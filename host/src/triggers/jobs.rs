@@ -8,7 +8,8 @@
 //! a few attempts). One run of a job at a time: a tick that comes while the
 //! last run is still going is skipped, counted and noted in the service's
 //! log. A job whose service is stopped waits, and runs once when the
-//! service is started.
+//! service is started. A run the owner asks for (`locker jobs run`) is one
+//! attempt, whose outcome they see at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,13 @@ use crate::jobs::{Fired, JobKey, RunNowError, Scheduler, ServiceNow};
 use crate::runtime::Services;
 use crate::runtime::call::{self, Instantiated};
 use crate::store::jobs::RunRecord;
+
+/// Whether a failed attempt is tried again (while there is time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Yes,
+    No,
+}
 
 /// Fires and runs jobs; cheap to clone.
 #[derive(Clone)]
@@ -76,7 +84,7 @@ impl JobRunner {
         for fired in fired {
             match fired {
                 Fired::Run { key, id, due } => {
-                    tokio::spawn(self.clone().run(key, id, due));
+                    tokio::spawn(self.clone().run(key, id, due, Retry::Yes));
                 }
                 Fired::Skipped { key, due } => {
                     let message = format!(
@@ -100,7 +108,9 @@ impl JobRunner {
         next
     }
 
-    /// Runs a job now, outside its schedule, and waits for the result.
+    /// Runs a job now, outside its schedule, and waits for the result: one
+    /// attempt, as the owner who asked is there to see how it went (a run
+    /// in its schedule retries with backoff instead).
     pub async fn run_now(&self, service: &str, name: &str) -> Result<RunView, RunNowError> {
         if self.services.get(service).is_some_and(|s| s.is_stopped()) {
             return Err(RunNowError::Stopped(service.into()));
@@ -108,13 +118,13 @@ impl JobRunner {
         let key = (service.to_string(), name.to_string());
         let id = self.scheduler.claim(&key)?;
         let scheduled = Utc::now().timestamp_millis();
-        let run = self.clone().run(key, id, scheduled).await;
+        let run = self.clone().run(key, id, scheduled, Retry::No).await;
         Ok(RunView::from(&run))
     }
 
     /// One run of a job: attempts until one succeeds or there is no time
-    /// left to retry; then records the run.
-    async fn run(self, key: JobKey, id: i64, scheduled: i64) -> RunRecord {
+    /// left to retry (or, with `Retry::No`, one attempt); then records the run.
+    async fn run(self, key: JobKey, id: i64, scheduled: i64, retry: Retry) -> RunRecord {
         let started = Utc::now().timestamp_millis();
         let policy = &self.scheduler.policy;
         let mut attempts = 0;
@@ -128,7 +138,8 @@ impl JobRunner {
                 .saturating_mul(1 << (attempts - 1).min(16))
                 .min(Duration::from_secs(3600));
             let retry_at = Utc::now().timestamp_millis() + backoff.as_millis() as i64;
-            let may_retry = self.scheduler.may_retry(&key, id, attempts, retry_at);
+            let may_retry =
+                retry == Retry::Yes && self.scheduler.may_retry(&key, id, attempts, retry_at);
             let what = if may_retry {
                 format!("retrying in {}", humantime::format_duration(backoff))
             } else {
