@@ -32,8 +32,6 @@ import traceback
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, unquote
 
-from componentize_py_types import Err
-
 import locker_sdk
 import people
 import storage
@@ -73,7 +71,7 @@ class EventHandler(locker_sdk.EventHandler):
             # Other contact/* topics carry nothing this collection keeps.
         except BadCard as e:
             # Its own words, not a traceback: retrying will not mend it.
-            raise Err(f"{event.topic} event {event.id} from {event.source}: {e}") from None
+            raise locker_sdk.Failed(f"{event.topic} event {event.id} from {event.source}: {e}") from None
 
 
 def checked_card(value):

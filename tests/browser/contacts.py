@@ -7,7 +7,8 @@
   `vcf` on the vcard-import connector's page, then opens the address-book
   app, waits for `expect` people, searches for `query` and opens the first
   result.
-- `again`: logs in with the password and reads the app's list.
+- `again`: logs in with the password, reads the app's list, and follows
+  its link to the carddav connector's page (`carddav`).
 
 Prints one JSON object: what each step saw.
 """
@@ -84,7 +85,19 @@ def main():
             search(page, seen, ARGS["query"])
         else:
             read_list(page, seen, ARGS["expect"])
+            seen["title"] = page.title()
             shot(page, "5-after-changes")
+            # On to a connector's page, by the app's own link: its origin
+            # lets the owner in by the same ticket round.
+            # (in a tab of its own).
+            with page.context.expect_page() as opened:
+                page.click("#sources a:has-text('carddav')")
+            connector = opened.value
+            connector.wait_for_url(ARGS["carddav"] + "/")
+            connector.wait_for_selector("#contacts")
+            seen["connector_page"] = connector.inner_text("body")
+            seen["connector_title"] = connector.title()
+            shot(connector, "6-carddav")
         browser.close()
     print(json.dumps(seen))
 

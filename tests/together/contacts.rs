@@ -14,6 +14,8 @@ use crate::support::carddav::{PASSWORD, Radicale, Tap, USER, vcard};
 use crate::support::{Locker, cli_async, cli_with_input, eventually, guest, install_async};
 
 const OWNER_PASSWORD: &str = "owner-pass-4d1c";
+/// A name that runs a script wherever a page takes it for HTML.
+const HOSTILE_NAME: &str = "<img src=x onerror=\"document.title='pwned'\">Mallory";
 
 /// Installs the four services and points `carddav` at `book`.
 async fn set_up(root: &Path, locker: &Locker, book: &str, services: &[&str]) {
@@ -242,6 +244,13 @@ async fn contacts_from_carddav_and_a_vcard_file_merge_and_show_in_the_app() {
         )
         .await;
     radicale.delete("alan").await;
+    // A card written to attack the owner's pages: it shows as text.
+    radicale
+        .put(
+            "mallory",
+            &vcard("mallory-1", HOSTILE_NAME, "mallory@evil.example", ""),
+        )
+        .await;
     let out = sync(&root).await;
     assert!(out.success, "{}{}", out.stdout, out.stderr);
     let status = json(&locker, "/carddav/status").await;
@@ -250,7 +259,7 @@ async fn contacts_from_carddav_and_a_vcard_file_merge_and_show_in_the_app() {
             &status["last_sync"]["changed"],
             &status["last_sync"]["deleted"]
         ),
-        (&1.into(), &1.into()),
+        (&2.into(), &1.into()),
         "{status:#}"
     );
     let found = search_until(&locker, "", |found| {
@@ -258,13 +267,36 @@ async fn contacts_from_carddav_and_a_vcard_file_merge_and_show_in_the_app() {
             && !names(found).contains(&"Alan Turing".to_string())
     })
     .await;
-    assert_eq!(names(&found), ["Ada Lovelace", "Bob Kahn", "Grace Brewster Hopper"]);
-    let seen = browser(&locker, &root, "again", serde_json::json!({ "expect": 3 })).await;
+    assert_eq!(
+        names(&found),
+        [
+            HOSTILE_NAME,
+            "Ada Lovelace",
+            "Bob Kahn",
+            "Grace Brewster Hopper"
+        ]
+    );
+    let seen = browser(
+        &locker,
+        &root,
+        "again",
+        serde_json::json!({ "expect": 4, "carddav": locker.service_origin("carddav") }),
+    )
+    .await;
     let listed = seen["listed"].to_string();
     assert!(
         listed.contains("Grace Brewster Hopper") && !listed.contains("Alan Turing"),
         "the page follows: {listed}"
     );
+    // The hostile name is text on the app's page and on the connector's.
+    assert!(listed.contains("<img src=x"), "{listed}");
+    assert_eq!(seen["title"], "Address book", "{seen:#}");
+    let connector = seen["connector_page"].as_str().unwrap();
+    assert!(
+        connector.contains("CardDAV contacts") && connector.contains("<img src=x"),
+        "{connector}"
+    );
+    assert_eq!(seen["connector_title"], "CardDAV contacts");
 
     // Nothing changed: the sync asks for the token's changes, and that is all.
     tap.clear();
@@ -290,7 +322,7 @@ async fn contacts_from_carddav_and_a_vcard_file_merge_and_show_in_the_app() {
     assert!(error.contains("cannot reach"), "{status:#}");
     assert_eq!(json(&locker, "/carddav/contacts").await, kept);
     let found = search(&locker, "").await;
-    assert_eq!(found["total"], 3, "{found:#}");
+    assert_eq!(found["total"], 4, "{found:#}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

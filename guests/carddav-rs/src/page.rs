@@ -33,7 +33,15 @@ pub fn render() -> String {
             format!(
                 "<li><b>{}</b> <span>{}</span></li>",
                 escape(&card.name),
-                escape(&[card.emails.join(", "), card.phones.join(", ")].join(" · "))
+                escape(
+                    &card
+                        .emails
+                        .iter()
+                        .chain(&card.phones)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" · ")
+                )
             )
         })
         .collect();

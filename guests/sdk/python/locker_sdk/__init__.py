@@ -36,6 +36,7 @@ from .bindings.imports.streams import StreamError_Closed
 
 __all__ = [
     "LockerError",
+    "Failed",
     "Request",
     "Response",
     "Event",
@@ -67,6 +68,12 @@ class LockerError(Exception):
         self.code = _kebab(name.split("_", 1)[1] if "_" in name else name)
         self.detail = getattr(variant, "value", None)
         super().__init__(self.code if self.detail is None else f"{self.code}: {self.detail}")
+
+
+class Failed(Exception):
+    """Raised in a handler: fails it with just this message, no traceback
+    (for a reason the message says all of, such as a malformed payload).
+    The host retries, then keeps a dead letter, as for any failure."""
 
 
 def _kebab(name: str) -> str:
@@ -122,6 +129,8 @@ class EventHandler:
             )
         except Err:
             raise
+        except Failed as e:
+            raise Err(str(e)) from None
         except BaseException as e:
             raise Err(_failure(e)) from None
 
@@ -150,6 +159,8 @@ class JobHandler:
             self.on_job(Job(job.name, job.scheduled, job.actual, job.attempt, job.payload, json.loads(job.payload)))
         except Err:
             raise
+        except Failed as e:
+            raise Err(str(e)) from None
         except BaseException as e:
             raise Err(_failure(e)) from None
 
