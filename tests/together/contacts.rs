@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::carddav::{PASSWORD, Radicale, Tap, USER, vcard};
-use crate::support::{Locker, cli_async, cli_with_input, eventually, guest, install_async};
+use crate::support::{
+    Locker, cli_async, cli_with_input, eventually, guest, install_async, loopback_server,
+};
 
 const OWNER_PASSWORD: &str = "owner-pass-4d1c";
 /// A name that runs a script wherever a page takes it for HTML.
@@ -323,6 +325,22 @@ async fn contacts_from_carddav_and_a_vcard_file_merge_and_show_in_the_app() {
     assert_eq!(json(&locker, "/carddav/contacts").await, kept);
     let found = search(&locker, "").await;
     assert_eq!(found["total"], 4, "{found:#}");
+
+    // A server that answers garbage: the same.
+    let (port, _) = loopback_server("<html>Sign in to continue</html>").await;
+    let garbage = format!("http://127.0.0.1:{port}/dav/");
+    let out = cli_async(&root, &["config", "set", "carddav", "server", &garbage]).await;
+    assert!(out.success, "{}", out.stderr);
+    let out = sync(&root).await;
+    assert!(
+        !out.success,
+        "a sync against garbage succeeded: {}",
+        out.stdout
+    );
+    let status = json(&locker, "/carddav/status").await;
+    let error = status["last_sync"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("sync-collection answered 200"), "{status:#}");
+    assert_eq!(json(&locker, "/carddav/contacts").await, kept);
 }
 
 #[tokio::test(flavor = "multi_thread")]

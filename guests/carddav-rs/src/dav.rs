@@ -97,13 +97,18 @@ impl AddressBook {
             400 | 403 | 405 | 415 | 501 => return Err(DavError::NoSyncSupport),
             _ => return Err(unexpected("sync-collection", status, &text)),
         }
-        let document = parse(&text)?;
+        self.read_changes(&text, token.is_none())
+    }
+
+    /// A `sync-collection` report's entries and new token.
+    fn read_changes(&self, text: &str, complete: bool) -> Result<Changes, DavError> {
+        let document = parse(text)?;
         let root = document.root_element();
         let mut changes = Changes {
             changed: Vec::new(),
             deleted: Vec::new(),
             token: child_text(root, DAV, "sync-token"),
-            complete: token.is_none(),
+            complete,
         };
         for response in children(root, DAV, "response") {
             let Some(href) = child_text(response, DAV, "href") else {
@@ -262,4 +267,39 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_report_lists_changed_and_deleted_entries_and_the_new_token() {
+        let book = AddressBook::new("http://dav.example/alice/contacts", "alice", "pw").unwrap();
+        let report = r#"<?xml version='1.0' encoding='utf-8'?>
+<multistatus xmlns="DAV:"><sync-token>http://radicale.org/ns/sync/42</sync-token>
+<response><href>/alice/contacts/</href><propstat><prop><getetag>"book"</getetag></prop><status>HTTP/1.1 200 OK</status></propstat></response>
+<response><href>/alice/contacts/ada.vcf</href><propstat><prop><getetag>"e1"</getetag></prop><status>HTTP/1.1 200 OK</status></propstat></response>
+<response><href>/alice/contacts/alan.vcf</href><status>HTTP/1.1 404 Not Found</status></response>
+</multistatus>"#;
+        let changes = book.read_changes(report, false).unwrap();
+        assert_eq!(
+            changes.changed,
+            [("/alice/contacts/ada.vcf".to_string(), "\"e1\"".to_string())]
+        );
+        assert_eq!(changes.deleted, ["/alice/contacts/alan.vcf"]);
+        assert_eq!(
+            changes.token.as_deref(),
+            Some("http://radicale.org/ns/sync/42")
+        );
+    }
+
+    #[test]
+    fn an_answer_that_is_not_webdav_is_refused_by_name() {
+        let book = AddressBook::new("http://dav.example/book/", "a", "b").unwrap();
+        let error = book.read_changes("<html><body>Sign in</body></html>", false);
+        assert!(matches!(error, Err(DavError::Other(m)) if m.contains("not a WebDAV multistatus")));
+        let error = book.read_changes("{\"json\": true}", false);
+        assert!(matches!(error, Err(DavError::Other(m)) if m.contains("not WebDAV XML")));
+    }
 }
