@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use support::{Locker, cli_async, guest, guest_variant, install, snapshot};
+use support::{Locker, cli_async, free_port, guest, guest_variant, install, snapshot};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -746,19 +746,7 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
         "component": guest("hello-fixed").join("hello_fixed_rs.wasm"),
         "screenshots": screenshots,
     });
-    let run = tokio::process::Command::new("python3")
-        .arg(support::workspace().join("tests/browser/owner.py"))
-        .arg(args.to_string())
-        .env("PYTHONPATH", support::workspace().join(".tools/browser"))
-        .output()
-        .await
-        .expect("cannot run python3");
-    assert!(
-        run.status.success(),
-        "the browser script failed (scripts/setup-test-tools installs Chromium and Playwright): {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let seen = support::browser_script("owner.py", &args).await;
 
     // The owner's own way: set-up, dashboard, a wrong then a right
     // password, app A, app B.
@@ -953,15 +941,6 @@ async fn over_tls_every_origin_is_https_and_the_cookies_are_host_only_and_secure
         "{}",
         out.stderr
     );
-}
-
-/// A free port on loopback (bound, then let go).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Debian's pebble (Let's Encrypt's test ACME server) and its mock DNS,

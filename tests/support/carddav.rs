@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use super::workspace;
+use super::{free_port, workspace};
 
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "dav-Passw0rd-9e1";
@@ -285,12 +285,4 @@ async fn forward(
     server.write_all(&request).await?;
     tokio::io::copy_bidirectional(&mut client, &mut server).await?;
     Ok(())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -685,3 +685,31 @@ pub fn wkg() -> Option<PathBuf> {
     );
     None
 }
+
+/// A free port on loopback (bound, then let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the browser script `tests/browser/<script>` (Playwright driving
+/// Debian's Chromium) with `args` as JSON, and returns the JSON it prints:
+/// what it saw.
+pub async fn browser_script(script: &str, args: &Value) -> Value {
+    let run = tokio::process::Command::new("python3")
+        .arg(workspace().join("tests/browser").join(script))
+        .arg(args.to_string())
+        .env("PYTHONPATH", workspace().join(".tools/browser"))
+        .output()
+        .await
+        .expect("cannot run python3");
+    assert!(
+        run.status.success(),
+        "the browser script failed (scripts/setup-test-tools installs Chromium and Playwright): {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&run.stdout).unwrap()
+}

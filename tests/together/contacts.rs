@@ -95,22 +95,7 @@ async fn browser(locker: &Locker, root: &Path, mode: &str, extra: Value) -> Valu
     for (key, value) in extra.as_object().unwrap() {
         args[key] = value.clone();
     }
-    let run = tokio::process::Command::new("python3")
-        .arg(crate::support::workspace().join("tests/browser/contacts.py"))
-        .arg(args.to_string())
-        .env(
-            "PYTHONPATH",
-            crate::support::workspace().join(".tools/browser"),
-        )
-        .output()
-        .await
-        .expect("cannot run python3");
-    assert!(
-        run.status.success(),
-        "the browser script failed (scripts/setup-test-tools installs Chromium and Playwright): {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    serde_json::from_slice(&run.stdout).unwrap()
+    crate::support::browser_script("contacts.py", &args).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
