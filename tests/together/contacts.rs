@@ -24,6 +24,10 @@ async fn set_up(root: &Path, locker: &Locker, book: &str, services: &[&str]) {
     for name in services {
         install_async(root, &guest(name)).await;
     }
+    // Until its settings are given, the host answers for it with how.
+    let (code, page) = locker.get("/carddav/").await;
+    assert_eq!(code, 503, "{page}");
+    assert!(page.contains("locker config set carddav"), "{page}");
     let out = cli_async(root, &["config", "set", "carddav", "server", book]).await;
     assert!(out.success, "{}", out.stderr);
     let out = cli_async(root, &["config", "set", "carddav", "user", USER]).await;
@@ -326,6 +330,21 @@ async fn contacts_from_carddav_and_a_vcard_file_merge_and_show_in_the_app() {
     let error = status["last_sync"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("sync-collection answered 200"), "{status:#}");
     assert_eq!(json(&locker, "/carddav/contacts").await, kept);
+
+    // The collection rebuilds from the connectors it finds, when asked ...
+    let before = search(&locker, "").await;
+    let (code, body) = locker.post("/contacts/rebuild", "").await;
+    assert_eq!(code, 200, "{body}");
+    let rebuilt: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rebuilt["people"], 4, "{rebuilt:#}");
+    assert_eq!(
+        rebuilt["sources"],
+        serde_json::json!({ "carddav": 3, "vcard-import": 2 })
+    );
+    assert_eq!(search(&locker, "").await, before);
+    // ... and when its data is gone.
+    std::fs::remove_dir_all(root.join("services/contacts/data")).unwrap();
+    assert_eq!(search(&locker, "").await["total"], 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
