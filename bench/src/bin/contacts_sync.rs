@@ -7,7 +7,8 @@
 //! collection, and reports (JSON lines):
 //! - the first sync (`locker jobs run carddav/sync`), in seconds, and until
 //!   the collection has merged every contact: events delivered per second;
-//! - an incremental sync after 10 contacts changed on the server;
+//! - a sync with nothing changed (the fixed cost: the token's report, the
+//!   connector's state), and one after 10 contacts changed on the server;
 //! - the collection's search over the merged contacts: p50/p99 latency.
 
 use std::path::Path;
@@ -79,6 +80,19 @@ fn main() -> anyhow::Result<()> {
             "sync_s": synced.as_secs_f64(),
             "all_merged_s": merged.as_secs_f64(),
             "events_delivered_per_s": count as f64 / merged.as_secs_f64(),
+        })
+    );
+
+    let started = Instant::now();
+    cli(&locker, &root, &["jobs", "run", "carddav/sync"], "")?;
+    let synced = started.elapsed();
+    let status = client.get("carddav", "/status")?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": format!("sync with nothing changed, {count} contacts"),
+            "sync_s": synced.as_secs_f64(),
+            "requests_to_server": status["last_sync"]["requests"],
         })
     );
 
