@@ -289,13 +289,17 @@ async fn contacts_from_carddav_and_a_vcard_file_merge_and_show_in_the_app() {
     );
     assert_eq!(seen["connector_title"], "CardDAV contacts");
 
-    // Nothing changed: the sync asks for the token's changes, and that is all.
+    // Nothing changed: the sync (now by its page's "Sync now") asks for the
+    // token's changes, and that is all.
     tap.clear();
-    let out = sync(&root).await;
-    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let (code, body) = locker.post("/carddav/sync", "").await;
+    assert_eq!(code, 200, "{body}");
     assert_eq!(tap.seen(), ["REPORT sync-collection"]);
-    let status = json(&locker, "/carddav/status").await;
-    assert_eq!(status["last_sync"]["fetched"], 0, "{status:#}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&report["fetched"], &report["requests"]),
+        (&0.into(), &1.into())
+    );
 
     // The server is down: the sync fails, says why, and changes nothing.
     let kept = json(&locker, "/carddav/contacts").await;
@@ -311,6 +315,8 @@ async fn contacts_from_carddav_and_a_vcard_file_merge_and_show_in_the_app() {
     let status = json(&locker, "/carddav/status").await;
     let error = status["last_sync"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("cannot reach"), "{status:#}");
+    let log = cli_async(&root, &["logs", "carddav"]).await.stdout;
+    assert!(log.contains("sync failed: cannot reach"), "{log}");
     assert_eq!(json(&locker, "/carddav/contacts").await, kept);
     let found = search(&locker, "").await;
     assert_eq!(found["total"], 4, "{found:#}");
