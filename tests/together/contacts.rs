@@ -377,6 +377,15 @@ async fn a_sync_cut_off_by_a_killed_host_completes_after_restart_with_no_contact
     let root = dir.path().join("root");
     let locker = Locker::start(&root, &[]);
     set_up(&root, &locker, &tap.book(), &["carddav", "contacts"]).await;
+    // With every setting given, an upgrade names none as missing.
+    let package = guest("carddav");
+    let out = cli_async(&root, &["upgrade", package.to_str().unwrap()]).await;
+    assert!(
+        out.success && out.stdout.contains("upgraded carddav") && !out.stdout.contains("needs"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
     let out = cli_async(&root, &["config", "set", "carddav", "batch", "1"]).await;
     assert!(out.success, "{}", out.stderr);
 

@@ -65,7 +65,7 @@ pub(super) async fn unset(root: &Target, name: &str, key: &str) -> Result<()> {
     Ok(())
 }
 
-async fn config_of(access: &Access, name: &str) -> Result<Vec<ConfigEntry>> {
+pub(super) async fn config_of(access: &Access, name: &str) -> Result<Vec<ConfigEntry>> {
     match access {
         Access::Host(client) => client.config(name).await,
         Access::Offline { catalog, .. } => {

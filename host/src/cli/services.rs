@@ -7,12 +7,14 @@ use anyhow::Result;
 
 use super::Target;
 use super::access::{Access, access, offline_status};
+use crate::api::ConfigEntry;
 use crate::package::Package;
 use crate::store::Catalog;
 
 pub(super) async fn install(root: &Target, path: &Path, manifest: Option<&Path>) -> Result<()> {
     let package = tokio::task::block_in_place(|| Package::read(path, manifest))?;
-    let status = match access(root)? {
+    let access = access(root)?;
+    let status = match &access {
         Access::Host(client) => client.install(&package).await?,
         Access::Offline { catalog, .. } => offline_status(catalog.install(&package)?),
     };
@@ -20,14 +22,26 @@ pub(super) async fn install(root: &Target, path: &Path, manifest: Option<&Path>)
         "installed {} {} ({}, {})",
         status.name, status.version, status.kind, status.digest
     );
-    print_access(&package.manifest);
+    print_access(
+        &package.manifest,
+        &unset_required(&access, &status.name).await?,
+    );
     Ok(())
+}
+
+/// The settings the service cannot run without that have no value yet.
+async fn unset_required(access: &Access, name: &str) -> Result<Vec<ConfigEntry>> {
+    Ok(super::config::config_of(access, name)
+        .await?
+        .into_iter()
+        .filter(|entry| entry.active && entry.required && !entry.set && entry.default.is_none())
+        .collect())
 }
 
 /// What the owner just let the service do beyond its own folder: whom it
 /// may call out to (an internal address or network named by IP stands out:
 /// it opens the machine's own network), and which routes need no login.
-fn print_access(manifest: &crate::package::Manifest) {
+fn print_access(manifest: &crate::package::Manifest, unset: &[ConfigEntry]) {
     let name = &manifest.name;
     for entry in &manifest.network.allow_hosts {
         if let Ok(Some(template)) = crate::package::host_template::HostTemplate::parse(entry) {
@@ -58,20 +72,21 @@ fn print_access(manifest: &crate::package::Manifest) {
     for route in &manifest.public {
         println!("  public, with no login: {route}");
     }
-    for (key, declared) in &manifest.config {
-        if declared.required {
-            let value = if declared.secret { "" } else { " VALUE" };
-            println!(
-                "  needs `{key}` ({}) before it runs: `locker config set {name} {key}{value}`",
-                declared.description
-            );
-        }
+    for entry in unset {
+        let value = if entry.secret { "" } else { " VALUE" };
+        println!(
+            "  needs `{}` ({}) before it runs: `locker config set {name} {}{value}`",
+            entry.key,
+            entry.description.as_deref().unwrap_or_default(),
+            entry.key
+        );
     }
 }
 
 pub(super) async fn upgrade(root: &Target, path: &Path, manifest: Option<&Path>) -> Result<()> {
     let package = tokio::task::block_in_place(|| Package::read(path, manifest))?;
-    let status = match access(root)? {
+    let access = access(root)?;
+    let status = match &access {
         Access::Host(client) => client.upgrade(&package).await?,
         // The jobs of its new manifest are registered when a host next starts.
         Access::Offline { catalog, .. } => {
@@ -84,7 +99,10 @@ pub(super) async fn upgrade(root: &Target, path: &Path, manifest: Option<&Path>)
         "upgraded {} to {} ({})",
         status.name, status.version, status.digest
     );
-    print_access(&package.manifest);
+    print_access(
+        &package.manifest,
+        &unset_required(&access, &status.name).await?,
+    );
     Ok(())
 }
 
