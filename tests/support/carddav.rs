@@ -41,8 +41,8 @@ impl Radicale {
         radicale
     }
 
-    /// Serves the storage of `dir` again, on `port`.
-    pub async fn serve(dir: &Path, port: u16) -> Radicale {
+    /// Serves the storage of `dir` on `port`.
+    async fn serve(dir: &Path, port: u16) -> Radicale {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("users"), format!("{USER}:{PASSWORD}\n")).unwrap();
         let config = dir.join("config");
@@ -128,13 +128,6 @@ impl Radicale {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("radicale.log")).unwrap_or_default()
-    }
-
-    /// Stops the server (its storage stays).
-    pub fn stop(mut self) -> (PathBuf, u16) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        (self.dir.clone(), self.port)
     }
 }
 

@@ -7,6 +7,8 @@
 //! from the old token; contacts stored already are found unchanged and not
 //! announced twice, the rest are announced then.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use locker_sdk::{config, events};
 
 use crate::card::Card;
@@ -80,7 +82,7 @@ fn sync(settings: &Settings, state: &mut State, report: &mut SyncReport) -> Resu
     }
     let changes = changes(&mut book, state.sync_token.as_deref());
     report.requests = book.requests;
-    let changes = changes.map_err(|e| e.to_string())?;
+    let changes = against_held(changes.map_err(|e| e.to_string())?, &state.entries);
     report.fetched = changes.changed.len();
 
     for batch in changes.changed.chunks(settings.batch) {
@@ -107,23 +109,7 @@ fn sync(settings: &Settings, state: &mut State, report: &mut SyncReport) -> Resu
         }
     }
 
-    let mut gone = changes.deleted.clone();
-    if changes.complete {
-        // Entries not listed in a complete listing are gone too.
-        let listed: std::collections::BTreeSet<&str> = changes
-            .changed
-            .iter()
-            .map(|(href, _)| href.as_str())
-            .collect();
-        gone.extend(
-            state
-                .entries
-                .keys()
-                .filter(|href| !listed.contains(href.as_str()))
-                .cloned(),
-        );
-    }
-    for href in gone {
+    for href in changes.deleted {
         if let Some(held) = state.entries.remove(&href) {
             announce_deleted(&held.uid)?;
             report.deleted += 1;
@@ -145,6 +131,29 @@ fn changes(book: &mut AddressBook, token: Option<&str>) -> Result<Changes, DavEr
     }
 }
 
+/// A complete listing (a first sync, a forgotten token, a server without
+/// tokens) read against what is held: an entry held but not listed is
+/// gone, and one listed with the ETag held has not changed, so it is not
+/// fetched again.
+fn against_held(mut changes: Changes, held: &BTreeMap<String, Held>) -> Changes {
+    if changes.complete {
+        let listed: BTreeSet<&str> = changes
+            .changed
+            .iter()
+            .map(|(href, _)| href.as_str())
+            .collect();
+        changes.deleted.extend(
+            held.keys()
+                .filter(|href| !listed.contains(href.as_str()))
+                .cloned(),
+        );
+        changes
+            .changed
+            .retain(|(href, etag)| held.get(href).is_none_or(|held| &held.etag != etag));
+    }
+    changes
+}
+
 /// Announces `card` if it is new or changed, then stores it. Whether it
 /// was announced.
 fn announce_and_store(mut card: Card) -> Result<bool, String> {
@@ -164,4 +173,57 @@ fn announce_deleted(uid: &str) -> Result<(), String> {
     events::publish("contact/deleted", &payload)
         .map_err(|e| format!("cannot announce that {uid:?} is gone: {e:?}"))?;
     folder::remove_contact(uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(uid: &str, etag: &str) -> Held {
+        Held {
+            uid: uid.into(),
+            etag: etag.into(),
+        }
+    }
+
+    #[test]
+    fn a_complete_listing_fetches_only_what_changed_and_drops_what_is_gone() {
+        let held = BTreeMap::from([
+            ("/b/ada.vcf".to_string(), held("ada", "\"1\"")),
+            ("/b/alan.vcf".to_string(), held("alan", "\"1\"")),
+            ("/b/grace.vcf".to_string(), held("grace", "\"1\"")),
+        ]);
+        let listing = Changes {
+            changed: vec![
+                ("/b/ada.vcf".into(), "\"1\"".into()),
+                ("/b/grace.vcf".into(), "\"2\"".into()),
+                ("/b/bob.vcf".into(), "\"1\"".into()),
+            ],
+            deleted: Vec::new(),
+            token: None,
+            complete: true,
+        };
+        let changes = against_held(listing, &held);
+        let fetched: Vec<&str> = changes
+            .changed
+            .iter()
+            .map(|(href, _)| href.as_str())
+            .collect();
+        assert_eq!(fetched, ["/b/grace.vcf", "/b/bob.vcf"]);
+        assert_eq!(changes.deleted, ["/b/alan.vcf"]);
+    }
+
+    #[test]
+    fn changes_since_a_token_are_taken_as_the_server_says() {
+        let held = BTreeMap::from([("/b/ada.vcf".to_string(), held("ada", "\"1\""))]);
+        let report = Changes {
+            changed: vec![("/b/ada.vcf".into(), "\"1\"".into())],
+            deleted: Vec::new(),
+            token: Some("t2".into()),
+            complete: false,
+        };
+        let changes = against_held(report, &held);
+        assert_eq!(changes.changed.len(), 1);
+        assert!(changes.deleted.is_empty());
+    }
 }
