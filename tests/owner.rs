@@ -1132,3 +1132,378 @@ async fn acme_certificates_from_pebble_name_the_locker_and_every_service() {
         .unwrap();
     assert_eq!(response.status(), 404, "notes answers its own 404 for /");
 }
+
+/// `locker publish DIR --to REGISTRY/NAMESPACE --key KEY`, insisting it worked.
+async fn publish_to(registry: &str, key: &std::path::Path, package: &std::path::Path) {
+    let out = tokio::process::Command::new(support::locker_bin())
+        .arg("publish")
+        .arg(package)
+        .args(["--to", registry, "--key"])
+        .arg(key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The host's metrics, parsed by prometheus-client's OpenMetrics parser
+/// (Python, the reference parser): `(name, labels, value)` per sample.
+async fn parse_metrics(text: &str) -> Vec<(String, serde_json::Value, f64)> {
+    use tokio::io::AsyncWriteExt;
+    let mut parser = tokio::process::Command::new("python3")
+        .arg(support::workspace().join("tests/browser/metrics.py"))
+        .env("PYTHONPATH", support::workspace().join(".tools/browser"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = parser.stdin.take().unwrap();
+    input.write_all(text.as_bytes()).await.unwrap();
+    drop(input);
+    let out = parser.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "the metrics do not parse: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<(String, serde_json::Value, f64)> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    samples
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn sample(
+    samples: &[(String, serde_json::Value, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l[k] == *v))
+        .map_or(0.0, |(_, _, value)| *value)
+}
+
+/// `/_locker/metrics` parses with the reference parser, its counters move
+/// as requests, events and jobs happen, and it opens only to a token of
+/// scope `metrics`, `read` or `admin`.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_events_and_jobs_and_open_only_to_their_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    install(&root, &guest("subscriber"));
+    install(&root, &guest("ticker"));
+    let locker = Locker::start(&root, &["--event-attempts", "2", "--event-backoff", "20ms"]);
+    let token = |scope: &'static str| {
+        let root = root.clone();
+        async move {
+            let out = cli_async(&root, &["token", "create", "--scope", scope, "--json"]).await;
+            assert!(out.success, "{}", out.stderr);
+            let made: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            made["token"].as_str().unwrap().to_string()
+        }
+    };
+    let (metrics, read, service) = (
+        token("metrics").await,
+        token("read").await,
+        token("service:hello-rs").await,
+    );
+    let client = support::client_builder().build().unwrap();
+    let fetch = async |token: Option<&str>| {
+        let mut request = client.get(locker.url("/_locker/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    };
+
+    // The wrong ways in.
+    assert_eq!(fetch(None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(fetch(Some("not-a-token")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(fetch(Some(&service)).await.0, StatusCode::FORBIDDEN);
+    // A metrics token opens nothing else.
+    let admin = client
+        .get(locker.url("/_locker/api/services"))
+        .bearer_auth(&metrics)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), StatusCode::FORBIDDEN);
+    let app = client
+        .get(format!("{}/", locker.service_origin("hello-rs")))
+        .bearer_auth(&metrics)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(app.status(), StatusCode::FORBIDDEN);
+
+    let (status, text) = fetch(Some(&metrics)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let before = parse_metrics(&text).await;
+    assert_eq!(fetch(Some(&read)).await.0, StatusCode::OK);
+
+    // Requests (one a 404 of the guest's), a publish taken by a subscriber,
+    // one it fails into a dead letter, and a job run now.
+    for path in ["/", "/", "/nothing-here"] {
+        let response = client
+            .get(format!("{}{path}", locker.service_origin("hello-rs")))
+            .bearer_auth(&service)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().as_u16() < 500);
+    }
+    assert_eq!(
+        locker
+            .post("/_locker/api/publish/note/created", r#"{"n": 1}"#)
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        locker
+            .post(
+                "/_locker/api/publish/note/created",
+                r#"{"always_fail": true}"#
+            )
+            .await
+            .0,
+        201
+    );
+    let (status, ran) = locker.post("/_locker/api/jobs/ticker/tick/run", "").await;
+    assert_eq!(status, 200, "{ran}");
+
+    let after = support::eventually(
+        "the metrics to count the dead letter",
+        Duration::from_secs(30),
+        async || {
+            let samples = parse_metrics(&fetch(Some(&metrics)).await.1).await;
+            let dead = sample(
+                &samples,
+                "locker_deliveries_total",
+                &[("subscriber", "subscriber"), ("outcome", "dead_letter")],
+            );
+            (dead >= 1.0).then_some(samples)
+        },
+    )
+    .await;
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
+    let hello = [("service", "hello-rs")];
+    assert_eq!(
+        moved(
+            "locker_requests_total",
+            &[("service", "hello-rs"), ("status", "2xx")]
+        ) + moved(
+            "locker_requests_total",
+            &[("service", "hello-rs"), ("status", "4xx")]
+        ),
+        3.0
+    );
+    assert_eq!(moved("locker_request_seconds_count", &hello), 3.0);
+    assert!(sample(&after, "locker_loads_total", &hello) >= 1.0);
+    assert!(sample(&after, "locker_load_seconds_count", &hello) >= 1.0);
+    assert_eq!(
+        moved("locker_events_published_total", &[("source", "owner")]),
+        2.0
+    );
+    assert!(
+        moved(
+            "locker_deliveries_total",
+            &[("subscriber", "subscriber"), ("outcome", "delivered")]
+        ) >= 1.0
+    );
+    assert!(
+        moved(
+            "locker_deliveries_total",
+            &[("subscriber", "subscriber"), ("outcome", "retried")]
+        ) >= 1.0
+    );
+    assert!(
+        moved(
+            "locker_job_runs_total",
+            &[("service", "ticker"), ("job", "tick"), ("outcome", "ok")]
+        ) >= 1.0
+    );
+    assert!(
+        sample(
+            &after,
+            "locker_job_lateness_seconds_count",
+            &[("service", "ticker")]
+        ) >= 1.0
+    );
+    assert!(
+        after
+            .iter()
+            .any(|(name, labels, _)| name == "locker_instances_in_use"
+                && labels["service"] == "hello-rs"),
+        "{after:?}"
+    );
+    locker.stop();
+
+    // A host started without metrics has none to show.
+    let locker = Locker::start(&root, &["--metrics", "false"]);
+    let (status, text) = {
+        let response = client
+            .get(locker.url("/_locker/metrics"))
+            .bearer_auth(&metrics)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    };
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    assert!(text.contains("--metrics false"), "{text}");
+}
+
+/// The owner runs the locker from the dashboard in Chromium: installs by
+/// upload and from a registry, opens a service, watches an event arrive
+/// live, replays a dead letter, sets a secret, runs a job, makes and
+/// revokes a token, signs in with a passkey, and uninstalls. The script
+/// asserts on each page; this checks the locker's side of each step.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_chromium_the_owner_runs_the_locker_from_the_dashboard() {
+    use locker_registry::keys::PublisherKey;
+    use locker_registry::local::LocalRegistry;
+
+    let registry = LocalRegistry::start()
+        .await
+        .expect("Debian's docker-registry (scripts/setup-test-tools installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("alice.key");
+    let publisher = PublisherKey::generate().unwrap();
+    publisher.save(&key).unwrap();
+    let fingerprint = publisher.public().fingerprint();
+    let namespace = format!("{}/alice", registry.address);
+    publish_to(&namespace, &key, &guest("notes")).await;
+
+    let root = dir.path().join("root");
+    for name in ["subscriber", "ticker", "config-reader"] {
+        install(&root, &guest(name));
+    }
+    let locker = Locker::start(&root, &["--event-attempts", "2", "--event-backoff", "20ms"]);
+    let out = cli_async(&root, &["owner", "reset"]).await;
+    assert!(out.success, "{}", out.stderr);
+    let screenshots = support::workspace().join("target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let hello = guest("hello-rs");
+    let secret = "s3cr3t-token-value-0451";
+    let args = serde_json::json!({
+        "setup_link": out.stdout.trim(),
+        "locker": locker.origin(),
+        "password": PASSWORD,
+        "admin_token": std::fs::read_to_string(root.join("cli.token")).unwrap().trim(),
+        "registry": namespace,
+        "hello_manifest": hello.join("locker.toml"),
+        "hello_component": hello.join("hello_rs.wasm"),
+        "subscriber_origin": locker.service_origin("subscriber"),
+        "secret": secret,
+        "screenshots": screenshots,
+    });
+    let seen = support::browser_script("dashboard.py", &args).await;
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen:#}");
+
+    // The list, and the keyboard's way in.
+    let services = seen["services"].as_str().unwrap();
+    assert!(
+        services.contains("ticker") && services.contains("connector"),
+        "{services}"
+    );
+    assert_eq!(seen["first_tab"], "Skip to content");
+    assert_eq!(seen["after_skip"], "view");
+    // A broken manifest: the reason, named.
+    let bad = seen["bad_upload"].as_str().unwrap();
+    assert!(bad.contains("version") || bad.contains("name"), "{bad}");
+    // Opened on its own origin, as the owner.
+    assert_eq!(seen["opened"]["body"], "hello from rust at /, to owner\n");
+    assert!(
+        seen["opened"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&locker.service_origin("hello-rs")),
+        "{}",
+        seen["opened"]
+    );
+    // The registry's package, with its publisher's key, pinned on install.
+    assert_eq!(seen["offer_fingerprint"], fingerprint.as_str());
+    let (_, trust) = locker.get("/_locker/api/trust").await;
+    assert!(trust.contains(&fingerprint), "{trust}");
+    assert_eq!(
+        locker.status("notes").await["origin"]["publisher"],
+        fingerprint.as_str()
+    );
+    // The event seen live, the filter applied, the dead letter replayed
+    // and delivered once the subscriber was fixed.
+    assert!(
+        seen["live_event"]
+            .as_str()
+            .unwrap()
+            .contains("from outside")
+    );
+    assert_eq!(seen["filtered_topics"], serde_json::json!(["photo/added"]));
+    assert_eq!(seen["fix_status"], 200);
+    support::eventually(
+        "the replayed event to be delivered",
+        Duration::from_secs(30),
+        async || {
+            let (_, dead) = locker.get("/_locker/api/dead-letters").await;
+            let (_, stats) = locker.get("/_locker/api/events/stats").await;
+            let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+            (dead == "[]" && stats["pending"] == 0).then_some(())
+        },
+    )
+    .await;
+    // The secret: kept sealed, never in the page.
+    assert_eq!(seen["secret_in_page"], false);
+    let (_, config) = locker
+        .get("/_locker/api/services/config-reader/config")
+        .await;
+    assert!(!config.contains(secret), "{config}");
+    assert!(config.contains("sync.example.org"), "{config}");
+    let sealed = std::fs::read(root.join("locker.db")).unwrap();
+    assert!(
+        !sealed.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the secret is stored in the clear"
+    );
+    // The job ran, and its run is on record.
+    assert!(
+        seen["job_result"].as_str().unwrap().starts_with("ok in"),
+        "{}",
+        seen["job_result"]
+    );
+    let (_, jobs) = locker.get("/_locker/api/jobs?service=ticker").await;
+    let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    assert_eq!(jobs[0]["last_run"]["result"], "ok", "{jobs:#}");
+    // The token read the metrics (parsed by the reference parser) and
+    // nothing else, until it was revoked.
+    assert_eq!(seen["metrics_with_token"], 200);
+    assert_eq!(seen["admin_with_metrics_token"], 403);
+    assert_eq!(seen["metrics_after_revoke"], 401);
+    assert!(
+        seen["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s[0] == "locker_requests_total" && s[1]["service"] == "hello-rs"),
+        "{}",
+        seen["metrics"]
+    );
+    // Signed in with the passkey, which was then removed.
+    assert_eq!(seen["signed_in_with_passkey"], true);
+    let (_, passkeys) = locker.get("/_locker/api/passkeys").await;
+    assert_eq!(passkeys, "[]");
+    // Uninstalled after a confirmation naming its folder, which is gone.
+    let confirm = seen["confirm"].as_str().unwrap();
+    assert!(confirm.contains("services/hello-rs"), "{confirm}");
+    assert!(!root.join("services/hello-rs").exists());
+    let (status, _) = locker.get("/_locker/api/services/hello-rs").await;
+    assert_eq!(status, 404);
+    assert_eq!(seen["phone_overflows"], false);
+}

@@ -19,6 +19,9 @@ pub struct ServiceStatus {
     pub provides: Vec<String>,
     pub publishes: Vec<String>,
     pub subscribes: Vec<String>,
+    /// The services (or `type:…` providers) it may call.
+    #[serde(default)]
+    pub calls: Vec<String>,
     pub digest: String,
     pub installed_at: String,
     pub state: State,
@@ -93,6 +96,17 @@ pub enum CacheOutcome {
     Compiled,
     /// Compiled: the entry was corrupt or stale, and has been replaced.
     Rebuilt,
+}
+
+impl CacheOutcome {
+    /// Its name on the wire and in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Compiled => "compiled",
+            CacheOutcome::Rebuilt => "rebuilt",
+        }
+    }
 }
 
 /// A service's limits with the host's defaults filled in.
@@ -199,6 +213,15 @@ pub struct EventStats {
     pub dead: u64,
 }
 
+/// One of the owner's passkeys, as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PasskeyView {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub last_used: Option<String>,
+}
+
 /// An API token as listed (never the token itself).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenView {
@@ -234,6 +257,9 @@ pub struct NewToken {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionView {
     pub id: String,
+    /// The session that asked (the dashboard marks it).
+    #[serde(default)]
+    pub current: bool,
     /// The address it logged in from.
     pub client: String,
     pub created_at: String,

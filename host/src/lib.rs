@@ -21,8 +21,8 @@
 //! - [`develop`]: writing services: the SDKs and templates the binary
 //!   carries, the guest toolchains, `locker build`;
 //! - [`package`]: the manifest and the component, checked before install;
-//! - [`api`], [`bindings`], [`clock`]: the admin API's wire types, the WIT
-//!   bindings, the time format.
+//! - [`api`], [`bindings`], [`clock`], [`metrics`]: the admin API's wire
+//!   types, the WIT bindings, the time format, the host's counters.
 
 pub mod api;
 pub mod bindings;
@@ -34,6 +34,7 @@ pub mod develop;
 pub mod distribution;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod owner;
 pub mod package;
 pub mod runtime;

@@ -108,6 +108,7 @@ def main():
         page.fill("input[name=confirm]", ARGS["password"])
         page.click("button")
         page.wait_for_url(LOCKER + "/")
+        page.wait_for_selector("#services")
         seen["dashboard"] = page.inner_text("body")
         shot(page, "2-dashboard")
 
@@ -121,8 +122,12 @@ def main():
         page.click("button")
         page.wait_for_url(LOCKER + "/")
 
-        # Into app A from the dashboard: the ticket round happens unseen.
-        page.click("text=hello-rs")
+        # Into app A from the dashboard (its Open link, a new tab): the
+        # ticket round happens unseen.
+        with owner.expect_page() as opened:
+            page.click('tr[data-service="hello-rs"] a.open')
+        dashboard = page
+        page = opened.value
         page.wait_for_url(A + "/")
         seen["a_page"] = page.inner_text("body")
         shot(page, "4-app-a")
@@ -157,9 +162,9 @@ def main():
         shot(page, "7-not-set-up")
 
         # Log out from the dashboard: both apps are closed again.
-        page.goto(LOCKER + "/")
-        page.click("text=Log out")
-        page.wait_for_url("**/_locker/login")
+        dashboard.goto(LOCKER + "/")
+        dashboard.click("text=Log out")
+        dashboard.wait_for_url("**/_locker/login")
         page.goto(A + "/")
         seen["a_after_logout"] = page.url
         shot(page, "6-after-logout")

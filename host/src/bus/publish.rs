@@ -12,6 +12,7 @@ use super::subscriptions::Subscriptions;
 use super::types::Types;
 use crate::api::EventRecord;
 use crate::clock::now_rfc3339;
+use crate::metrics::Metrics;
 use crate::package::topics;
 use crate::store::EventLog;
 use crate::store::events::NewEvent;
@@ -52,6 +53,8 @@ pub struct Bus {
     /// The data types bound to topics.
     pub types: Types,
     live: broadcast::Sender<EventRecord>,
+    /// Publishes and deliveries, counted.
+    pub metrics: Metrics,
 }
 
 impl Bus {
@@ -63,7 +66,14 @@ impl Bus {
             subscriptions: Subscriptions::default(),
             types: Types::default(),
             live: broadcast::channel(4096).0,
+            metrics: Metrics::off(),
         }
+    }
+
+    /// The same bus, counting into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Bus {
+        self.metrics = metrics;
+        self
     }
 
     /// The largest payload an event may carry, in bytes.
@@ -176,6 +186,7 @@ impl Bus {
             .publish(event, subscribers.clone())
             .await
             .map_err(|e| PublishError::Storage(format!("{e:#}")))?;
+        self.metrics.published(source);
         for subscriber in &subscribers {
             self.ring(subscriber);
         }

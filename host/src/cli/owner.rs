@@ -144,6 +144,7 @@ pub(super) async fn sessions(target: &Target, json: bool) -> Result<()> {
             .map(|s| SessionView {
                 id: s.id,
                 client: s.client,
+                current: false,
                 created_at: rfc3339(from_millis(s.created_at)),
                 last_seen: rfc3339(from_millis(s.last_seen)),
             })

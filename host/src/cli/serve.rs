@@ -93,6 +93,10 @@ pub(super) struct ServeArgs {
     /// (for a test server such as pebble).
     #[arg(long, requires = "acme_directory")]
     acme_server_root: Option<PathBuf>,
+    /// Keep metrics for `/_locker/metrics` (a token of scope `metrics` or
+    /// `read` reads them).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    metrics: bool,
     #[command(flatten)]
     root: Target,
 }
@@ -125,6 +129,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
             ..JobPolicy::default()
         },
         event_retention: args.event_retention,
+        metrics: args.metrics,
         ..HostOptions::default()
     };
     let certificates = Arc::new(Certificates::default());

@@ -22,6 +22,7 @@ use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
 use super::body::{BoxBody, error_response, full};
+use super::front::Front;
 use super::origins::Origins;
 use crate::owner::{Door, Owner, Session, TokenEntry};
 
@@ -218,6 +219,34 @@ pub fn admin<B>(
     Ok(())
 }
 
+/// Lets a request read the metrics, or says why not: a token of scope
+/// `metrics`, `read` or `admin`, or the owner's session on the locker's origin.
+#[allow(clippy::result_large_err)]
+pub fn metrics<B>(
+    owner: &Owner,
+    origins: &Origins,
+    request: &Request<B>,
+    authority: &str,
+    memo: &TokenMemo,
+) -> Result<(), Response<BoxBody>> {
+    if let Some(verdict) = token_verdict(owner, request, Door::Metrics, memo) {
+        return verdict;
+    }
+    if owner_session(owner, origins, request).is_none() {
+        return Err(refused(
+            StatusCode::UNAUTHORIZED,
+            "the metrics need a token of scope `metrics` (or `read`) as `Authorization: Bearer`",
+        ));
+    }
+    if !origins.same_origin(request, authority) {
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "the metrics take the owner's session only from the locker's own origin",
+        ));
+    }
+    Ok(())
+}
+
 /// The topic of `POST /_locker/api/publish/TOPIC`, the door a
 /// `publish:TOPIC` token opens.
 fn published_topic<B>(request: &Request<B>) -> Option<&str> {
@@ -394,6 +423,53 @@ pub fn see_other(location: &str) -> Response<BoxBody> {
         .header(http::header::CACHE_CONTROL, "no-store")
         .body(full(""))
         .expect("a valid redirect")
+}
+
+/// A path on this origin to go on to: `next` if it is a path on this origin, else `/`. Browsers drop tabs and
+/// newlines from a `Location` and read `\\` as `/`, so `/\t/evil.example` or
+/// `/\\evil.example` would leave the origin: any control character or
+/// backslash makes it `/`.
+pub fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.chars().any(|c| c == '\\' || c.is_control()) =>
+        {
+            path.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+/// `response`, carrying the cookie of a new session for `client`.
+pub fn with_new_session(
+    front: &Front,
+    client: &str,
+    mut response: Response<BoxBody>,
+) -> Response<BoxBody> {
+    match front.owner.sessions.start(&front.owner.store, client) {
+        Ok(secret) => {
+            let cookie = set_cookie(
+                &front.origins,
+                session_cookie(&front.origins),
+                &secret,
+                None,
+            );
+            response.headers_mut().insert(
+                http::header::SET_COOKIE,
+                cookie.parse().expect("a valid cookie"),
+            );
+            response
+        }
+        Err(error) => {
+            tracing::error!("cannot start a session: {error:#}");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the host's log says what",
+            )
+        }
+    }
 }
 
 #[cfg(test)]

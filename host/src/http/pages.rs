@@ -10,6 +10,8 @@
 //! POST /_locker/login
 //! POST /_locker/logout
 //! GET  /_locker/login-link?code=C[&next=/path]  a one-time link the CLI made
+//! POST /_locker/passkey/start             a passkey sign-in's challenge (`passkey_login`)
+//! POST /_locker/passkey/finish            its answer: a session
 //! GET  /_locker/ticket?service=S&path=P   owner only: redirect into S with a ticket
 //! GET  /_locker/enter?ticket=T            on S's origin: trade the ticket for a grant
 //! ```
@@ -24,7 +26,9 @@ use hyper::body::Incoming;
 
 use super::body::{BoxBody, full};
 use super::front::Front;
-use super::gate::{self, grant_cookie, see_other, session_cookie, set_cookie};
+use super::gate::{
+    self, grant_cookie, local_path, see_other, session_cookie, set_cookie, with_new_session,
+};
 use crate::owner::SetupError;
 use crate::runtime::ServiceError;
 
@@ -43,7 +47,16 @@ pub async fn locker_page(
     let path = request.uri().path().to_string();
     let method = request.method().clone();
     Some(match (method, path.as_str()) {
-        (Method::GET, "/") => dashboard(front, &request, authority),
+        (Method::GET, "/") => dashboard(front, &request),
+        (Method::GET, asset) if asset.starts_with(super::dashboard::ASSETS_PREFIX) => {
+            super::dashboard::asset(&request)
+        }
+        (Method::POST, "/_locker/passkey/start") => {
+            super::passkey_login::start(front, &request, authority, client)
+        }
+        (Method::POST, "/_locker/passkey/finish") => {
+            super::passkey_login::finish(front, request, authority, client).await
+        }
         (Method::GET, "/_locker/setup") => setup_form(front, &query(&request)),
         (Method::POST, "/_locker/setup") => setup(front, request, authority).await,
         (Method::GET, "/_locker/login") => login_form(front, &query(&request), None),
@@ -137,36 +150,11 @@ fn to_login(request: &Request<Incoming>) -> Response<BoxBody> {
     see_other(&format!("/_locker/login?{query}"))
 }
 
-fn dashboard(front: &Front, request: &Request<Incoming>, authority: &str) -> Response<BoxBody> {
+fn dashboard(front: &Front, request: &Request<Incoming>) -> Response<BoxBody> {
     if gate::owner_session(&front.owner, &front.origins, request).is_none() {
         return to_login(request);
     }
-    let mut rows = String::new();
-    for status in front.supervisor.statuses() {
-        let origin = front.origins.service_origin(&status.name, authority);
-        let state = match &status.needs_setting {
-            Some(key) => format!("needs its setting {}", escape(key)),
-            None => format!("{:?}", status.state),
-        };
-        rows.push_str(&format!(
-            "<li><a href=\"{}/\">{}</a> <small>{} · {state}</small><br><span>{}</span></li>",
-            escape(&origin),
-            escape(&status.name),
-            escape(&status.version),
-            escape(&status.description),
-        ));
-    }
-    if rows.is_empty() {
-        rows.push_str("<li>No services yet: <code>locker install PATH</code></li>");
-    }
-    page(
-        StatusCode::OK,
-        "Your locker",
-        &format!(
-            "<ul class=\"services\">{rows}</ul>\
-             <form method=\"post\" action=\"/_locker/logout\"><button>Log out</button></form>"
-        ),
-    )
+    super::dashboard::index()
 }
 
 fn login_form(
@@ -198,13 +186,30 @@ fn login_form(
              <input type=\"hidden\" name=\"next\" value=\"{}\">\
              <label>Password <input type=\"password\" name=\"password\" autofocus \
              autocomplete=\"current-password\" required></label>\
-             <button>Log in</button></form>",
+             <button>Log in</button></form>{}",
             problem
                 .map(|p| format!("<p class=\"problem\">{}</p>", escape(p)))
                 .unwrap_or_default(),
             escape(&next),
+            passkey_button(front),
         ),
     )
+}
+
+/// "Sign in with a passkey", when the owner has one (`login.js` runs it).
+fn passkey_button(front: &Front) -> &'static str {
+    if front
+        .owner
+        .store
+        .passkeys()
+        .is_ok_and(|passkeys| !passkeys.is_empty())
+    {
+        "<p class=\"or\">or</p><button type=\"button\" id=\"passkey\">Sign in with a passkey</button>\
+         <p id=\"passkey-problem\" class=\"problem\" role=\"alert\" hidden></p>\
+         <script type=\"module\" src=\"/_locker/assets/login.js\"></script>"
+    } else {
+        ""
+    }
 }
 
 async fn login(
@@ -286,23 +291,7 @@ fn login_link(front: &Front, query: &HashMap<String, String>, client: IpAddr) ->
 }
 
 fn start_session(front: &Front, client: &str, next: &str) -> Response<BoxBody> {
-    match front.owner.sessions.start(&front.owner.store, client) {
-        Ok(secret) => {
-            let mut response = see_other(next);
-            let cookie = set_cookie(
-                &front.origins,
-                session_cookie(&front.origins),
-                &secret,
-                None,
-            );
-            response.headers_mut().insert(
-                http::header::SET_COOKIE,
-                cookie.parse().expect("a valid cookie"),
-            );
-            response
-        }
-        Err(error) => server_error(&error),
-    }
+    with_new_session(front, client, see_other(next))
 }
 
 fn logout(front: &Front, request: &Request<Incoming>, authority: &str) -> Response<BoxBody> {
@@ -410,23 +399,6 @@ async fn setup(
         ),
         Ok(Err(error)) => server_error(&error),
         Err(error) => server_error(&anyhow::anyhow!("{error}")),
-    }
-}
-
-/// A path on this origin to go on to: `next` if it is a path on this origin, else `/`. Browsers drop tabs and
-/// newlines from a `Location` and read `\\` as `/`, so `/\t/evil.example` or
-/// `/\\evil.example` would leave the origin: any control character or
-/// backslash makes it `/`.
-fn local_path(next: Option<&str>) -> String {
-    match next {
-        Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.chars().any(|c| c == '\\' || c.is_control()) =>
-        {
-            path.to_string()
-        }
-        _ => "/".to_string(),
     }
 }
 
@@ -539,7 +511,7 @@ pub fn service_problem(error: &ServiceError) -> Response<BoxBody> {
     )
 }
 
-/// A page of the host: no scripts, no framing.
+/// A page of the host: no inline scripts, no framing.
 fn page(status: StatusCode, title: &str, body: &str) -> Response<BoxBody> {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -554,8 +526,8 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response<BoxBody> {
         .header(http::header::CACHE_CONTROL, "no-store")
         .header(
             "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
-             base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; \
+             style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
         )
         .header("x-frame-options", "DENY")
         // Not `no-referrer`: Chromium then sends `Origin: null` with the

@@ -19,6 +19,7 @@ pub async fn proxy(
     https: bool,
 ) -> Response<BoxBody> {
     service.count_request();
+    let arrived = std::time::Instant::now();
     // A browser gets a page, anyone else JSON.
     let wants_page = request
         .headers()
@@ -29,7 +30,7 @@ pub async fn proxy(
         body.map_err(wasmtime_wasi_http::Error::Hyper)
             .boxed_unsync()
     });
-    match serve::serve(&service, request, https, None).await {
+    let response = match serve::serve(&service, request, https, None).await {
         Ok(response) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
         Err(error) => {
             if error.is_guest_failure() {
@@ -42,7 +43,11 @@ pub async fn proxy(
                 service_error_response(&error)
             }
         }
-    }
+    };
+    service
+        .metrics()
+        .request(response.status().as_u16(), arrived.elapsed());
+    response
 }
 
 pub fn service_error_response(error: &ServiceError) -> Response<BoxBody> {

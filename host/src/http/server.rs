@@ -221,6 +221,19 @@ async fn locker_origin(
         }
         return super::admin::handle(front, request, authority).await;
     }
+    if path == METRICS_PATH {
+        let checked = gate::metrics(
+            &front.owner,
+            &front.origins,
+            &request,
+            authority,
+            &visitor.tokens,
+        );
+        return match checked {
+            Ok(()) => metrics_response(front),
+            Err(refused) => after_discarding(request, refused).await,
+        };
+    }
     let first = path.strip_prefix('/').unwrap_or_default();
     let (name, rest) = first.split_once('/').unwrap_or((first, ""));
     if path.starts_with("/_locker/") || path == "/" {
@@ -250,6 +263,28 @@ async fn locker_origin(
         )
         .body(full(""))
         .expect("a valid redirect")
+}
+
+/// Where the host's metrics are read (Prometheus text format).
+pub const METRICS_PATH: &str = "/_locker/metrics";
+
+fn metrics_response(front: &Front) -> Response<BoxBody> {
+    let in_use = front
+        .supervisor
+        .statuses()
+        .into_iter()
+        .map(|status| (status.name, status.in_flight));
+    match front.supervisor.metrics.render(in_use) {
+        Some(text) => Response::builder()
+            .header(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .body(full(text))
+            .expect("a valid response"),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            "this host keeps no metrics (it was started with --metrics false)",
+        ),
+    }
 }
 
 /// A service's own origin: behind the gate, then proxied to the guest.

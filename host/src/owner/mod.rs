@@ -2,11 +2,13 @@
 //! links (`password`), their browser sessions and the tickets and grants
 //! that carry a session to each service's origin (`sessions`), their API
 //! tokens and what each may open (`tokens`, `scope`), and the limit on
-//! login attempts (`throttle`), and one-time login links (`login_links`). The HTTP front door asks this unit who is
+//! login attempts (`throttle`), one-time login links (`login_links`), and
+//! their passkeys (`passkeys`). The HTTP front door asks this unit who is
 //! calling; the root's `owner` tables keep what must survive a restart.
 
 pub mod last_use;
 pub mod login_links;
+pub mod passkeys;
 pub mod password;
 pub mod scope;
 pub mod secret;
@@ -20,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Result;
 
 pub use login_links::LoginLinks;
+pub use passkeys::Passkeys;
 pub use password::SetupError;
 pub use scope::{Door, Scope};
 pub use sessions::{Session, SessionPolicy, Sessions};
@@ -40,6 +43,7 @@ pub struct Owner {
     pub tokens: Tokens,
     pub throttle: LoginThrottle,
     pub login_links: LoginLinks,
+    pub passkeys: Passkeys,
     has_password: AtomicBool,
 }
 
@@ -51,6 +55,7 @@ impl Owner {
             tokens: Tokens::load(&store)?,
             throttle: LoginThrottle::default(),
             login_links: LoginLinks::default(),
+            passkeys: Passkeys::default(),
             has_password: AtomicBool::new(store.password()?.is_some()),
             store,
         })
@@ -74,6 +79,24 @@ impl Owner {
             self.sessions.end_all();
         }
         Ok(chosen)
+    }
+
+    /// Changes the password, knowing the current one; every session but
+    /// `from` ends. Slow (argon2): call it off the async threads.
+    pub fn change_password(
+        &self,
+        from: &Session,
+        current: &str,
+        new: &str,
+    ) -> Result<Result<(), SetupError>> {
+        if !self.check_password(current)? {
+            return Ok(Err(SetupError::WrongPassword));
+        }
+        let changed = password::change(&self.store, new, &from.id)?;
+        if changed.is_ok() {
+            self.sessions.end_others(from);
+        }
+        Ok(changed)
     }
 
     /// Slow (argon2) on purpose: call it off the async threads.

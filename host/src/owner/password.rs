@@ -32,6 +32,8 @@ pub enum SetupError {
     BadCode,
     #[error("the password must be at least {MIN_LENGTH} characters long")]
     TooShort,
+    #[error("the current password is not right")]
+    WrongPassword,
 }
 
 /// Sets the password if `code` is a live set-up code. Slow (argon2): call
@@ -40,17 +42,30 @@ pub fn choose(store: &OwnerStore, code: &str, password: &str) -> Result<Result<(
     if password.chars().count() < MIN_LENGTH {
         return Ok(Err(SetupError::TooShort));
     }
-    let salt = SaltString::encode_b64(&secret::random_bytes::<16>())
-        .map_err(|e| anyhow!("cannot make a salt: {e}"))?;
-    let hashed = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow!("cannot hash the password: {e}"))?
-        .to_string();
+    let hashed = hash(password)?;
     if store.set_password(&secret::hash(code), &hashed, now_millis())? {
         Ok(Ok(()))
     } else {
         Ok(Err(SetupError::BadCode))
     }
+}
+
+/// Sets a new password; every session but `keep` ends. Slow (argon2).
+pub fn change(store: &OwnerStore, password: &str, keep: &str) -> Result<Result<(), SetupError>> {
+    if password.chars().count() < MIN_LENGTH {
+        return Ok(Err(SetupError::TooShort));
+    }
+    store.change_password(&hash(password)?, keep, now_millis())?;
+    Ok(Ok(()))
+}
+
+fn hash(password: &str) -> Result<String> {
+    let salt = SaltString::encode_b64(&secret::random_bytes::<16>())
+        .map_err(|e| anyhow!("cannot make a salt: {e}"))?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow!("cannot hash the password: {e}"))?
+        .to_string())
 }
 
 /// Whether `password` is the owner's. Slow (argon2) on purpose.

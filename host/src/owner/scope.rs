@@ -1,6 +1,6 @@
-//! What an API token may open. One syntax, meant to grow (`metrics` comes
-//! later): `admin`, `read`, `service:NAME`, or `publish:TOPIC` (a topic or
-//! a pattern: `publish:contact/*`).
+//! What an API token may open. One syntax, meant to grow: `admin`, `read`,
+//! `metrics`, `service:NAME`, or `publish:TOPIC` (a topic or a pattern:
+//! `publish:contact/*`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,8 +12,11 @@ use crate::package::topics;
 pub enum Scope {
     /// The whole admin API and every service's origin: the owner.
     Admin,
-    /// Every GET (and HEAD) of the admin API.
+    /// Every GET (and HEAD) of the admin API, and the metrics.
     Read,
+    /// The metrics (`/_locker/metrics`) and nothing else: what a
+    /// Prometheus server is given.
+    Metrics,
     /// One service's origin.
     Service(String),
     /// Publishing events on topics matching the pattern, and nothing else:
@@ -32,13 +35,16 @@ pub enum Door<'a> {
     Service(&'a str),
     /// Publishing an event on this topic (`POST /_locker/api/publish/TOPIC`).
     Publish(&'a str),
+    /// `GET /_locker/metrics`.
+    Metrics,
 }
 
 impl Scope {
     pub fn opens(&self, door: Door<'_>) -> bool {
         match (self, door) {
             (Scope::Admin, _) => true,
-            (Scope::Read, Door::AdminRead) => true,
+            (Scope::Read, Door::AdminRead | Door::Metrics) => true,
+            (Scope::Metrics, Door::Metrics) => true,
             (Scope::Service(name), Door::Service(wanted)) => name == wanted,
             (Scope::Publish(pattern), Door::Publish(topic)) => topics::matches(pattern, topic),
             _ => false,
@@ -52,6 +58,7 @@ impl FromStr for Scope {
         match text {
             "admin" => Ok(Scope::Admin),
             "read" => Ok(Scope::Read),
+            "metrics" => Ok(Scope::Metrics),
             _ => match text.split_once(':') {
                 Some(("service", name)) => {
                     validate_service_name(name)?;
@@ -75,7 +82,7 @@ impl FromStr for Scope {
                     Ok(Scope::Publish(pattern.to_string()))
                 }
                 _ => anyhow::bail!(
-                    "unknown scope {text:?}: use `admin`, `read`, `service:NAME` or `publish:TOPIC`"
+                    "unknown scope {text:?}: use `admin`, `read`, `metrics`, `service:NAME` or `publish:TOPIC`"
                 ),
             },
         }
@@ -87,6 +94,7 @@ impl fmt::Display for Scope {
         match self {
             Scope::Admin => f.write_str("admin"),
             Scope::Read => f.write_str("read"),
+            Scope::Metrics => f.write_str("metrics"),
             Scope::Service(name) => write!(f, "service:{name}"),
             Scope::Publish(pattern) => write!(f, "publish:{pattern}"),
         }
@@ -99,7 +107,7 @@ mod tests {
 
     #[test]
     fn scopes_parse_print_and_open_only_their_doors() {
-        for text in ["admin", "read", "service:notes"] {
+        for text in ["admin", "read", "metrics", "service:notes"] {
             assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
         }
         assert!("root".parse::<Scope>().is_err());
@@ -108,10 +116,15 @@ mod tests {
         assert!(read.opens(Door::AdminRead));
         assert!(!read.opens(Door::AdminChange));
         assert!(!read.opens(Door::Service("notes")));
+        assert!(read.opens(Door::Metrics));
+        assert!(Scope::Metrics.opens(Door::Metrics));
+        assert!(!Scope::Metrics.opens(Door::AdminRead));
+        assert!(!Scope::Metrics.opens(Door::Service("notes")));
         let notes = Scope::Service("notes".into());
         assert!(notes.opens(Door::Service("notes")));
         assert!(!notes.opens(Door::Service("photos")));
         assert!(!notes.opens(Door::AdminRead));
+        assert!(!notes.opens(Door::Metrics));
         assert!(Scope::Admin.opens(Door::Service("photos")));
         let hook: Scope = "publish:contact/*".parse().unwrap();
         assert_eq!(hook.to_string(), "publish:contact/*");

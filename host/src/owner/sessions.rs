@@ -71,6 +71,7 @@ impl Session {
         SessionView {
             id: self.id.clone(),
             client: self.client.clone(),
+            current: false,
             created_at: rfc3339(from_millis(self.created_at)),
             last_seen: rfc3339(from_millis(self.last_seen.get())),
         }
@@ -193,6 +194,22 @@ impl Sessions {
             }
             None => false,
         }
+    }
+
+    /// Ends every session but `keep` (the owner changed the password
+    /// from it); the store has forgotten them already.
+    pub fn end_others(&self, keep: &Session) {
+        self.by_hash.write().unwrap().retain(|_, session| {
+            let others = session.id != keep.id;
+            if others {
+                session.ended.store(true, Ordering::Relaxed);
+            }
+            !others
+        });
+        self.grants
+            .write()
+            .unwrap()
+            .retain(|_, grant| grant.session.id == keep.id);
     }
 
     /// Ends every session (a new password was chosen).

@@ -108,6 +108,42 @@ pub fn embed_schemas(manifest: &mut Manifest, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Fills in each type's schema from files uploaded with the manifest (a
+/// browser sends file names, not folders): by the path the manifest names,
+/// or by its file name. A schema not among them is named.
+pub fn embed_uploaded_schemas(
+    manifest: &mut Manifest,
+    files: &std::collections::HashMap<String, Vec<u8>>,
+) -> Result<()> {
+    for (name, def) in manifest.types.iter_mut() {
+        let (Some(relative), None) = (&def.schema, &def.schema_json) else {
+            continue;
+        };
+        let file_name = Path::new(relative)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(relative);
+        let bytes = files
+            .get(relative.as_str())
+            .or_else(|| files.get(file_name))
+            .with_context(|| {
+                format!(
+                    "the schema of type {name:?} ({relative}) was not uploaded with the package"
+                )
+            })?;
+        if bytes.len() as u64 > MAX_SCHEMA_BYTES {
+            bail!(
+                "the schema of type {name:?} is {} bytes; at most {MAX_SCHEMA_BYTES}",
+                bytes.len()
+            );
+        }
+        let json = String::from_utf8(bytes.clone())
+            .with_context(|| format!("the schema of type {name:?} is not UTF-8"))?;
+        def.schema_json = Some(json);
+    }
+    Ok(())
+}
+
 /// Every type a manifest defines, compiled; an error names the first bad one.
 pub fn compile_all(manifest: &Manifest) -> Result<Vec<DataType>> {
     manifest

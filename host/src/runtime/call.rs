@@ -93,6 +93,9 @@ pub fn run_error(
     failure: Result<wasmtime::Error, tokio::time::error::Elapsed>,
 ) -> ServiceError {
     let settings = &service.settings;
+    if memory_hit {
+        service.metrics().memory_limit_hit();
+    }
     match failure {
         Ok(error) => ServiceError::from_run(
             &service.name,

@@ -31,6 +31,7 @@ use crate::bindings::{EventHandlerIndices, JobHandlerIndices};
 use crate::bus::Bus;
 use crate::capabilities::ServiceCapabilities;
 use crate::clock::now_rfc3339;
+use crate::metrics::ServiceMetrics;
 use crate::package::WasiHttp;
 use crate::store::{Catalog, InstalledService, ServiceLog};
 
@@ -57,6 +58,8 @@ pub struct ServiceParts {
     pub catalog: Arc<dyn Catalog>,
     /// Where its calls to other services go.
     pub calls: Arc<dyn ServiceCalls>,
+    /// Its requests, loads and memory limit hits, as metrics.
+    pub metrics: ServiceMetrics,
 }
 
 pub struct Service {
@@ -73,6 +76,7 @@ pub struct Service {
     bus: Arc<Bus>,
     catalog: Arc<dyn Catalog>,
     calls: Arc<dyn ServiceCalls>,
+    metrics: ServiceMetrics,
     loaded: RwLock<Option<Arc<LoadedService>>>,
     load_lock: tokio::sync::Mutex<()>,
     loading: AtomicBool,
@@ -105,6 +109,7 @@ pub fn unloaded_status(installed: &InstalledService, settings: Settings) -> Serv
         provides: manifest.provides.clone(),
         publishes: manifest.published_topics(),
         subscribes: manifest.subscribes.clone(),
+        calls: manifest.calls.clone(),
         digest: installed.digest.clone(),
         installed_at: installed.installed_at.clone(),
         state: if installed.stopped {
@@ -148,6 +153,7 @@ impl Service {
             bus: parts.bus,
             catalog: parts.catalog,
             calls: parts.calls,
+            metrics: parts.metrics,
             loaded: RwLock::new(None),
             load_lock: tokio::sync::Mutex::new(()),
             loading: AtomicBool::new(false),
@@ -169,6 +175,10 @@ impl Service {
 
     pub fn log(&self) -> &ServiceLog {
         &self.log
+    }
+
+    pub fn metrics(&self) -> &ServiceMetrics {
+        &self.metrics
     }
 
     /// The engine its instances run in: the one for its WASI version.
@@ -234,6 +244,7 @@ impl Service {
             Ok((loaded, outcome)) => {
                 let millis = started.elapsed().as_secs_f64() * 1000.0;
                 self.loads.fetch_add(1, Ordering::SeqCst);
+                self.metrics.load(outcome.label(), started.elapsed());
                 *self.failure.lock().unwrap() = None;
                 *self.last_load.lock().unwrap() = Some(LoadReport {
                     outcome,
@@ -353,6 +364,7 @@ impl Service {
                     made: self.instances.clone(),
                     slots: self.permits.clone(),
                     log: self.log.clone(),
+                    metrics: self.metrics.clone(),
                 }))
             }),
         };

@@ -35,6 +35,17 @@ pub struct StoredToken {
     pub last_used: Option<i64>,
 }
 
+/// A passkey as stored: `credential` is webauthn-rs's `Passkey` as JSON
+/// (its public key and signature counter).
+#[derive(Debug, Clone)]
+pub struct StoredPasskey {
+    pub id: String,
+    pub name: String,
+    pub credential: String,
+    pub created_at: i64,
+    pub last_used: Option<i64>,
+}
+
 pub struct OwnerStore {
     db: Mutex<Connection>,
 }
@@ -216,5 +227,93 @@ impl OwnerStore {
             .db()
             .execute("DELETE FROM tokens WHERE id = ?1", params![id])?;
         Ok(removed > 0)
+    }
+
+    /// Sets a new password (the owner knew the old one) and ends every
+    /// session but `keep`, in one transaction.
+    pub fn change_password(&self, password: &str, keep: &str, now: i64) -> Result<()> {
+        let mut db = self.db();
+        let transaction = db.transaction()?;
+        let changed = transaction.execute(
+            "UPDATE owner SET password = ?1, changed_at = ?2 WHERE id = 1",
+            params![password, now],
+        )?;
+        if changed == 0 {
+            anyhow::bail!("the owner has no password to change yet");
+        }
+        transaction.execute("DELETE FROM sessions WHERE id != ?1", params![keep])?;
+        transaction.commit().context("cannot save the new password")
+    }
+
+    pub fn passkeys(&self) -> Result<Vec<StoredPasskey>> {
+        let db = self.db();
+        let mut statement = db.prepare(
+            "SELECT id, name, credential, created_at, last_used FROM passkeys ORDER BY created_at",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(StoredPasskey {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                credential: row.get(2)?,
+                created_at: row.get(3)?,
+                last_used: row.get(4)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<_>>()
+            .context("cannot read the owner's passkeys")
+    }
+
+    pub fn add_passkey(&self, passkey: &StoredPasskey) -> Result<()> {
+        self.db()
+            .execute(
+                "INSERT INTO passkeys (id, name, credential, created_at, last_used)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    passkey.id,
+                    passkey.name,
+                    passkey.credential,
+                    passkey.created_at,
+                    passkey.last_used
+                ],
+            )
+            .context("cannot save the passkey")?;
+        Ok(())
+    }
+
+    /// Records a sign-in with a passkey: its updated counter, and when.
+    pub fn use_passkey(&self, id: &str, credential: &str, now: i64) -> Result<()> {
+        self.db()
+            .execute(
+                "UPDATE passkeys SET credential = ?2, last_used = ?3 WHERE id = ?1",
+                params![id, credential, now],
+            )
+            .context("cannot record the passkey's use")?;
+        Ok(())
+    }
+
+    pub fn remove_passkey(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .db()
+            .execute("DELETE FROM passkeys WHERE id = ?1", params![id])?
+            > 0)
+    }
+
+    /// The user handle the owner's passkeys are registered under, made once.
+    pub fn passkey_user(&self, new: impl FnOnce() -> String) -> Result<String> {
+        let db = self.db();
+        if let Some(handle) = db
+            .query_row("SELECT handle FROM passkey_user WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()?
+        {
+            return Ok(handle);
+        }
+        let handle = new();
+        db.execute(
+            "INSERT INTO passkey_user (id, handle) VALUES (1, ?1)",
+            params![handle],
+        )?;
+        Ok(handle)
     }
 }

@@ -125,6 +125,20 @@ CREATE TABLE registry_logins (
     password BLOB NOT NULL,
     saved_at TEXT NOT NULL
 ) WITHOUT ROWID;",
+    // 8: the owner's passkeys (WebAuthn credentials: public keys, never a
+    // secret) and the user handle they were registered under.
+    "
+CREATE TABLE passkeys (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    credential TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used  INTEGER
+) WITHOUT ROWID;
+CREATE TABLE passkey_user (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    handle TEXT NOT NULL
+);",
 ];
 
 /// The version a root has once this build has opened it.

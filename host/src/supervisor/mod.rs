@@ -24,6 +24,7 @@ use crate::bus::Bus;
 use crate::capabilities::{HostCapabilities, HostParts, ServiceContext};
 use crate::distribution::Distribution;
 use crate::jobs::Scheduler;
+use crate::metrics::Metrics;
 use crate::package::Package;
 use crate::runtime::calls::CallRouter;
 use crate::runtime::service::ServiceParts;
@@ -47,6 +48,8 @@ pub struct Supervisor {
     pub trust: TrustStore,
     /// The owner's logins to registries.
     pub logins: RegistryLogins,
+    /// What `/_locker/metrics` shows.
+    pub metrics: Metrics,
     capabilities: HostCapabilities,
     options: HostOptions,
     /// Set once the background work runs; dispatchers start from then on.
@@ -68,11 +71,19 @@ impl Supervisor {
             .clone()
             .unwrap_or_else(|| root.default_cache_dir());
         let runtime = Arc::new(Runtime::new(&options.pool, cache_dir)?);
-        let bus = Arc::new(Bus::new(
-            Arc::new(SqliteEventLog::open(&root)?),
-            options.max_event_payload,
-            options.delivery.clone(),
-        ));
+        let metrics = if options.metrics {
+            Metrics::on()
+        } else {
+            Metrics::off()
+        };
+        let bus = Arc::new(
+            Bus::new(
+                Arc::new(SqliteEventLog::open(&root)?),
+                options.max_event_payload,
+                options.delivery.clone(),
+            )
+            .with_metrics(metrics.clone()),
+        );
         let services = Arc::new(Services::default());
         let root_for_trust = root.clone();
         let capabilities = HostCapabilities::set_up(&HostParts {
@@ -81,7 +92,8 @@ impl Supervisor {
             config: &Arc::new(ConfigStore::open(&root)?),
         })?;
         let supervisor = Arc::new(Supervisor {
-            jobs: JobRunner::new(scheduler.clone(), services.clone()),
+            jobs: JobRunner::new(scheduler.clone(), services.clone(), metrics.clone()),
+            metrics,
             root,
             catalog,
             runtime,
@@ -131,6 +143,7 @@ impl Supervisor {
             runtime: self.runtime.clone(),
             bus: self.bus.clone(),
             catalog: self.catalog.clone(),
+            metrics: self.metrics.service(&name),
         };
         self.bus
             .subscriptions
@@ -326,6 +339,7 @@ impl Supervisor {
         self.capabilities.forget(name);
         self.bus.remove_subscriber(name);
         self.bus.types.remove(name);
+        self.metrics.forget(name);
         self.scheduler
             .remove_service(name)
             .await

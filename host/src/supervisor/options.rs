@@ -21,6 +21,8 @@ pub struct HostOptions {
     pub jobs: JobPolicy,
     /// How long delivered events stay in the history.
     pub event_retention: Duration,
+    /// Keep metrics for `/_locker/metrics`.
+    pub metrics: bool,
 }
 
 impl Default for HostOptions {
@@ -34,6 +36,7 @@ impl Default for HostOptions {
             max_event_payload: 64 * 1024,
             jobs: JobPolicy::default(),
             event_retention: Duration::from_secs(7 * 24 * 3600),
+            metrics: true,
         }
     }
 }

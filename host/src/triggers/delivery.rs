@@ -19,6 +19,7 @@ use crate::api::EventRecord;
 use crate::bindings::EventHandler;
 use crate::bindings::events::Event;
 use crate::bus::Bus;
+use crate::metrics;
 use crate::runtime::call::{self, Instantiated};
 use crate::runtime::{Service, ServiceError};
 use crate::store::events::PendingDelivery;
@@ -99,6 +100,7 @@ async fn deliver_with_retries(
         match attempt(service, &event, warm).await {
             Attempt::Delivered => {
                 bus.log().delivered(name, event.seq);
+                bus.metrics.delivery(name, metrics::Delivery::Delivered);
                 return true;
             }
             Attempt::Wait => {
@@ -113,6 +115,12 @@ async fn deliver_with_retries(
                 attempts += 1;
                 let dead = attempts >= policy.attempts;
                 bus.log().failed(name, event.seq, attempts, &error, dead);
+                let outcome = if dead {
+                    metrics::Delivery::DeadLetter
+                } else {
+                    metrics::Delivery::Retried
+                };
+                bus.metrics.delivery(name, outcome);
                 tracing::warn!(service = %name, event = %event.id, attempts, "event handler failed: {error}");
                 if dead {
                     service.log().note(&format!(

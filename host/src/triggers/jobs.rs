@@ -20,6 +20,7 @@ use crate::api::RunView;
 use crate::bindings::{Job as GuestJob, JobHandler};
 use crate::clock::{from_millis, rfc3339};
 use crate::jobs::{Fired, JobKey, RunNowError, Scheduler, ServiceNow};
+use crate::metrics::Metrics;
 use crate::runtime::Services;
 use crate::runtime::call::{self, Instantiated};
 use crate::store::jobs::RunRecord;
@@ -36,13 +37,15 @@ enum Retry {
 pub struct JobRunner {
     scheduler: Arc<Scheduler>,
     services: Arc<Services>,
+    metrics: Metrics,
 }
 
 impl JobRunner {
-    pub fn new(scheduler: Arc<Scheduler>, services: Arc<Services>) -> JobRunner {
+    pub fn new(scheduler: Arc<Scheduler>, services: Arc<Services>, metrics: Metrics) -> JobRunner {
         JobRunner {
             scheduler,
             services,
+            metrics,
         }
     }
 
@@ -164,6 +167,9 @@ impl JobRunner {
             error,
         };
         self.scheduler.finish(&key, id, &run);
+        let late = Duration::from_millis(started.saturating_sub(scheduled).max(0) as u64);
+        self.metrics
+            .job_run(&key.0, &key.1, run.error.is_none(), late);
         run
     }
 

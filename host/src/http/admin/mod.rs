@@ -26,10 +26,15 @@
 //! GET    /_locker/api/tokens                           API tokens (never the tokens themselves)
 //! POST   /_locker/api/tokens                           {"scope", "label", "expires_in_secs"}: make one
 //! DELETE /_locker/api/tokens/{id}                      revoke one
-//! GET    /_locker/api/sessions                         the owner's browser sessions
+//! GET    /_locker/api/sessions                         the owner's browser sessions (`current`: this one)
 //! DELETE /_locker/api/sessions/{id}                    end one
 //! POST   /_locker/api/owner/setup-link                 a new one-time link to choose the password
 //! POST   /_locker/api/owner/login-link                 a one-time link that logs a browser in
+//! POST   /_locker/api/owner/password                   {"current", "new"}: change it; other sessions end
+//! GET    /_locker/api/passkeys                         the owner's passkeys
+//! POST   /_locker/api/passkeys                         {"name"}: start registering one (WebAuthn options)
+//! POST   /_locker/api/passkeys/register/{ceremony}     the authenticator's answer: keep the passkey
+//! DELETE /_locker/api/passkeys/{id}                    remove one
 //! POST   /_locker/api/services/{name}/rollback         back to the version before the last upgrade ({"data": true}: its folder too)
 //! GET    /_locker/api/trust                            publisher keys pinned for packages
 //! PUT    /_locker/api/trust/{package}                  pin one
@@ -71,7 +76,7 @@ pub async fn handle(
         .path()
         .strip_prefix(ADMIN_PREFIX)
         .is_some_and(|rest| {
-            ["/tokens", "/sessions", "/owner"]
+            ["/tokens", "/sessions", "/owner", "/passkeys"]
                 .iter()
                 .any(|p| rest.starts_with(p))
         });

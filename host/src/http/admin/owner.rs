@@ -1,5 +1,5 @@
 //! The admin API's routes about the owner: API tokens, browser sessions,
-//! and a new set-up link (`locker owner reset`).
+//! passkeys, the password, and a new set-up link (`locker owner reset`).
 
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
@@ -9,7 +9,8 @@ use crate::api::{ADMIN_PREFIX, NewToken, TokenRequest};
 use crate::clock::now_millis;
 use crate::http::body::json_response;
 use crate::http::front::Front;
-use crate::owner::Scope;
+use crate::http::gate;
+use crate::owner::{Scope, SetupError, passkeys};
 
 pub async fn dispatch(front: &Front, request: Request<Incoming>, authority: &str) -> ApiResult {
     let (method, path) = super::reply::route_of(&request);
@@ -50,7 +51,51 @@ pub async fn dispatch(front: &Front, request: Request<Incoming>, authority: &str
             tracing::info!(%id, "revoked an API token");
             ok(&serde_json::json!({ "revoked": id }))
         }
-        (&Method::GET, ["sessions"]) => ok(&owner.sessions.list(&owner.store)),
+        (&Method::GET, ["sessions"]) => {
+            let current = gate::owner_session(owner, &front.origins, &request);
+            let mut sessions = owner.sessions.list(&owner.store);
+            for view in &mut sessions {
+                view.current = current.as_ref().is_some_and(|c| c.id == view.id);
+            }
+            ok(&sessions)
+        }
+        (&Method::POST, ["owner", "password"]) => change_password(front, request).await,
+        (&Method::GET, ["passkeys"]) => ok(&passkeys::views(&owner.store).map_err(internal)?),
+        (&Method::POST, ["passkeys"]) => {
+            #[derive(serde::Deserialize)]
+            struct Wanted {
+                name: String,
+            }
+            let party = relying_party(front, authority)?;
+            let wanted: Wanted = read_json(request, "passkey request")
+                .await?
+                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "name the passkey"))?;
+            let (ceremony, options) = owner
+                .passkeys
+                .start_registration(&party, &owner.store, &wanted.name)
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::BAD_REQUEST))?;
+            ok(&serde_json::json!({ "ceremony": ceremony, "options": options }))
+        }
+        (&Method::POST, ["passkeys", "register", ceremony]) => {
+            let party = relying_party(front, authority)?;
+            let ceremony = ceremony.to_string();
+            let answer = read_json(request, "authenticator's answer")
+                .await?
+                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "no answer given"))?;
+            let view = owner
+                .passkeys
+                .finish_registration(&party, &owner.store, &ceremony, &answer)
+                .map_err(|e| ApiError::from_anyhow(e, StatusCode::BAD_REQUEST))?;
+            tracing::info!(id = %view.id, "registered a passkey");
+            Ok(json_response(StatusCode::CREATED, &view))
+        }
+        (&Method::DELETE, ["passkeys", id]) => {
+            if !owner.store.remove_passkey(id).map_err(internal)? {
+                return Err(not_found("passkey", id));
+            }
+            tracing::info!(%id, "removed a passkey");
+            ok(&serde_json::json!({ "removed": id }))
+        }
         (&Method::DELETE, ["sessions", id]) => {
             if !owner.sessions.revoke(id, &owner.store) {
                 return Err(not_found("session", id));
@@ -73,5 +118,49 @@ pub async fn dispatch(front: &Front, request: Request<Incoming>, authority: &str
             StatusCode::NOT_FOUND,
             format!("no admin route {method} {ADMIN_PREFIX}{path}"),
         )),
+    }
+}
+
+/// The relying party of passkeys: the locker's origin as this request named it.
+pub fn relying_party(front: &Front, authority: &str) -> Result<webauthn_rs::Webauthn, ApiError> {
+    passkeys::relying_party(
+        front.origins.domain(),
+        &front.origins.locker_origin(authority),
+    )
+    .map_err(|e| ApiError::from_anyhow(e, StatusCode::BAD_REQUEST))
+}
+
+/// `POST /owner/password`: from a logged-in browser, knowing the current one.
+async fn change_password(front: &Front, request: Request<Incoming>) -> ApiResult {
+    #[derive(serde::Deserialize)]
+    struct Change {
+        current: String,
+        new: String,
+    }
+    let Some(session) = gate::owner_session(&front.owner, &front.origins, &request) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the password is changed from a logged-in browser",
+        ));
+    };
+    let change: Change = read_json(request, "password change")
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "no password change given"))?;
+    let owner = front.owner.clone();
+    let changed = tokio::task::spawn_blocking(move || {
+        owner.change_password(&session, &change.current, &change.new)
+    })
+    .await
+    .map_err(|e| internal(e.into()))?
+    .map_err(internal)?;
+    match changed {
+        Ok(()) => {
+            tracing::info!("the owner changed the password");
+            ok(&serde_json::json!({ "changed": true }))
+        }
+        Err(problem @ SetupError::WrongPassword) => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, problem.to_string()))
+        }
+        Err(problem) => Err(ApiError::new(StatusCode::BAD_REQUEST, problem.to_string())),
     }
 }

@@ -66,23 +66,16 @@ pub fn internal(error: anyhow::Error) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}"))
 }
 
-/// The query string's parameters (no percent-decoding: values are names and patterns).
+/// The query string's parameters, percent-decoded (a browser's
+/// `encodeURIComponent` sends `contact/*` as `contact%2F*`).
 pub struct Query(Vec<(String, String)>);
 
 impl Query {
     pub fn of<B>(request: &Request<B>) -> Query {
-        let pairs = request
-            .uri()
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty());
+        let query = request.uri().query().unwrap_or_default();
         Query(
-            pairs
-                .map(|pair| {
-                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (key.to_string(), value.to_string())
-                })
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
                 .collect(),
         )
     }

@@ -242,7 +242,9 @@ fn read_log(path: &std::path::Path, from: u64) -> anyhow::Result<(Vec<u8>, u64)>
     Ok((bytes, next))
 }
 
-/// Reads an install request: multipart parts `manifest` (TOML) and `component` (wasm).
+/// Reads an install request: multipart parts `manifest` (TOML) and
+/// `component` (wasm), and any `file` parts: the schemas the manifest
+/// names, by file name (what a browser uploads).
 async fn read_package(request: Request<Incoming>) -> Result<Package, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
     let boundary = request
@@ -262,12 +264,14 @@ async fn read_package(request: Request<Incoming>) -> Result<Package, ApiError> {
         futures::TryStreamExt::map_ok(stream, |frame| frame.into_data().unwrap_or_default());
     let mut multipart = multer::Multipart::new(stream, boundary);
     let (mut manifest, mut component) = (None, None);
+    let mut files = std::collections::HashMap::new();
     while let Some(field) = multipart
         .next_field()
         .await
         .map_err(|e| bad(format!("bad install request: {e}")))?
     {
         let name = field.name().unwrap_or_default().to_string();
+        let file_name = field.file_name().unwrap_or_default().to_string();
         let bytes = field
             .bytes()
             .await
@@ -275,6 +279,9 @@ async fn read_package(request: Request<Incoming>) -> Result<Package, ApiError> {
         match name.as_str() {
             "manifest" => manifest = Some(bytes),
             "component" => component = Some(bytes),
+            "file" if !file_name.is_empty() && files.len() < 64 => {
+                files.insert(file_name, bytes.to_vec());
+            }
             other => {
                 return Err(bad(format!(
                     "unexpected part {other:?} in an install request"
@@ -289,7 +296,8 @@ async fn read_package(request: Request<Incoming>) -> Result<Package, ApiError> {
     let manifest_text = String::from_utf8(manifest.to_vec())
         .map_err(|_| bad("the manifest is not UTF-8".into()))?;
     tokio::task::spawn_blocking(move || {
-        let manifest = Manifest::parse(&manifest_text, "locker.toml")?;
+        let mut manifest = Manifest::parse(&manifest_text, "locker.toml")?;
+        crate::package::types::embed_uploaded_schemas(&mut manifest, &files)?;
         let origin = format!("the component of {}", manifest.name);
         Package::new(manifest, component.to_vec(), &origin)
     })

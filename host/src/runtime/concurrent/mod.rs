@@ -76,6 +76,8 @@ pub struct InstanceParts {
     /// The service's instance slots, one per instance alive, up to
     /// `max_instances` (shared with its events and jobs).
     pub slots: Arc<Semaphore>,
+    /// Where a memory limit hit is counted.
+    pub metrics: crate::metrics::ServiceMetrics,
     /// Where an instance that ends by a failure is noted.
     pub log: ServiceLog,
 }
@@ -92,6 +94,9 @@ impl InstanceParts {
     /// memory limit.
     fn failure(&self, error: wasmtime::Error, memory_hit: bool) -> ServiceError {
         let settings = &self.settings;
+        if memory_hit {
+            self.metrics.memory_limit_hit();
+        }
         ServiceError::from_run(
             &self.service,
             settings.timeout,
