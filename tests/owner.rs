@@ -1507,3 +1507,169 @@ async fn in_chromium_the_owner_runs_the_locker_from_the_dashboard() {
     assert_eq!(status, 404);
     assert_eq!(seen["phone_overflows"], false);
 }
+
+/// The doors the dashboard added, tried the wrong way: a passkey sign-in
+/// from another origin, with a made-up ceremony or answer, or before any
+/// passkey exists; a password change without the current password, too
+/// short, or with a token instead of a browser. A right change ends every
+/// other session, and the old password stops working.
+#[tokio::test(flavor = "multi_thread")]
+async fn passkey_sign_in_and_password_change_refuse_the_wrong_way_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, &guest("hello-rs"));
+    let locker = Locker::start(&root, &[]);
+    let browser = Browser::new(&locker);
+    let session = browser.set_up().await;
+    let other = cookie(&browser.log_in(PASSWORD).await, browser.session_cookie());
+    let origin = locker.origin();
+    let post = |path: &str, from: &str, body: serde_json::Value| {
+        browser
+            .http
+            .post(format!("{origin}{path}"))
+            .header("origin", from)
+            .json(&body)
+    };
+
+    // No passkey yet: nothing to sign in with.
+    let start = post("/_locker/passkey/start", &origin, serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::NOT_FOUND);
+    // From a service's page (a sibling origin): refused before anything.
+    let sibling = locker.service_origin("hello-rs");
+    for path in ["/_locker/passkey/start", "/_locker/passkey/finish"] {
+        let response = post(path, &sibling, serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    // Garbage, then a well-formed answer to a ceremony that never was.
+    let garbage = post(
+        "/_locker/passkey/finish",
+        &origin,
+        serde_json::json!({"x": 1}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+    let forged = serde_json::json!({
+        "ceremony": "0".repeat(64),
+        "credential": {
+            "id": "AAAA", "rawId": "AAAA", "type": "public-key",
+            "response": {"clientDataJSON": "AAAA", "authenticatorData": "AAAA", "signature": "AAAA"},
+        },
+    });
+    let response = post("/_locker/passkey/finish", &origin, forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().get("set-cookie").is_none());
+
+    // Registering a passkey is the owner's: not without a session, not
+    // from a sibling origin, not as a simple (form-like) request.
+    let register = |cookie: Option<&str>, from: &str| {
+        let mut request = browser
+            .http
+            .post(format!("{origin}/_locker/api/passkeys"))
+            .header("origin", from)
+            .header("content-type", "application/json")
+            .body(r#"{"name": "mine"}"#);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", format!("locker-session={cookie}"));
+        }
+        request
+    };
+    assert_eq!(
+        register(None, &origin).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        register(Some(&session), &sibling)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let started = register(Some(&session), &origin).send().await.unwrap();
+    assert_eq!(started.status(), StatusCode::OK);
+    let started: serde_json::Value = started.json().await.unwrap();
+    let public_key = &started["options"]["publicKey"];
+    assert_eq!(public_key["rp"]["id"], "locker.localhost", "{started}");
+    assert!(
+        public_key["challenge"]
+            .as_str()
+            .is_some_and(|c| c.len() >= 32)
+    );
+
+    // The password: a token is not a browser, the current one must be
+    // right, the new one long enough.
+    let change = |cookie: &str, current: &str, new: &str| {
+        browser
+            .http
+            .post(format!("{origin}/_locker/api/owner/password"))
+            .header("origin", &origin)
+            .header("cookie", format!("locker-session={cookie}"))
+            .json(&serde_json::json!({"current": current, "new": new}))
+    };
+    let (status, body) = locker
+        .post(
+            "/_locker/api/owner/password",
+            r#"{"current": "correct horse battery staple", "new": "a new long password"}"#,
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let wrong = change(&session, "not it", "a new long password")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("current password is not right")
+    );
+    let short = change(&session, PASSWORD, "short").send().await.unwrap();
+    assert_eq!(short.status(), StatusCode::BAD_REQUEST);
+    assert!(short.text().await.unwrap().contains("at least"));
+    let right = change(&session, PASSWORD, "a new long password")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), StatusCode::OK);
+    // This browser stays in, the other session is over, and the old
+    // password no longer logs in.
+    let sessions = |cookie: String| {
+        browser
+            .http
+            .get(format!("{origin}/_locker/api/sessions"))
+            .header("cookie", format!("locker-session={cookie}"))
+            .send()
+    };
+    let mine = sessions(session.clone()).await.unwrap();
+    assert_eq!(mine.status(), StatusCode::OK);
+    let listed: serde_json::Value = mine.json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["current"], true);
+    assert_eq!(
+        sessions(other).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        browser.log_in(PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Passkey attempts count against the same limit as passwords: after
+    // two logins and three passkey tries, even the right password waits.
+    assert_eq!(
+        browser.log_in("a new long password").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
