@@ -1383,6 +1383,9 @@ async fn in_chromium_the_owner_runs_the_locker_from_the_dashboard() {
     let fingerprint = publisher.public().fingerprint();
     let namespace = format!("{}/alice", registry.address);
     publish_to(&namespace, &key, &guest("notes")).await;
+    let next = support::guest_variant(dir.path(), "notes", |manifest| {
+        manifest.set("version", "0.2.0");
+    });
 
     let root = dir.path().join("root");
     for name in ["subscriber", "ticker", "config-reader"] {
@@ -1405,6 +1408,10 @@ async fn in_chromium_the_owner_runs_the_locker_from_the_dashboard() {
         "hello_component": hello.join("hello_rs.wasm"),
         "subscriber_origin": locker.service_origin("subscriber"),
         "secret": secret,
+        // The publisher's next release, published while the owner looks.
+        "publish_next": [
+            support::locker_bin(), "publish", next, "--to", namespace, "--key", key,
+        ],
         "screenshots": screenshots,
     });
     let seen = support::browser_script("dashboard.py", &args).await;
@@ -1435,6 +1442,17 @@ async fn in_chromium_the_owner_runs_the_locker_from_the_dashboard() {
     assert_eq!(seen["offer_fingerprint"], fingerprint.as_str());
     let (_, trust) = locker.get("/_locker/api/trust").await;
     assert!(trust.contains(&fingerprint), "{trust}");
+    // Upgraded to the next release from the page, then rolled back.
+    assert!(
+        seen["upgrade_offer"]
+            .as_str()
+            .unwrap()
+            .contains(&fingerprint),
+        "{}",
+        seen["upgrade_offer"]
+    );
+    assert!(seen["after_rollback"].as_str().unwrap().contains("0.1.0"));
+    assert_eq!(locker.status("notes").await["version"], "0.1.0");
     assert_eq!(
         locker.status("notes").await["origin"]["publisher"],
         fingerprint.as_str()

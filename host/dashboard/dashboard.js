@@ -76,12 +76,14 @@ function problem(message) {
   if (message) document.getElementById("notice").hidden = true;
 }
 
-let noticeAt = 0;
+// The view a notice belongs to: it stays while the owner stays there (an
+// install moves to the new service's page, and its notice comes along).
+let noticeFor = "";
 function notice(message) {
   const banner = document.getElementById("notice");
   banner.textContent = message;
   banner.hidden = !message;
-  noticeAt = Date.now();
+  noticeFor = location.hash;
   if (message) problem("");
 }
 
@@ -98,9 +100,10 @@ async function attempt(action, button) {
   }
 }
 
-function confirmDialog(title, ...body) {
+function confirmDialog(title, yes, ...body) {
   const dialog = document.getElementById("confirm");
   document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-yes").textContent = yes;
   document.getElementById("confirm-body").replaceChildren(...body);
   dialog.showModal();
   return new Promise((resolve) => {
@@ -162,8 +165,7 @@ async function route(event) {
   for (const cleanup of cleanups) cleanup();
   cleanups = [];
   problem("");
-  // A notice outlives only the move its action made (an install opens the service).
-  if (Date.now() - noticeAt > 2000) notice("");
+  if (location.hash !== noticeFor) notice("");
   const hash = location.hash.replace(/^#/, "") || "/";
   const [, first = "", ...rest] = hash.split("/");
   const nav = first === "service" ? "services" : first || "services";
@@ -290,7 +292,12 @@ async function service(name) {
     h("h2", {}, "Calls"),
     h("p", { id: "calls" }, status.calls && status.calls.length ? status.calls.map((c) => h("code", {}, c, " ")) : h("span", { class: "muted" }, "It calls no other service.")),
     h("h2", {}, "Log ", h("small", {}, "(follows)")), log,
-    h("h2", {}, "Upgrade"), upgrade);
+    h("h2", {}, "Upgrade"),
+    status.origin ? h("div", { class: "card" },
+      h("p", {}, "Installed from ", h("code", {}, status.origin.source), "."),
+      h("div", { class: "actions" }, h("button", { id: "check-upgrade", onclick: (e) => attempt(() => upgradeOffer(name), e.target) }, "Check the registry for an upgrade")),
+      h("div", { id: "upgrade-offer" })) : "",
+    upgrade);
   await Promise.all([
     attempt(() => showConfig(name)),
     attempt(() => showJobs(name)),
@@ -299,10 +306,42 @@ async function service(name) {
   followLog(name, log);
 }
 
+async function upgradeOffer(name) {
+  const box = document.getElementById("upgrade-offer");
+  const answer = await api("POST", `/registry/upgrade-offer/${encodeURIComponent(name)}`, {});
+  const offered = answer.offer;
+  if (!offered) {
+    box.replaceChildren(h("p", { id: "newest" }, `${name} is up to date: the newest release there is ${answer.newest || "this one"}.`));
+    return;
+  }
+  const widens = reachList(offered.widens);
+  const accept = h("button", { id: "accept-upgrade", class: "primary", onclick: (e) => attempt(async () => {
+    const upgraded = await api("POST", `/registry/upgrade/${encodeURIComponent(name)}`, {
+      reference: offered.reference, publisher: offered.publisher, reach: offered.reach,
+    });
+    await route();
+    notice(`${name} upgraded to ${upgraded.version}`);
+  }, e.target) }, `Upgrade to ${offered.version}`);
+  box.replaceChildren(h("div", { id: "offer" },
+    h("p", {}, `${offered.version} is there (installed: ${offered.installed}), signed by `,
+      h("span", { class: "fingerprint" }, offered.publisher || "nobody"), "."),
+    widens.length ? [h("p", { class: "problem" }, "It asks to reach more than the installed version:"), h("dl", { class: "facts" }, widens)] : h("p", { class: "muted" }, "It reaches nothing the installed version does not."),
+    h("div", { class: "actions" }, accept)));
+  accept.focus();
+}
+
+// What a package may reach, as term and description pairs.
+function reachList(reach) {
+  return Object.entries({
+    "Outbound HTTP to": reach.outbound, "Calls": reach.calls, "Publishes": reach.publishes,
+    "Receives": reach.subscribes, "Public routes": reach.public_routes, "Secrets": reach.secrets,
+  }).filter(([, items]) => items && items.length).map(([what, items]) => [h("dt", {}, what), h("dd", {}, items.join(", "))]);
+}
+
 async function uninstall(status, button) {
   const name = status.name;
   const keep = h("input", { type: "checkbox", id: "keep-data" });
-  const yes = await confirmDialog(`Uninstall ${name}?`,
+  const yes = await confirmDialog(`Uninstall ${name}?`, "Uninstall",
     h("p", {}, `This deletes ${name} ${status.version}: its package, its settings and secrets, its jobs and its pending events.`),
     h("p", { id: "what-is-deleted" }, "Unless you keep it, its folder is deleted too: ",
       h("strong", {}, `services/${name}`), " in the locker's root, with every file it keeps."),
@@ -483,17 +522,14 @@ async function offer(box, reference, insecure) {
     location.hash = `#/service/${encodeURIComponent(installed.name)}`;
     notice(`${installed.name} ${installed.version} installed${first ? "; its publisher's key is now pinned" : ""}`);
   }, e.target) }, first ? "Trust this publisher and install" : "Install");
-  const reach = Object.entries({
-    "Outbound HTTP to": offered.reach.outbound, "Calls": offered.reach.calls, "Publishes": offered.reach.publishes,
-    "Receives": offered.reach.subscribes, "Public routes": offered.reach.public_routes, "Secrets": offered.reach.secrets,
-  }).filter(([, items]) => items && items.length);
+  const reach = reachList(offered.reach);
   box.replaceChildren(h("div", { id: "offer", class: "card" },
     h("h3", {}, `${offered.name} ${offered.version}`), h("p", {}, offered.description),
     h("p", {}, first ? "First install: you are asked to trust the key that signed it. Later upgrades must be signed by the same key." :
       offered.standing === "pinned" ? "Signed by the key already pinned for it." : "Unsigned."),
     offered.publisher ? h("p", {}, "Publisher's key: ", h("span", { class: "fingerprint", id: "fingerprint" }, offered.publisher)) : "",
     h("p", {}, "From ", h("code", {}, offered.source)),
-    reach.length ? h("dl", { class: "facts", id: "reach" }, reach.map(([what, items]) => [h("dt", {}, what), h("dd", {}, items.join(", "))])) : h("p", { class: "muted" }, "It reaches nothing outside its own folder."),
+    reach.length ? h("dl", { class: "facts", id: "reach" }, reach) : h("p", { class: "muted" }, "It reaches nothing outside its own folder."),
     h("div", { class: "actions" }, accept, h("button", { onclick: () => box.replaceChildren() }, "Cancel"))));
   accept.focus();
 }

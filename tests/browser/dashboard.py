@@ -11,6 +11,7 @@ of what it saw, and saves a screenshot per step (target/screenshots/dash-*).
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import urllib.parse
@@ -152,6 +153,20 @@ def dashboard(browser, context, page, seen):
         page.click("#accept")
         page.wait_for_url(LOCKER + "/#/service/notes")
         expect(page.locator("#notice")).to_contain_text("publisher's key is now pinned")
+
+        # Its next release, from the same publisher: upgrade, then roll back.
+        subprocess.run(ARGS["publish_next"], check=True, capture_output=True)
+        page.click("#check-upgrade")
+        expect(page.locator("#accept-upgrade")).to_have_text("Upgrade to 0.2.0")
+        seen["upgrade_offer"] = page.inner_text("#upgrade-offer")
+        page.click("#accept-upgrade")
+        expect(page.locator("#notice")).to_contain_text("notes upgraded to 0.2.0")
+        expect(page.locator("dl.facts")).to_contain_text("0.2.0")
+        shot(page, "4b-upgraded")
+        page.click("#rollback")
+        expect(page.locator("#notice")).to_contain_text("notes: roll back done")
+        expect(page.locator("dl.facts")).to_contain_text("0.1.0")
+        seen["after_rollback"] = page.inner_text("dl.facts")
 
         # Events: one appears live after a publish from outside the page,
         # its subscriber fails it into a dead letter, and a replay (once the
