@@ -189,7 +189,7 @@ async fn a_package_from_a_registry_installs_only_signed_by_the_key_pinned_for_it
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let publish = async |key: &Path, namespace: &str, package: &Path| {
-        publish_to(&format!("{}/{namespace}", registry.address), key, package).await
+        support::publish_to(&format!("{}/{namespace}", registry.address), key, package).await
     };
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
@@ -327,23 +327,6 @@ async fn a_package_from_a_registry_installs_only_signed_by_the_key_pinned_for_it
     );
 }
 
-/// `locker publish DIR --to REGISTRY/NAMESPACE --key KEY`, insisting it worked.
-async fn publish_to(registry: &str, key: &Path, package: &Path) {
-    let out = tokio::process::Command::new(support::locker_bin())
-        .arg("publish")
-        .arg(package)
-        .args(["--to", registry, "--key"])
-        .arg(key)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A publisher key in `dir`, and its fingerprint.
 fn publisher_key(dir: &Path, name: &str) -> (PathBuf, String) {
     let path = dir.join(format!("{name}.key"));
@@ -379,8 +362,8 @@ async fn the_host_pulls_what_the_owner_accepted_and_an_upgrade_that_reaches_furt
             );
         })
     };
-    publish_to(&to, &alice, &reaching("0.1.0", &["api.example.com"])).await;
-    publish_to(
+    support::publish_to(&to, &alice, &reaching("0.1.0", &["api.example.com"])).await;
+    support::publish_to(
         &to,
         &alice,
         &reaching("0.2.0", &["api.example.com", "evil.example.com"]),
@@ -643,7 +626,7 @@ async fn unsigned_components_install_only_when_the_owner_allows_them() {
 
     // A pinned package is never replaced by an unsigned one of its name.
     let (alice, alice_print) = publisher_key(dir.path(), "alice");
-    publish_to(
+    support::publish_to(
         &format!("{}/alice", registry.address),
         &alice,
         &guest("hello-rs"),
@@ -759,7 +742,7 @@ async fn a_download_cut_off_midway_installs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let (key, print) = publisher_key(dir.path(), "alice");
-    publish_to(
+    support::publish_to(
         &format!("{}/alice", registry.address),
         &key,
         &guest("hello-rs"),
@@ -841,7 +824,7 @@ async fn wkg_pushes_what_a_locker_installs_and_pulls_what_it_publishes() {
     assert_eq!((code, body.trim()), (200, "hello from rust at /, to owner"));
 
     let (key, _) = publisher_key(dir.path(), "alice");
-    publish_to(
+    support::publish_to(
         &format!("{}/alice", registry.address),
         &key,
         &guest("hello-rs"),

@@ -1133,23 +1133,6 @@ async fn acme_certificates_from_pebble_name_the_locker_and_every_service() {
     assert_eq!(response.status(), 404, "notes answers its own 404 for /");
 }
 
-/// `locker publish DIR --to REGISTRY/NAMESPACE --key KEY`, insisting it worked.
-async fn publish_to(registry: &str, key: &std::path::Path, package: &std::path::Path) {
-    let out = tokio::process::Command::new(support::locker_bin())
-        .arg("publish")
-        .arg(package)
-        .args(["--to", registry, "--key"])
-        .arg(key)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The host's metrics, parsed by prometheus-client's OpenMetrics parser
 /// (Python, the reference parser): `(name, labels, value)` per sample.
 async fn parse_metrics(text: &str) -> Vec<(String, serde_json::Value, f64)> {
@@ -1382,7 +1365,7 @@ async fn in_chromium_the_owner_runs_the_locker_from_the_dashboard() {
     publisher.save(&key).unwrap();
     let fingerprint = publisher.public().fingerprint();
     let namespace = format!("{}/alice", registry.address);
-    publish_to(&namespace, &key, &guest("notes")).await;
+    support::publish_to(&namespace, &key, &guest("notes")).await;
     let next = support::guest_variant(dir.path(), "notes", |manifest| {
         manifest.set("version", "0.2.0");
     });

@@ -373,13 +373,13 @@ async function showConfig(name) {
       await attempt(async () => {
         await api("PUT", `/services/${encodeURIComponent(name)}/config/${encodeURIComponent(entry.key)}`, { value: input.value });
         input.value = "";
-        await showConfig(name);
+        await Promise.all([showConfig(name), refreshState(name)]);
         notice(`${entry.key} ${entry.secret ? "set (its value is never shown)" : "saved"}`);
       }, e.submitter);
     };
     const unset = (e) => attempt(async () => {
       await api("DELETE", `/services/${encodeURIComponent(name)}/config/${encodeURIComponent(entry.key)}`);
-      await showConfig(name);
+      await Promise.all([showConfig(name), refreshState(name)]);
       notice(`${entry.key} unset`);
     }, e.target);
     return h("tr", { dataset: { key: entry.key } },
@@ -393,6 +393,12 @@ async function showConfig(name) {
   box.replaceChildren(h("table", { class: "stack" },
     h("thead", {}, h("tr", {}, h("th", {}, "Key"), h("th", {}, "Value"), h("th", {}, ""))),
     h("tbody", {}, rows)));
+}
+
+// A setting changed: the service may now be able to run, or no longer.
+async function refreshState(name) {
+  const status = await api("GET", `/services/${encodeURIComponent(name)}`);
+  document.getElementById("state").replaceChildren(stateBadge(status));
 }
 
 async function showJobs(name) {
@@ -434,6 +440,7 @@ async function showPublished(name) {
 function followLog(name, pre) {
   let from = 0;
   let stopped = false;
+  let placeholder = false;
   const read = async () => {
     if (stopped) return;
     try {
@@ -442,12 +449,17 @@ function followLog(name, pre) {
         const text = await response.text();
         from = Number(response.headers.get("x-log-next") || from);
         if (text) {
+          if (placeholder) {
+            pre.textContent = "";
+            placeholder = false;
+          }
           const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
           pre.append(text);
           if (atEnd) pre.scrollTop = pre.scrollHeight;
         }
       } else if (response.status === 404 && !pre.textContent) {
         pre.textContent = "(nothing logged yet)";
+        placeholder = true;
       }
     } catch {
       // The next poll tries again.

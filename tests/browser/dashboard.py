@@ -211,6 +211,9 @@ def dashboard(browser, context, page, seen):
         server.locator("input").fill("sync.example.org")
         server.locator("button", has_text="Set").click()
         expect(page.locator('#config tr[data-key="server"] .value')).to_have_text("sync.example.org")
+        # Its required setting is set: it no longer waits for it.
+        expect(page.locator("#state")).not_to_contain_text("needs its setting")
+        expect(page.locator("#log")).to_contain_text('config "server" set by the owner')
         seen["secret_in_page"] = ARGS["secret"] in page.content()
         shot(page, "8-secret-set")
 

@@ -713,3 +713,20 @@ pub async fn browser_script(script: &str, args: &Value) -> Value {
     );
     serde_json::from_slice(&run.stdout).unwrap()
 }
+
+/// `locker publish DIR --to REGISTRY/NAMESPACE --key KEY`, insisting it worked.
+pub async fn publish_to(registry: &str, key: &Path, package: &Path) {
+    let out = tokio::process::Command::new(locker_bin())
+        .arg("publish")
+        .arg(package)
+        .args(["--to", registry, "--key"])
+        .arg(key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
