@@ -1,5 +1,7 @@
 //! Loading, unloading, the compiled-code cache, and the owner's commands.
 
+#[path = "lifecycle/backups.rs"]
+mod backups;
 mod support;
 
 use std::path::Path;

@@ -1,5 +1,5 @@
-// The owner's dashboard: one page, four views (services, install, events,
-// account) and a page per service, all driven by the admin API with the
+// The owner's dashboard: one page, five views (services, install, events,
+// backups, account) and a page per service, all driven by the admin API with the
 // owner's session. Text from services (names, descriptions, payloads, logs)
 // is only ever set as text, never parsed as HTML.
 
@@ -173,7 +173,7 @@ async function route(event) {
     if (link.dataset.nav === nav) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  const views = { "": services, install, events, account, service: () => service(decodeURIComponent(rest[0] || "")) };
+  const views = { "": services, install, events, backups, account, service: () => service(decodeURIComponent(rest[0] || "")) };
   const render = views[first] || notFound;
   await attempt(render);
   // After a move (not the first load), the keyboard starts at the new content.
@@ -617,6 +617,81 @@ async function showDeadLetters(box) {
         h("td", { "data-label": "Attempts", class: "num" }, l.attempts),
         h("td", { "data-label": "Last error", class: "error-text" }, l.last_error || ""),
         h("td", { "data-label": "" }, h("button", { class: "replay", onclick: (e) => replay({ service: l.subscriber, event: l.event.id }, e.target) }, "Replay")))))));
+}
+
+// --- backups -------------------------------------------------------------
+
+async function backups() {
+  document.title = "Backups · Locker";
+  const now = h("form", { id: "backup-now", class: "card", onsubmit: (e) => {
+    e.preventDefault();
+    const form = e.target;
+    const sealed = form.elements.secrets.value === "sealed";
+    const passphrase = form.elements.passphrase.value;
+    if (sealed && passphrase !== form.elements.again.value) {
+      problem("the two passphrases differ");
+      return;
+    }
+    attempt(async () => {
+      await api("POST", "/backups", sealed ? { passphrase } : { no_secrets: true });
+      form.reset();
+      notice("backup started");
+      await showBackups();
+    }, e.submitter);
+  } },
+  h("fieldset", {}, h("legend", {}, "The services' secrets"),
+    h("label", { class: "choice" }, h("input", { type: "radio", name: "secrets", value: "sealed", checked: true }), "Seal them under a passphrase"),
+    h("label", { class: "choice" }, h("input", { type: "radio", name: "secrets", value: "left-out" }), "Leave them out")),
+  h("label", {}, "Passphrase", h("input", { type: "password", name: "passphrase", id: "backup-passphrase", autocomplete: "new-password" })),
+  h("label", {}, "Passphrase again", h("input", { type: "password", name: "again", autocomplete: "new-password" })),
+  h("p", { class: "muted" }, "Whoever has the backup and the passphrase can read the secrets; without the passphrase, a restore brings everything else back."),
+  h("button", { class: "primary" }, "Back up now"));
+  show(h("h1", {}, "Backups"),
+    h("div", { id: "backup-state" }),
+    h("h2", {}, "Back up now"), now,
+    h("h2", {}, "Kept"), h("div", { id: "backups" }));
+  await showBackups();
+  const timer = setInterval(() => showBackups().catch(() => {}), 1000);
+  onLeave(() => clearInterval(timer));
+}
+
+async function showBackups() {
+  const view = await api("GET", "/backups");
+  const state = [];
+  state.push(h("p", {}, view.schedule
+    ? `On schedule ${view.schedule} (UTC), next ${when(view.next)}, into ${view.dir}; the newest ${view.keep} are kept; secrets ${view.seals_secrets ? "sealed" : "left out"}.`
+    : `No schedule: set [backup] schedule in host.toml. Backups made here go into ${view.dir}.`));
+  if (view.running) {
+    const r = view.running;
+    state.push(h("p", { id: "backup-running" }, `Making ${r.name}: ${r.phase} `,
+      h("progress", { max: r.total || 1, value: r.total ? r.done : 0 }), r.total ? ` ${bytes(r.done)} of ${bytes(r.total)}` : ""));
+  }
+  if (view.last) {
+    const l = view.last;
+    state.push(l.error
+      ? h("p", { id: "backup-last", class: "error-text" }, `The last backup (${l.trigger}, ${when(l.finished)}) failed: ${l.error}`)
+      : h("p", { id: "backup-last" }, `The last backup, ${l.name} (${l.trigger}, ${when(l.finished)}): ${l.files} files, ${bytes(l.data_bytes)} of data in ${bytes(l.archive_bytes)}, secrets ${l.secrets}; the services were held still for ${l.paused_ms} ms.`));
+  }
+  document.getElementById("backup-state").replaceChildren(...state);
+  document.getElementById("backups").replaceChildren(view.archives.length
+    ? h("table", { class: "stack" },
+      h("thead", {}, h("tr", {}, ...["Backup", "Size", "Made", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, view.archives.map((a) => h("tr", { dataset: { backup: a.name } },
+        h("td", { "data-label": "Backup" }, h("code", {}, a.name)),
+        h("td", { "data-label": "Size", class: "num" }, bytes(a.bytes)),
+        h("td", { "data-label": "Made" }, when(a.created)),
+        h("td", { "data-label": "" },
+          h("a", { class: "download", href: `${API}/backups/${encodeURIComponent(a.name)}`, download: a.name }, "Download"), " ",
+          h("button", { class: "danger delete", onclick: async (e) => {
+            const sure = await confirmDialog(`Delete ${a.name}?`, "Delete", h("p", {}, "The archive is removed from the backups folder."));
+            if (!sure) return;
+            attempt(async () => {
+              await api("DELETE", `/backups/${encodeURIComponent(a.name)}`);
+              notice(`${a.name} deleted`);
+              await showBackups();
+            }, e.target);
+          } }, "Delete"))))))
+    : h("p", { class: "muted", id: "no-backups" }, "None yet."));
 }
 
 // --- account -------------------------------------------------------------

@@ -566,3 +566,87 @@ pub struct LoginRequest {
     pub username: String,
     pub password: String,
 }
+
+/// `POST /_locker/api/backups` and `/backups/stream`: what to do with the
+/// services' secrets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupRequest {
+    /// Seals the secrets key into the backup (age, scrypt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
+    /// Leave the secrets out instead.
+    #[serde(default)]
+    pub no_secrets: bool,
+}
+
+/// How one backup went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupOutcome {
+    /// The archive's name in the backups folder (a download's is `stream`).
+    pub name: String,
+    /// `now` (the owner asked), `schedule`, or `download` (streamed to the CLI).
+    pub trigger: String,
+    pub started: String,
+    pub finished: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Files and bytes of data in it, and the archive's own size.
+    pub files: u64,
+    pub data_bytes: u64,
+    pub archive_bytes: u64,
+    /// How long the services were held still for the snapshot.
+    pub paused_ms: u64,
+    /// `sealed`, `left-out` or `none`.
+    pub secrets: String,
+}
+
+/// A backup being made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunningBackup {
+    pub name: String,
+    pub trigger: String,
+    pub started: String,
+    /// `copying`, `quieting`, `archiving`, `finished`.
+    pub phase: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// An archive in the backups folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupArchive {
+    pub name: String,
+    pub bytes: u64,
+    pub created: String,
+}
+
+/// `GET /_locker/api/backups`: the schedule, what runs, how the last went,
+/// and the archives kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupsView {
+    /// Where scheduled and dashboard backups go.
+    pub dir: String,
+    /// The cron expression of `[backup] schedule`, if any.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub next: Option<String>,
+    pub keep: usize,
+    /// Whether scheduled backups seal the secrets (a passphrase file is set).
+    pub seals_secrets: bool,
+    #[serde(default)]
+    pub running: Option<RunningBackup>,
+    #[serde(default)]
+    pub last: Option<BackupOutcome>,
+    pub archives: Vec<BackupArchive>,
+}
+
+/// What an import put in a service's folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportView {
+    pub service: String,
+    /// The service the archive was exported from.
+    pub from: String,
+    pub files: u64,
+    pub bytes: u64,
+}

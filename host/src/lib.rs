@@ -25,6 +25,7 @@
 //!   types, the WIT bindings, the time format, the host's counters.
 
 pub mod api;
+pub mod backup;
 pub mod bindings;
 pub mod bus;
 pub mod capabilities;
@@ -37,6 +38,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod owner;
 pub mod package;
+pub mod quiesce;
 pub mod runtime;
 pub mod store;
 pub mod supervisor;

@@ -390,6 +390,69 @@ impl AdminClient {
         Ok(())
     }
 
+    pub async fn backups(&self) -> Result<crate::api::BackupsView> {
+        self.send(self.http.get(format!("{}/backups", self.base)))
+            .await
+    }
+
+    /// A POST to `path` under the admin API, to finish and send.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base))
+    }
+
+    /// Sends `request` and writes the body it answers with into `to`.
+    pub async fn download(
+        &self,
+        request: reqwest::RequestBuilder,
+        to: &std::path::Path,
+    ) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the locker host at {}", self.base))?;
+        if !response.status().is_success() {
+            let body = response.bytes().await.unwrap_or_default();
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            bail!("{message}");
+        }
+        let mut file = tokio::fs::File::create(to)
+            .await
+            .with_context(|| format!("cannot create {}", to.display()))?;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .context("the host broke the transfer off")?
+        {
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok(())
+    }
+
+    /// Uploads an export into service `name` (stopped).
+    pub async fn import(
+        &self,
+        name: &str,
+        archive: &std::path::Path,
+    ) -> Result<crate::api::ImportView> {
+        let file = tokio::fs::File::open(archive)
+            .await
+            .with_context(|| format!("cannot open {}", archive.display()))?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let url = format!("{}/services/{name}/import", self.base);
+        self.send(
+            self.http
+                .put(url)
+                .header("x-locker-request", "import")
+                .body(body),
+        )
+        .await
+    }
+
     async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
         let response = request
             .send()

@@ -8,6 +8,7 @@
 //! changing a root at once.
 
 mod access;
+mod backup;
 pub mod client;
 mod config;
 mod develop;
@@ -176,9 +177,10 @@ enum Command {
         #[command(flatten)]
         root: Target,
     },
-    /// Show one service's state, counters and last error.
+    /// Show one service's state, counters and last error; with no service
+    /// named, the host's: its backups (schedule, last, kept).
     Status {
-        name: String,
+        name: Option<String>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -285,6 +287,42 @@ enum Command {
         name: Option<String>,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        root: Target,
+    },
+    /// Back the whole locker up into one archive, while it serves: one
+    /// consistent snapshot (services' secrets sealed under a passphrase, or
+    /// left out).
+    Backup {
+        /// The archive to write (`.tar.zst`: tar and zstd open it).
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        secrets: backup::PassphraseSource,
+        #[command(flatten)]
+        root: Target,
+    },
+    /// Restore a backup into a new, empty root (--root); a damaged or
+    /// truncated archive, or a wrong passphrase, leaves it empty.
+    Restore {
+        archive: PathBuf,
+        #[command(flatten)]
+        secrets: backup::PassphraseSource,
+        #[command(flatten)]
+        root: Target,
+    },
+    /// Write one service's folder (its plain files) into an archive.
+    Export {
+        name: String,
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        root: Target,
+    },
+    /// Replace a stopped service's folder with an export.
+    Import {
+        name: String,
+        archive: PathBuf,
         #[command(flatten)]
         root: Target,
     },
@@ -453,7 +491,28 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Command::Rollback { name, data, root } => services::rollback(&root, &name, data).await,
             Command::List { json, root } => services::list(&root, json).await,
-            Command::Status { name, json, root } => services::status(&root, &name, json).await,
+            Command::Status {
+                name: Some(name),
+                json,
+                root,
+            } => services::status(&root, &name, json).await,
+            Command::Status {
+                name: None,
+                json,
+                root,
+            } => backup::host_status(&root, json).await,
+            Command::Backup { to, secrets, root } => backup::backup(&root, &to, &secrets).await,
+            Command::Restore {
+                archive,
+                secrets,
+                root,
+            } => backup::restore(&root, &archive, &secrets).await,
+            Command::Export { name, to, root } => backup::export(&root, &name, &to).await,
+            Command::Import {
+                name,
+                archive,
+                root,
+            } => backup::import(&root, &name, &archive).await,
             Command::Start { name, root } => {
                 services::lifecycle(&root, &name, Lifecycle::Start).await
             }

@@ -192,6 +192,7 @@ pub fn admin<B>(
 ) -> Result<(), Response<BoxBody>> {
     let door = match published_topic(request) {
         Some(topic) => Door::Publish(topic),
+        None if is_archive_route(request.uri().path()) => Door::Archive,
         None if changes_state(request.method()) => Door::AdminChange,
         None => Door::AdminRead,
     };
@@ -210,7 +211,9 @@ pub fn admin<B>(
             "the admin API takes the owner's session only from the locker's own origin",
         ));
     }
-    if matches!(door, Door::AdminChange | Door::Publish(_)) && !non_simple(request) {
+    let changes = matches!(door, Door::AdminChange | Door::Publish(_))
+        || (door == Door::Archive && changes_state(request.method()));
+    if changes && !non_simple(request) {
         return Err(refused(
             StatusCode::FORBIDDEN,
             "a change through the owner's session needs a JSON body or the x-locker-request header",
@@ -245,6 +248,20 @@ pub fn metrics<B>(
         ));
     }
     Ok(())
+}
+
+/// Whether `path` is an admin route that hands out or takes in the owner's
+/// data whole (backups, a service's export or import): only the owner's
+/// session or an `admin` token opens it, never a `read` token.
+pub fn is_archive_route(path: &str) -> bool {
+    let Some(path) = path.strip_prefix(crate::api::ADMIN_PREFIX) else {
+        return false;
+    };
+    let path = path.trim_end_matches('/');
+    path == "/backups"
+        || path.starts_with("/backups/")
+        || (path.starts_with("/services/")
+            && (path.ends_with("/export") || path.ends_with("/import")))
 }
 
 /// The topic of `POST /_locker/api/publish/TOPIC`, the door a

@@ -18,6 +18,8 @@ pub async fn proxy(
     request: Request<Incoming>,
     https: bool,
 ) -> Response<BoxBody> {
+    // Until the body is sent: the guest may still be writing its folder.
+    let working = service.working().await;
     service.count_request();
     let arrived = std::time::Instant::now();
     // A browser gets a page, anyone else JSON.
@@ -31,7 +33,14 @@ pub async fn proxy(
             .boxed_unsync()
     });
     let response = match serve::serve(&service, request, https, None).await {
-        Ok(response) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
+        Ok(response) => response.map(|body| {
+            body.map_frame(move |frame| {
+                let _ = &working;
+                frame
+            })
+            .map_err(Into::into)
+            .boxed_unsync()
+        }),
         Err(error) => {
             if error.is_guest_failure() {
                 tracing::warn!(service = %service.name, "{error}");

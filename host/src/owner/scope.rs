@@ -37,6 +37,8 @@ pub enum Door<'a> {
     Publish(&'a str),
     /// `GET /_locker/metrics`.
     Metrics,
+    /// The owner's data whole: backups, a service's export or import.
+    Archive,
 }
 
 impl Scope {
@@ -117,6 +119,9 @@ mod tests {
         assert!(!read.opens(Door::AdminChange));
         assert!(!read.opens(Door::Service("notes")));
         assert!(read.opens(Door::Metrics));
+        assert!(!read.opens(Door::Archive));
+        assert!(!Scope::Metrics.opens(Door::Archive));
+        assert!(Scope::Admin.opens(Door::Archive));
         assert!(Scope::Metrics.opens(Door::Metrics));
         assert!(!Scope::Metrics.opens(Door::AdminRead));
         assert!(!Scope::Metrics.opens(Door::Service("notes")));

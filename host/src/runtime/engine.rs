@@ -66,6 +66,9 @@ pub struct Runtime {
     /// Compiles ahead of a first load (`Service::prepare`) take turns, so
     /// they never crowd out the requests being served.
     pub compiles: tokio::sync::Semaphore,
+    /// Every request, event and job attempt passes it; a backup closes it
+    /// for a quiet moment.
+    pub quiesce: crate::quiesce::Quiesce,
     _ticker: EpochTicker,
 }
 
@@ -81,6 +84,7 @@ impl Runtime {
             concurrent,
             pooling: sync_pooled && concurrent_pooled,
             own_listener: OwnListener::default(),
+            quiesce: crate::quiesce::Quiesce::default(),
             compiles: tokio::sync::Semaphore::new(1),
             _ticker: ticker,
         })

@@ -412,6 +412,12 @@ impl Service {
         idle && self.unload("idle")
     }
 
+    /// A pass for one piece of work on this service (a request, an event
+    /// or a job attempt): waits while a backup holds its quiet moment.
+    pub async fn working(&self) -> crate::quiesce::Working {
+        self.runtime.quiesce.enter().await
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
     }

@@ -1,7 +1,7 @@
 //! The host's background work, started in one place (by `locker serve` and
 //! the benchmarks alike): the idle reaper, the event-history pruner, the
-//! job timer, one event dispatcher per subscribing service, and the
-//! compiling of services whose code is not in the cache yet.
+//! job timer, one event dispatcher per subscribing service, the compiling
+//! of services whose code is not in the cache yet, and scheduled backups.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,8 +74,9 @@ impl Supervisor {
                 }
             })
         };
+        let backups = tokio::spawn(self.clone().run_backup_schedule());
         BackgroundTasks {
-            tasks: vec![reaper, pruner, timer, preparer],
+            tasks: vec![reaper, pruner, timer, preparer, backups],
         }
     }
 

@@ -6,6 +6,7 @@
 //! registers it, and tells the triggers (its subscriptions, its jobs).
 
 mod background;
+pub mod backups;
 pub mod config;
 mod options;
 
@@ -50,6 +51,8 @@ pub struct Supervisor {
     pub logins: RegistryLogins,
     /// What `/_locker/metrics` shows.
     pub metrics: Metrics,
+    /// Backups of the root: `[backup]` in `host.toml`, the one running, the last.
+    pub backups: backups::Backups,
     capabilities: HostCapabilities,
     options: HostOptions,
     /// Set once the background work runs; dispatchers start from then on.
@@ -85,6 +88,7 @@ impl Supervisor {
             .with_metrics(metrics.clone()),
         );
         let services = Arc::new(Services::default());
+        let host_settings = crate::backup::settings::HostSettings::read(root.dir())?;
         let root_for_trust = root.clone();
         let capabilities = HostCapabilities::set_up(&HostParts {
             bus: &bus,
@@ -94,6 +98,7 @@ impl Supervisor {
         let supervisor = Arc::new(Supervisor {
             jobs: JobRunner::new(scheduler.clone(), services.clone(), metrics.clone()),
             metrics,
+            backups: backups::Backups::new(host_settings.backup, root.dir()),
             root,
             catalog,
             runtime,

@@ -97,6 +97,8 @@ async fn deliver_with_retries(
     let event = delivery.event;
     let mut attempts = delivery.attempts;
     loop {
+        // Held from the attempt through its record; not while backing off.
+        let working = service.working().await;
         match attempt(service, &event, warm).await {
             Attempt::Delivered => {
                 bus.log().delivered(name, event.seq);
@@ -104,6 +106,7 @@ async fn deliver_with_retries(
                 return true;
             }
             Attempt::Wait => {
+                drop(working);
                 let bell = bus.subscriptions.bell(name);
                 tokio::select! {
                     () = bell.notified() => {}
@@ -129,6 +132,7 @@ async fn deliver_with_retries(
                     ));
                     return true;
                 }
+                drop(working);
                 tokio::time::sleep(policy.backoff_after(attempts)).await;
             }
         }

@@ -185,6 +185,7 @@ impl JobRunner {
             .scheduler
             .payload_of(key)
             .ok_or("the job was cancelled")?;
+        let _working = service.working().await;
         let loaded = service.loaded().await.map_err(|e| e.to_string())?;
         // The run's time starts once its service is loaded (see delivery).
         let deadline = tokio::time::Instant::now() + service.settings.timeout;

@@ -47,6 +47,13 @@
 //! GET    /_locker/api/registry/logins                  the registries the host logs in to (no passwords)
 //! PUT    /_locker/api/registry/logins/{registry}       {"username", "password"}: keep one
 //! DELETE /_locker/api/registry/logins/{registry}       forget it
+//! GET    /_locker/api/backups                          the schedule, the running one, the last, the kept
+//! POST   /_locker/api/backups                          {"passphrase" | "no_secrets"}: make one in the folder
+//! POST   /_locker/api/backups/stream                   the same, streamed back as the body
+//! GET    /_locker/api/backups/{name}                   download a kept one
+//! DELETE /_locker/api/backups/{name}
+//! POST   /_locker/api/services/{name}/export           its folder as an archive, as the body
+//! PUT    /_locker/api/services/{name}/import           body: an export; the service must be stopped
 //! ```
 //!
 //! `gate` lets a request in first: a token whose scope allows it, or the
@@ -54,6 +61,7 @@
 //!
 //! Errors are `{"error": "..."}` with a status that says whose fault it is.
 
+mod backups;
 mod owner;
 mod registry;
 mod reply;
@@ -85,8 +93,11 @@ pub async fn handle(
         .path()
         .strip_prefix(ADMIN_PREFIX)
         .is_some_and(registry::serves);
+    let backup_route = crate::http::gate::is_archive_route(request.uri().path());
     let handled = if owner_route {
         owner::dispatch(front, request, authority).await
+    } else if backup_route {
+        backups::dispatch(&front.supervisor, request).await
     } else if registry_route {
         registry::dispatch(&front.supervisor, request).await
     } else {
