@@ -1391,6 +1391,7 @@ async fn in_chromium_the_owner_runs_the_locker_from_the_dashboard() {
         "hello_component": hello.join("hello_rs.wasm"),
         "subscriber_origin": locker.service_origin("subscriber"),
         "secret": secret,
+        "backup_passphrase": "a passphrase for the backup",
         // The publisher's next release, published while the owner looks.
         "publish_next": [
             support::locker_bin(), "publish", next, "--to", namespace, "--key", key,
@@ -1498,6 +1499,27 @@ async fn in_chromium_the_owner_runs_the_locker_from_the_dashboard() {
     );
     // Signed in with the passkey, which was then removed.
     assert_eq!(seen["signed_in_with_passkey"], true);
+    // The backup made from the page, downloaded, restores with its secret.
+    assert!(
+        seen["backup_last"].as_str().unwrap().contains("held still"),
+        "{}",
+        seen["backup_last"]
+    );
+    let passphrase = dir.path().join("passphrase");
+    std::fs::write(&passphrase, "a passphrase for the backup\n").unwrap();
+    let restored = dir.path().join("restored");
+    let out = cli_async(
+        &restored,
+        &[
+            "restore",
+            seen["backup_download"].as_str().unwrap(),
+            "--passphrase-file",
+            passphrase.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(restored.join("services/ticker").is_dir() && restored.join("secrets.key").is_file());
     let (_, passkeys) = locker.get("/_locker/api/passkeys").await;
     assert_eq!(passkeys, "[]");
     // Uninstalled after a confirmation naming its folder, which is gone.

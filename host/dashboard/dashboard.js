@@ -623,7 +623,17 @@ async function showDeadLetters(box) {
 
 async function backups() {
   document.title = "Backups · Locker";
-  const now = h("form", { id: "backup-now", class: "card", onsubmit: (e) => {
+  const passphrases = h("div", { id: "backup-passphrases" },
+    h("label", {}, "Passphrase", h("input", { type: "password", name: "passphrase", id: "backup-passphrase", autocomplete: "new-password", required: true })),
+    h("label", {}, "Passphrase again", h("input", { type: "password", name: "again", autocomplete: "new-password", required: true })),
+    h("p", { class: "muted" }, "Whoever has the backup and the passphrase can read the secrets; without the passphrase, a restore brings everything else back."));
+  // Leaving the secrets out needs no passphrase: its fields go.
+  const choose = (e) => {
+    const sealed = e.currentTarget.elements.secrets.value === "sealed";
+    passphrases.hidden = !sealed;
+    for (const input of passphrases.querySelectorAll("input")) input.disabled = !sealed;
+  };
+  const now = h("form", { id: "backup-now", class: "card", onchange: choose, onsubmit: (e) => {
     e.preventDefault();
     const form = e.target;
     const sealed = form.elements.secrets.value === "sealed";
@@ -635,16 +645,17 @@ async function backups() {
     attempt(async () => {
       await api("POST", "/backups", sealed ? { passphrase } : { no_secrets: true });
       form.reset();
+      passphrases.hidden = false;
+      for (const input of passphrases.querySelectorAll("input")) input.disabled = false;
       notice("backup started");
+      awaitingBackup = true;
       await showBackups();
     }, e.submitter);
   } },
   h("fieldset", {}, h("legend", {}, "The services' secrets"),
     h("label", { class: "choice" }, h("input", { type: "radio", name: "secrets", value: "sealed", checked: true }), "Seal them under a passphrase"),
     h("label", { class: "choice" }, h("input", { type: "radio", name: "secrets", value: "left-out" }), "Leave them out")),
-  h("label", {}, "Passphrase", h("input", { type: "password", name: "passphrase", id: "backup-passphrase", autocomplete: "new-password" })),
-  h("label", {}, "Passphrase again", h("input", { type: "password", name: "again", autocomplete: "new-password" })),
-  h("p", { class: "muted" }, "Whoever has the backup and the passphrase can read the secrets; without the passphrase, a restore brings everything else back."),
+  passphrases,
   h("button", { class: "primary" }, "Back up now"));
   show(h("h1", {}, "Backups"),
     h("div", { id: "backup-state" }),
@@ -655,8 +666,16 @@ async function backups() {
   onLeave(() => clearInterval(timer));
 }
 
+// A backup the owner started here: its end is told when it comes.
+let awaitingBackup = false;
+
 async function showBackups() {
   const view = await api("GET", "/backups");
+  if (awaitingBackup && !view.running && view.last) {
+    awaitingBackup = false;
+    if (view.last.error) problem(`the backup failed: ${view.last.error}`);
+    else notice(`backup ${view.last.name} made`);
+  }
   const state = [];
   state.push(h("p", {}, view.schedule
     ? `On schedule ${view.schedule} (UTC), next ${when(view.next)}, into ${view.dir}; the newest ${view.keep} are kept; secrets ${view.seals_secrets ? "sealed" : "left out"}.`

@@ -271,17 +271,39 @@ def dashboard(browser, context, page, seen):
         key.locator("button.remove").click()
         expect(page.locator("#no-passkeys")).to_be_visible()
 
+        # Backups: two passphrases that differ are caught; then one backup
+        # now, sealed, listed with how it went, and downloaded whole.
+        page.click("nav >> text=Backups")
+        expect(page.locator("#backup-now")).to_be_visible()
+        expect(page.locator("#no-backups")).to_be_visible()
+        page.fill("#backup-passphrase", ARGS["backup_passphrase"])
+        page.fill("#backup-now input[name=again]", "something else")
+        page.click("#backup-now button")
+        expect(page.locator("#problem")).to_have_text("the two passphrases differ")
+        page.fill("#backup-now input[name=again]", ARGS["backup_passphrase"])
+        page.click("#backup-now button")
+        expect(page.locator("#backups tbody tr")).to_have_count(1)
+        expect(page.locator("#backup-last")).to_contain_text("secrets sealed")
+        seen["backup_last"] = page.inner_text("#backup-last")
+        shot(page, "13-backups")
+        with page.expect_download() as info:
+            page.click("#backups a.download")
+        download = info.value
+        saved = os.path.join(tempfile.mkdtemp(), download.suggested_filename)
+        download.save_as(saved)
+        seen["backup_download"] = saved
+
         # Uninstall, with a confirmation that names what is deleted.
         page.goto(LOCKER + "/#/service/hello-rs")
         page.click("#uninstall")
         expect(page.locator("#confirm")).to_be_visible()
         seen["confirm"] = page.inner_text("#confirm")
-        shot(page, "13-uninstall-confirm")
+        shot(page, "14-uninstall-confirm")
         page.click("#confirm-yes")
         page.wait_for_url(LOCKER + "/#/")
         expect(page.locator("#notice")).to_contain_text("hello-rs was uninstalled")
         expect(page.locator('#services tr[data-service="hello-rs"]')).to_have_count(0)
-        shot(page, "14-uninstalled")
+        shot(page, "15-uninstalled")
 
         # On a phone: the same list, stacked.
         phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
@@ -290,7 +312,7 @@ def dashboard(browser, context, page, seen):
         small.goto(LOCKER + "/")
         expect(small.locator('#services tr[data-service="notes"]')).to_be_visible()
         seen["phone_overflows"] = small.evaluate("document.documentElement.scrollWidth > window.innerWidth")
-        shot(small, "15-phone")
+        shot(small, "16-phone")
 
 
 main()

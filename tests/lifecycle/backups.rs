@@ -521,3 +521,101 @@ fn write_archive(path: &Path, kind: &str, service: Option<&str>, files: &[(&str,
     add(&mut tar, "locker-backup.sums.json", sums.as_bytes());
     tar.into_inner().unwrap().finish().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_run_on_their_schedule_keep_the_newest_and_catch_up_after_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = busy_root(dir.path()).await;
+    let passphrase_file = dir.path().join("passphrase");
+
+    // A schedule that is not one: the host says so and does not start.
+    std::fs::write(root.join("host.toml"), "[backup]\nschedule = \"every night\"\n").unwrap();
+    let out = cli(&root, &["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!out.success, "served with a broken host.toml");
+    assert!(
+        out.stderr.contains("host.toml") && out.stderr.contains("every night"),
+        "{}",
+        out.stderr
+    );
+
+    let backups = dir.path().join("kept");
+    std::fs::write(
+        root.join("host.toml"),
+        format!(
+            "[backup]\nschedule = \"*/2 * * * * *\"\ndir = \"{}\"\nkeep = 2\npassphrase_file = \"{}\"\n",
+            backups.display(),
+            passphrase_file.display()
+        ),
+    )
+    .unwrap();
+    let locker = Locker::start(&root, &[]);
+    let view = eventually("three scheduled backups", Duration::from_secs(30), async || {
+        let (_, body) = locker.get("/_locker/api/backups").await;
+        let view: Value = serde_json::from_str(&body).unwrap();
+        let archives = view["archives"].as_array().unwrap().len();
+        let made = std::fs::read_dir(&backups).map(|d| d.count()).unwrap_or(0);
+        // Pruning keeps two; the third shows in the log of what was made.
+        if archives == 2 && locker.host_log().matches("backup made").count() >= 3 {
+            Ok(view)
+        } else {
+            Err(format!("{archives} kept, {made} in the folder"))
+        }
+    })
+    .await;
+    assert_eq!(view["last"]["trigger"], "schedule");
+    assert_eq!(view["last"]["secrets"], "sealed");
+    assert_eq!(view["keep"], 2);
+    let status = cli_async(&root, &["status"]).await;
+    assert!(status.stdout.contains("on schedule `*/2 * * * * *`"), "{}", status.stdout);
+    assert!(status.stdout.contains("last: locker-"), "{}", status.stdout);
+    drop(locker);
+
+    // A scheduled archive restores, with its secret.
+    let newest = view["archives"][0]["name"].as_str().unwrap();
+    let restored = dir.path().join("restored");
+    let out = cli(
+        &restored,
+        &[
+            "restore",
+            backups.join(newest).to_str().unwrap(),
+            "--passphrase-file",
+            passphrase_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.success, "{}", out.stderr);
+    assert!(restored.join("secrets.key").exists());
+
+    // Nightly now; the newest archive is two days old, so a night passed
+    // while the host was down: one backup at start, not one per night.
+    for entry in std::fs::read_dir(&backups).unwrap().flatten() {
+        let old = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+        std::fs::File::options()
+            .write(true)
+            .open(entry.path())
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    std::fs::write(
+        root.join("host.toml"),
+        format!(
+            "[backup]\nschedule = \"0 0 3 * * *\"\ndir = \"{}\"\nkeep = 5\n",
+            backups.display()
+        ),
+    )
+    .unwrap();
+    let locker = Locker::start(&root, &[]);
+    let view = eventually("the missed backup", Duration::from_secs(30), async || {
+        let (_, body) = locker.get("/_locker/api/backups").await;
+        let view: Value = serde_json::from_str(&body).unwrap();
+        if view["last"]["trigger"] == "schedule" { Ok(view) } else { Err(view) }
+    })
+    .await;
+    // Without a passphrase file, a scheduled backup leaves the secrets out.
+    assert_eq!(view["last"]["secrets"], "left-out");
+    assert_eq!(view["archives"].as_array().unwrap().len(), 3);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, body) = locker.get("/_locker/api/backups").await;
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["archives"].as_array().unwrap().len(), 3, "more than one catch-up");
+}

@@ -166,7 +166,7 @@ impl Backups {
     }
 }
 
-/// Archive names the host makes: `locker-YYYYMMDD-HHMMSS.tar.zst`.
+/// Archive names the host makes: `locker-YYYYMMDD-HHMMSS-mmm.tar.zst`.
 fn is_archive_name(name: &str) -> bool {
     name.starts_with("locker-")
         && name.ends_with(ARCHIVE_SUFFIX)
@@ -215,7 +215,7 @@ impl Supervisor {
             .with_context(|| format!("cannot create the backups folder {}", dir.display()))?;
         let name = format!(
             "locker-{}{ARCHIVE_SUFFIX}",
-            Utc::now().format("%Y%m%d-%H%M%S")
+            Utc::now().format("%Y%m%d-%H%M%S-%3f")
         );
         let partial = dir.join(format!(".{name}.partial"));
         let done = dir.join(&name);
