@@ -346,6 +346,12 @@ async fn a_damaged_truncated_or_wrongly_unlocked_backup_is_refused_and_leaves_th
     assert!(said.contains("leaves its folder"), "{said}");
     assert!(!dir.path().join("escaped.json").exists());
 
+    // A backup without its database: refused, not restored half.
+    let hollow = dir.path().join("hollow.tar.zst");
+    write_archive(&hollow, "root", None, &[("services/notes/x.json", b"{}")]);
+    let said = attempt("h", &hollow, &[]);
+    assert!(said.contains("no database"), "{said}");
+
     // Into a root that is not empty: refused, the root untouched.
     let before = files_under(&root);
     let out = cli(&root, &["restore", archive_arg, "--no-secrets"]);
@@ -529,7 +535,11 @@ async fn backups_run_on_their_schedule_keep_the_newest_and_catch_up_after_downti
     let passphrase_file = dir.path().join("passphrase");
 
     // A schedule that is not one: the host says so and does not start.
-    std::fs::write(root.join("host.toml"), "[backup]\nschedule = \"every night\"\n").unwrap();
+    std::fs::write(
+        root.join("host.toml"),
+        "[backup]\nschedule = \"every night\"\n",
+    )
+    .unwrap();
     let out = cli(&root, &["serve", "--listen", "127.0.0.1:0"]);
     assert!(!out.success, "served with a broken host.toml");
     assert!(
@@ -549,24 +559,32 @@ async fn backups_run_on_their_schedule_keep_the_newest_and_catch_up_after_downti
     )
     .unwrap();
     let locker = Locker::start(&root, &[]);
-    let view = eventually("three scheduled backups", Duration::from_secs(30), async || {
-        let (_, body) = locker.get("/_locker/api/backups").await;
-        let view: Value = serde_json::from_str(&body).unwrap();
-        let archives = view["archives"].as_array().unwrap().len();
-        let made = std::fs::read_dir(&backups).map(|d| d.count()).unwrap_or(0);
-        // Pruning keeps two; the third shows in the log of what was made.
-        if archives == 2 && locker.host_log().matches("backup made").count() >= 3 {
-            Ok(view)
-        } else {
-            Err(format!("{archives} kept, {made} in the folder"))
-        }
-    })
+    let view = eventually(
+        "three scheduled backups",
+        Duration::from_secs(30),
+        async || {
+            let (_, body) = locker.get("/_locker/api/backups").await;
+            let view: Value = serde_json::from_str(&body).unwrap();
+            let archives = view["archives"].as_array().unwrap().len();
+            let made = std::fs::read_dir(&backups).map(|d| d.count()).unwrap_or(0);
+            // Pruning keeps two; the third shows in the log of what was made.
+            if archives == 2 && locker.host_log().matches("backup made").count() >= 3 {
+                Ok(view)
+            } else {
+                Err(format!("{archives} kept, {made} in the folder"))
+            }
+        },
+    )
     .await;
     assert_eq!(view["last"]["trigger"], "schedule");
     assert_eq!(view["last"]["secrets"], "sealed");
     assert_eq!(view["keep"], 2);
     let status = cli_async(&root, &["status"]).await;
-    assert!(status.stdout.contains("on schedule `*/2 * * * * *`"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("on schedule `*/2 * * * * *`"),
+        "{}",
+        status.stdout
+    );
     assert!(status.stdout.contains("last: locker-"), "{}", status.stdout);
     drop(locker);
 
@@ -608,7 +626,11 @@ async fn backups_run_on_their_schedule_keep_the_newest_and_catch_up_after_downti
     let view = eventually("the missed backup", Duration::from_secs(30), async || {
         let (_, body) = locker.get("/_locker/api/backups").await;
         let view: Value = serde_json::from_str(&body).unwrap();
-        if view["last"]["trigger"] == "schedule" { Ok(view) } else { Err(view) }
+        if view["last"]["trigger"] == "schedule" {
+            Ok(view)
+        } else {
+            Err(view)
+        }
     })
     .await;
     // Without a passphrase file, a scheduled backup leaves the secrets out.
@@ -617,5 +639,9 @@ async fn backups_run_on_their_schedule_keep_the_newest_and_catch_up_after_downti
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, body) = locker.get("/_locker/api/backups").await;
     let view: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(view["archives"].as_array().unwrap().len(), 3, "more than one catch-up");
+    assert_eq!(
+        view["archives"].as_array().unwrap().len(),
+        3,
+        "more than one catch-up"
+    );
 }

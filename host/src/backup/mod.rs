@@ -5,8 +5,8 @@
 //! quiet moment the caller provides (no request, event, job or install
 //! runs meanwhile; see `crate::quiesce`), in which the database is copied
 //! too (`database`). The archive (`archive`) is then written from the
-//! staged copy on a thread of low priority, so the services keep most of
-//! the machine. The services' secrets travel only sealed under the owner's
+//! staged copy on a thread the kernel runs only when the services leave
+//! the CPU idle (`SCHED_IDLE`). The services' secrets travel only sealed under the owner's
 //! passphrase (`secrets`), or not at all.
 //!
 //! What a root backup holds: the database, the secrets key (sealed), the
@@ -280,8 +280,9 @@ where
     })
 }
 
-/// Runs `work` on a thread of its own at a lower priority than the
-/// services' (nice 10), so that a backup takes what the host leaves.
+/// Runs `work` on a thread of its own that the kernel runs only when no
+/// other thread wants the CPU (`SCHED_IDLE`), so that a backup takes what
+/// the services leave; under a load that never lets up it waits.
 pub async fn in_background<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
@@ -296,12 +297,18 @@ pub async fn in_background<T: Send + 'static>(
     receiver.await.context("the backup thread ended early")
 }
 
-fn lower_priority() {
-    // SAFETY: setpriority on the calling thread (Linux keeps nice per
-    // thread); a failure leaves the priority as it was, which is harmless.
+/// Moves the calling thread to `SCHED_IDLE` (or, where that is refused, to
+/// nice 19).
+pub fn lower_priority() {
+    // SAFETY: plain system calls on the calling thread (Linux schedules
+    // threads, so pid 0 is this one); a failure leaves the priority as it
+    // was, which is harmless.
     unsafe {
-        let thread = libc::gettid() as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, thread, 10);
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            let thread = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, thread, 19);
+        }
     }
 }
 

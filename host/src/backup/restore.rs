@@ -142,6 +142,9 @@ pub fn restore(
         unpack(unpacked.path(), path, entry)
     })?;
     let database_path = unpacked.path().join(DATABASE_NAME);
+    if !database_path.is_file() {
+        bail!("the archive holds no database ({DATABASE_NAME}): it is not a whole backup");
+    }
     database::check(&database_path)?;
     if header.secrets == SecretsInArchive::Sealed && key.is_none() {
         database::leave_out_secrets(&database_path)?;

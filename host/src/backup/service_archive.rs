@@ -82,7 +82,7 @@ pub fn import(
     )?;
 
     let work_dir = root.work_dir(name);
-    let retired = root.tmp_dir().join(format!("retired-import-{name}"));
+    let retired = root.tmp_dir().join(format!("import-old-{name}"));
     let _ = std::fs::remove_dir_all(&retired);
     if work_dir.exists() {
         std::fs::rename(&work_dir, &retired)

@@ -420,6 +420,14 @@ pub fn run(cli: Cli) -> Result<()> {
     // the registry client's): name the host's, so that nothing that asks
     // rustls for the process's default finds two.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Moving a locker's data in or out yields to the services it serves:
+    // the runtime's threads inherit the priority of this one.
+    if matches!(
+        cli.command,
+        Command::Backup { .. } | Command::Restore { .. } | Command::Export { .. }
+    ) {
+        crate::backup::lower_priority();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
