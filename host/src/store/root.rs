@@ -14,11 +14,16 @@
 //!                      copy of its working directory as the upgrade found it)
 //!   logs/<name>.log    the service's stdout and stderr, and the host's notes about it
 //!   cache/             compiled code, keyed by component digest and engine settings
-//!   tmp/               staging area for installs; emptied at start
+//!   tmp/               staging area for installs and backups; emptied at start
+//!   host.toml          the host's own settings (`[backup]`), if any
+//!   backups/           backups made by the host (unless `[backup] dir` says elsewhere)
+//!   tls/               the certificate ACME issued, and its account
 //! ```
 //!
-//! Copying the directory backs the locker up (with `secrets.key` in the
-//! copy, whoever holds it can read the services' secrets).
+//! `locker backup` makes one consistent archive of it while a host serves
+//! (`crate::backup`); copying the directory while nothing runs does too
+//! (with `secrets.key` in the copy, whoever holds it can read the services'
+//! secrets).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

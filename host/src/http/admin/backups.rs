@@ -38,6 +38,12 @@ pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) 
         (&Method::GET, ["backups"]) => ok(&supervisor.backups.view()),
         (&Method::POST, ["backups"]) => {
             let secrets = secrets_of(request).await?;
+            if let Some(running) = supervisor.backups.view().running {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    AlreadyRunning(running.name).to_string(),
+                ));
+            }
             let running = supervisor.clone();
             // Made in the background: the answer is the backup under way,
             // which `GET /backups` follows.
