@@ -62,11 +62,11 @@ class EventHandler(locker_sdk.EventHandler):
         try:
             if event.topic == "contact/changed":
                 card = checked_card(event.data)
-                with storage.writing():
+                with storage.writing("event"):
                     people.change_card(ready_data(), event.source, card)
             elif event.topic == "contact/deleted":
                 uid = checked_uid(event.data)
-                with storage.writing():
+                with storage.writing("event"):
                     people.delete_card(ready_data(), event.source, uid)
             # Other contact/* topics carry nothing this collection keeps.
         except BadCard as e:

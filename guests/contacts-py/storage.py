@@ -241,27 +241,48 @@ def fresh_data():
 
 
 @contextlib.contextmanager
-def writing():
+def writing(holder="request"):
     """Holds the writer's lock: one event or rebuild changes the data at a time
-    (events come one at a time, but a rebuild comes over HTTP meanwhile)."""
+    (events come one at a time, but a rebuild comes over HTTP meanwhile).
+
+    ``holder`` says who takes it: ``"event"`` for the event handler. The host
+    delivers events to this service one at a time, so an event handler that
+    finds the lock held by an event handler knows that one was cut off (its
+    instance killed with the host, or at its deadline) and takes the lock
+    over at once; everyone else waits for it, or for a lock to go stale."""
     waited_until = time.monotonic() + LOCK_WAIT
     while True:
         try:
             os.mkdir(LOCK)
             break
         except FileExistsError:
-            if lock_age() > LOCK_STALE_AFTER:
-                with contextlib.suppress(FileNotFoundError):
-                    os.rmdir(LOCK)
+            if lock_age() > LOCK_STALE_AFTER or (holder == "event" and lock_holder() == "event"):
+                release()
                 continue
             if time.monotonic() > waited_until:
                 raise Busy(f"another change held {LOCK} for more than {LOCK_WAIT} s") from None
             time.sleep(0.02)
+    with open(os.path.join(LOCK, "holder"), "w") as f:
+        f.write(holder)
     try:
         yield
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.rmdir(LOCK)
+        release()
+
+
+def release():
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(LOCK, "holder"))
+    with contextlib.suppress(FileNotFoundError, OSError):
+        os.rmdir(LOCK)
+
+
+def lock_holder():
+    try:
+        with open(os.path.join(LOCK, "holder")) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
 
 
 def lock_age():

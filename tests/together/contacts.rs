@@ -407,6 +407,13 @@ async fn a_sync_cut_off_by_a_killed_host_completes_after_restart_with_no_contact
     drop(locker); // SIGKILL
     let _ = running.await;
     tap.release();
+    // Had the kill caught the collection writing, its lock would be left
+    // behind, held by an event handler no longer there: the next delivery
+    // takes it over at once, rather than everyone waiting for it to go
+    // stale (150 s).
+    let lock = root.join("services/contacts/writing.lock");
+    let _ = std::fs::create_dir(&lock);
+    std::fs::write(lock.join("holder"), "event").unwrap();
 
     let locker = Locker::start(&root, &[]);
     let out = sync(&root).await;
