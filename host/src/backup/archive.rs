@@ -344,6 +344,20 @@ pub fn read(
     Ok(header)
 }
 
+/// Reads only an archive's header, checked as `read` checks it (to know
+/// what an archive is, and whether to ask for a passphrase, before reading
+/// all of it).
+pub fn peek(path: &Path) -> Result<ArchiveHeader, ArchiveError> {
+    let file = File::open(path).map_err(ArchiveError::Unreadable)?;
+    let decoder = zstd::stream::read::Decoder::new(file)
+        .map_err(|e| ArchiveError::NotAnArchive(e.to_string()))?;
+    let mut archive = tar::Archive::new(decoder);
+    let mut entries = archive
+        .entries()
+        .map_err(|e| ArchiveError::NotAnArchive(e.to_string()))?;
+    read_header(&mut entries)
+}
+
 fn read_header<R: Read>(entries: &mut tar::Entries<'_, R>) -> Result<ArchiveHeader, ArchiveError> {
     let mut first = match entries.next() {
         Some(entry) => entry.map_err(|e| ArchiveError::from_stream(e, 0))?,

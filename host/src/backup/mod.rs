@@ -70,6 +70,20 @@ pub enum Phase {
     Finished,
 }
 
+impl Phase {
+    /// Its name, as the API and the progress bar show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Copying => "copying",
+            Phase::Quieting => "quieting",
+            Phase::Archiving => "archiving",
+            Phase::Checking => "checking",
+            Phase::Unpacking => "unpacking",
+            Phase::Finished => "finished",
+        }
+    }
+}
+
 /// How far a backup, restore or export is; shared with whoever watches.
 #[derive(Debug)]
 pub struct Progress {

@@ -32,33 +32,6 @@ pub struct Restored {
     pub secrets: bool,
 }
 
-/// Reads only an archive's header (to know whether to ask for a passphrase).
-pub fn peek(path: &Path) -> Result<ArchiveHeader> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let decoder = zstd::stream::read::Decoder::new(file)
-        .map_err(|e| archive::ArchiveError::NotAnArchive(e.to_string()))?;
-    let mut tar = tar::Archive::new(decoder);
-    let mut entries = tar
-        .entries()
-        .map_err(|e| archive::ArchiveError::NotAnArchive(e.to_string()))?;
-    let mut first = entries
-        .next()
-        .ok_or_else(|| archive::ArchiveError::NotAnArchive("it holds nothing".into()))?
-        .map_err(|e| archive::ArchiveError::NotAnArchive(e.to_string()))?;
-    if first.path_bytes().as_ref() != archive::HEADER_NAME.as_bytes() {
-        return Err(archive::ArchiveError::NotAnArchive(format!(
-            "it does not begin with {}",
-            archive::HEADER_NAME
-        ))
-        .into());
-    }
-    let mut text = Vec::new();
-    (&mut first).take(64 * 1024).read_to_end(&mut text)?;
-    Ok(serde_json::from_slice(&text)
-        .map_err(|e| archive::ArchiveError::NotAnArchive(e.to_string()))?)
-}
-
 /// Whether a root backup may hold `path`.
 fn allowed_in_root(header: &ArchiveHeader, path: &Path) -> bool {
     if header.kind != ArchiveKind::Root {
@@ -90,7 +63,7 @@ pub fn restore(
     let size = std::fs::metadata(archive_path)
         .with_context(|| format!("cannot open {}", archive_path.display()))?
         .len();
-    let header = peek(archive_path)?;
+    let header = archive::peek(archive_path)?;
     if header.kind != ArchiveKind::Root {
         bail!(
             "{} is the export of one service ({}), not a backup of a locker: import it with \

@@ -3,9 +3,10 @@
 //! services' secrets only for whoever knows the passphrase.
 
 use std::io::Read;
+use std::path::Path;
 
 use age::secrecy::SecretString;
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 /// The most an archive's sealed key may be: a key is 32 bytes, plus age's
 /// header.
@@ -18,6 +19,17 @@ pub enum OpenError {
     WrongPassphrase,
     #[error("the sealed secrets key in the archive is damaged: {0}")]
     Damaged(String),
+}
+
+/// A passphrase kept in a file: its first line, without the line's end.
+pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the passphrase file {}", path.display()))?;
+    let passphrase = text.lines().next().unwrap_or_default();
+    if passphrase.is_empty() {
+        bail!("the passphrase file {} is empty", path.display());
+    }
+    Ok(passphrase.to_string().into())
 }
 
 /// Seals `key` under `passphrase`.

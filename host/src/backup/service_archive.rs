@@ -45,7 +45,7 @@ pub fn import(
     let size = std::fs::metadata(archive_path)
         .with_context(|| format!("cannot open {}", archive_path.display()))?
         .len();
-    let header = super::restore::peek(archive_path)?;
+    let header = archive::peek(archive_path)?;
     let Some(from) = header
         .service
         .clone()

@@ -98,17 +98,10 @@ impl BackupSettings {
 
     /// The passphrase for scheduled backups, read from its file (its first
     /// line, without the line's end).
-    pub fn passphrase(&self) -> Result<Option<String>> {
-        let Some(path) = &self.passphrase_file else {
-            return Ok(None);
-        };
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!("cannot read the backup passphrase file {}", path.display())
-        })?;
-        let passphrase = text.lines().next().unwrap_or_default().to_string();
-        if passphrase.is_empty() {
-            bail!("the backup passphrase file {} is empty", path.display());
-        }
-        Ok(Some(passphrase))
+    pub fn passphrase(&self) -> Result<Option<age::secrecy::SecretString>> {
+        self.passphrase_file
+            .as_deref()
+            .map(super::secrets::read_passphrase_file)
+            .transpose()
     }
 }

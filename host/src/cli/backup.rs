@@ -19,7 +19,8 @@ use super::Target;
 use super::access::{Access, access};
 use super::client::AdminClient;
 use crate::api::{BackupRequest, BackupsView, ImportView};
-use crate::backup::restore::{RestoreOptions, peek, restore as restore_root};
+use crate::backup::archive::peek;
+use crate::backup::restore::{RestoreOptions, restore as restore_root};
 use crate::backup::{self, Phase, Progress, ProgressView, Secrets};
 use crate::store::{Catalog, LockerRoot};
 
@@ -336,13 +337,7 @@ pub(super) async fn host_status(target: &Target, json: bool) -> Result<()> {
 /// it seals something new).
 fn passphrase(source: &PassphraseSource, confirm: bool) -> Result<SecretString> {
     if let Some(file) = &source.file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the passphrase file {}", file.display()))?;
-        let passphrase = text.lines().next().unwrap_or_default().to_string();
-        if passphrase.is_empty() {
-            bail!("the passphrase file {} is empty", file.display());
-        }
-        return Ok(passphrase.into());
+        return backup::secrets::read_passphrase_file(file);
     }
     if !std::io::stdin().is_terminal() {
         bail!(
@@ -394,11 +389,7 @@ fn follow(progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
                 bar.finish_and_clear();
                 return;
             }
-            let label = serde_json::to_value(phase)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            draw(&bar, &label, done, total);
+            draw(&bar, phase.label(), done, total);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })

@@ -413,11 +413,7 @@ impl AdminClient {
             .with_context(|| format!("cannot reach the locker host at {}", self.base))?;
         if !response.status().is_success() {
             let body = response.bytes().await.unwrap_or_default();
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            bail!("{message}");
+            bail!("{}", error_message(&body));
         }
         let mut file = tokio::fs::File::create(to)
             .await
@@ -464,14 +460,18 @@ impl AdminClient {
             .await
             .context("the host's answer was cut off")?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            bail!("{message}");
+            bail!("{}", error_message(&body));
         }
         serde_json::from_slice(&body).context("the host's answer is not what this CLI expects")
     }
+}
+
+/// What a refused request's body says: its `{"error": ...}`, or the body.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }
 
 /// Resolves `*.localhost` to loopback, as browsers do (RFC 6761) and glibc

@@ -133,10 +133,7 @@ impl Backups {
             .map(|(backup, progress)| {
                 let view = progress.view();
                 RunningBackup {
-                    phase: serde_json::to_value(view.phase)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
+                    phase: view.phase.label().into(),
                     done: view.done,
                     total: view.total,
                     ..backup.clone()
@@ -300,7 +297,7 @@ impl Supervisor {
     /// passphrase file's passphrase, or left out when none is set.
     pub fn scheduled_secrets(&self) -> Result<Secrets> {
         Ok(match self.backups.settings.passphrase()? {
-            Some(passphrase) => Secrets::Sealed(passphrase.into()),
+            Some(passphrase) => Secrets::Sealed(passphrase),
             None => Secrets::LeftOut,
         })
     }

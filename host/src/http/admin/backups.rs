@@ -47,12 +47,9 @@ pub async fn dispatch(supervisor: &Arc<Supervisor>, request: Request<Incoming>) 
             let running = supervisor.clone();
             // Made in the background: the answer is the backup under way,
             // which `GET /backups` follows.
-            let (started, mut begun) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
-                let _ = started.send(());
                 let _ = running.backup_into_folder(secrets, "now").await;
             });
-            let _ = (&mut begun).await;
             // Give it the moment to take the running slot (or find it taken).
             for _ in 0..50 {
                 let view = supervisor.backups.view();
