@@ -15,7 +15,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
 
 use libmimalloc_sys::{
-    mi_free, mi_malloc, mi_malloc_aligned, mi_realloc, mi_realloc_aligned, mi_zalloc,
+    mi_collect, mi_free, mi_malloc, mi_malloc_aligned, mi_realloc, mi_realloc_aligned, mi_zalloc,
     mi_zalloc_aligned,
 };
 
@@ -24,6 +24,17 @@ use libmimalloc_sys::{
 const PLAIN_ALIGN: usize = std::mem::size_of::<usize>();
 
 pub struct MiMalloc;
+
+/// Returns to the system the memory freed so far on this thread. mimalloc
+/// gives freed pages back only as later allocations pass by; what the
+/// host's start freed (the catalog read whole, each manifest parsed) would
+/// otherwise stay resident, about 6 MiB with 10,000 services installed. A
+/// no-op cost when mimalloc is not the global allocator (tests).
+pub fn give_back_free_memory() {
+    // SAFETY: `mi_collect` takes no pointers; it only walks mimalloc's own
+    // heaps.
+    unsafe { mi_collect(true) }
+}
 
 // SAFETY: mimalloc's functions meet `GlobalAlloc`'s contract: the plain ones
 // return word-aligned blocks of at least the requested size (used only for

@@ -22,8 +22,10 @@
 //!   carries, the guest toolchains, `locker build`;
 //! - [`package`]: the manifest and the component, checked before install;
 //! - [`api`], [`bindings`], [`clock`], [`metrics`]: the admin API's wire
-//!   types, the WIT bindings, the time format, the host's counters.
+//!   types, the WIT bindings, the time format, the host's counters;
+//! - [`allocator`]: the binary's global allocator (mimalloc).
 
+pub mod allocator;
 pub mod api;
 pub mod backup;
 pub mod bindings;

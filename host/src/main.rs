@@ -1,11 +1,9 @@
 use clap::Parser;
 
-mod allocator;
-
 // mimalloc, built with `no_thp`: huge pages for its arenas added 15 MiB to
 // an idle host's memory.
 #[global_allocator]
-static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
+static ALLOCATOR: locker::allocator::MiMalloc = locker::allocator::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()

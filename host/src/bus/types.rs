@@ -70,17 +70,27 @@ impl Types {
             .iter()
             .filter_map(|entry| Some((entry.topic().to_string(), entry.data_type()?.to_string())))
             .collect();
+        let types = ServiceTypes { defined, bound };
         let mut inner = self.inner.write().unwrap();
-        inner
-            .by_service
-            .insert(manifest.name.clone(), ServiceTypes { defined, bound });
-        inner.gather();
+        // Most services define and bind nothing: they take no entry, and
+        // adding one changes nothing to gather (which would make a start
+        // with 10,000 services quadratic).
+        let changed = if types.defined.is_empty() && types.bound.is_empty() {
+            inner.by_service.remove(&manifest.name).is_some()
+        } else {
+            inner.by_service.insert(manifest.name.clone(), types);
+            true
+        };
+        if changed {
+            inner.gather();
+        }
     }
 
     pub fn remove(&self, service: &str) {
         let mut inner = self.inner.write().unwrap();
-        inner.by_service.remove(service);
-        inner.gather();
+        if inner.by_service.remove(service).is_some() {
+            inner.gather();
+        }
     }
 
     /// Whether `payload` (JSON text) may go out on `topic`: the first

@@ -39,11 +39,15 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// Lists a service, or unlists it when it provides no type: no
+    /// pattern can find such a service, so it costs the directory nothing.
     pub fn insert(&self, info: ServiceInfo) {
-        self.services
-            .write()
-            .unwrap()
-            .insert(info.name.clone(), info);
+        let mut services = self.services.write().unwrap();
+        if info.provides.is_empty() {
+            services.remove(&info.name);
+        } else {
+            services.insert(info.name.clone(), info);
+        }
     }
 
     pub fn remove(&self, name: &str) {

@@ -153,7 +153,11 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         None => None,
     };
     let origins = Origins::new(&args.domain, tls.is_some())?;
-    let supervisor = tokio::task::block_in_place(|| Supervisor::new(root.clone(), options))?;
+    let supervisor = tokio::task::block_in_place(|| {
+        let supervisor = Supervisor::new(root.clone(), options);
+        crate::allocator::give_back_free_memory();
+        supervisor
+    })?;
     let owner = Arc::new(Owner::open(
         &root,
         SessionPolicy {

@@ -279,14 +279,7 @@ impl Manifest {
     /// Whether its `calls` let it call the service `name` that provides
     /// `provides`.
     pub fn may_call(&self, name: &str, provides: &[String]) -> bool {
-        self.calls
-            .iter()
-            .any(|callee| match callee.strip_prefix("type:") {
-                Some(pattern) => provides
-                    .iter()
-                    .any(|provided| super::topics::matches(pattern, provided)),
-                None => callee == name,
-            })
+        may_call(&self.calls, name, provides)
     }
 
     /// Whether `path` is one of the service's public routes. A path that a
@@ -439,6 +432,19 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// Whether a service declaring `calls` may call the service `name`, which
+/// provides the types `provides`.
+pub fn may_call(calls: &[String], name: &str, provides: &[String]) -> bool {
+    calls
+        .iter()
+        .any(|callee| match callee.strip_prefix("type:") {
+            Some(pattern) => provides
+                .iter()
+                .any(|provided| super::topics::matches(pattern, provided)),
+            None => callee == name,
+        })
 }
 
 /// A service name is also its URL prefix and folder name, so it is kept plain.

@@ -20,7 +20,7 @@ use super::outbound::{ServiceCalls, callee};
 use super::registry::Services;
 use super::{ServiceError, serve};
 use crate::api::CALLER_HEADER;
-use crate::package::Manifest;
+use crate::package::{Manifest, manifest};
 use crate::store::ServiceLog;
 
 /// The longest chain of calls one request may start.
@@ -29,7 +29,8 @@ pub const MAX_CHAIN: usize = 8;
 /// One service's calls: who it is, whom it may call, where they are.
 pub struct CallRouter {
     caller: String,
-    manifest: Manifest,
+    /// The caller's `calls` (its whole manifest would be kept per service).
+    calls: Vec<String>,
     services: Weak<Services>,
     log: ServiceLog,
 }
@@ -38,7 +39,7 @@ impl CallRouter {
     pub fn new(manifest: &Manifest, services: Weak<Services>, log: ServiceLog) -> CallRouter {
         CallRouter {
             caller: manifest.name.clone(),
-            manifest: manifest.clone(),
+            calls: manifest.calls.clone(),
             services,
             log,
         }
@@ -69,7 +70,7 @@ impl CallRouter {
             .as_ref()
             .map(|service| service.installed().manifest.provides.clone())
             .unwrap_or_default();
-        if !self.manifest.may_call(&name, &provides) {
+        if !manifest::may_call(&self.calls, &name, &provides) {
             let why = format!(
                 "refused a call to {name:?}: the manifest's `calls` does not name it \
                  (add \"{name}\", or \"type:…\" for a type it provides)"

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -16,14 +16,15 @@ use anyhow::{Context, Result};
 /// The size past which a log is rotated.
 pub const ROTATE_AT: u64 = 8 << 20;
 
+/// Cloned into each capability that notes things: the path is shared.
 #[derive(Clone)]
 pub struct ServiceLog {
-    path: PathBuf,
+    path: Arc<Path>,
 }
 
 impl ServiceLog {
     pub fn new(path: PathBuf) -> Self {
-        ServiceLog { path }
+        ServiceLog { path: path.into() }
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -42,7 +43,7 @@ impl ServiceLog {
 
     /// Where the previous part of a rotated log is kept.
     pub fn rotated_path(&self) -> PathBuf {
-        let mut path = self.path.clone().into_os_string();
+        let mut path = self.path.as_os_str().to_owned();
         path.push(".1");
         path.into()
     }
