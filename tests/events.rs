@@ -75,6 +75,13 @@ async fn an_event_reaches_a_subscriber_that_was_not_running() {
         1,
         "delivered through a cold start"
     );
+    // A line longer than one host call takes (4 KiB) is appended whole too.
+    let long = format!(r#"{{"title":"{}"}}"#, "x".repeat(10_000));
+    let id = publish(&locker, "note/changed", &long).await;
+    let events = wait_for_events(&locker, "subscriber", 2).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["id"], id.as_str());
+    assert_eq!(events[1]["payload"], long.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -224,6 +224,11 @@ impl Metrics {
     }
 
     pub fn delivery(&self, subscriber: &str, outcome: Delivery) {
+        self.deliveries(subscriber, outcome, 1);
+    }
+
+    /// `count` delivery attempts that ended alike.
+    pub fn deliveries(&self, subscriber: &str, outcome: Delivery, count: u64) {
         if let Some(inner) = &self.0 {
             let outcome = match outcome {
                 Delivery::Delivered => "delivered",
@@ -237,7 +242,7 @@ impl Metrics {
                     subscriber: subscriber.to_string(),
                     outcome: outcome.to_string(),
                 })
-                .inc();
+                .inc_by(count);
         }
     }
 

@@ -96,6 +96,12 @@ impl Bus {
         self.subscriptions.ring(service);
     }
 
+    /// Wakes a subscriber whose deliveries before its dispatcher's cursor
+    /// became pending again (a replay).
+    pub fn rewind(&self, service: &str) {
+        self.subscriptions.rewind(service);
+    }
+
     pub fn live(&self) -> broadcast::Receiver<EventRecord> {
         self.live.subscribe()
     }

@@ -2,7 +2,7 @@
 //! dispatcher. Subscriptions come from the manifests, so every subscriber
 //! is known even while it is not loaded.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
@@ -15,6 +15,9 @@ pub struct Subscriptions {
     patterns: RwLock<BTreeMap<String, Vec<String>>>,
     /// Service name → the bell that wakes its dispatcher.
     bells: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Services whose dispatcher must read from the start again: a replay
+    /// made deliveries older than its cursor pending.
+    rewinds: Mutex<HashSet<String>>,
 }
 
 impl Subscriptions {
@@ -58,6 +61,17 @@ impl Subscriptions {
 
     pub fn ring(&self, service: &str) {
         self.bell(service).notify_one();
+    }
+
+    /// Wakes a service's dispatcher to read from the start.
+    pub fn rewind(&self, service: &str) {
+        self.rewinds.lock().unwrap().insert(service.to_string());
+        self.ring(service);
+    }
+
+    /// Whether the dispatcher was asked to read from the start (once).
+    pub fn take_rewind(&self, service: &str) -> bool {
+        self.rewinds.lock().unwrap().remove(service)
     }
 }
 

@@ -15,6 +15,8 @@
 //! short steps between other work; an event that still has a pending or dead
 //! delivery is kept however old it is.
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -47,12 +49,17 @@ pub struct NewEvent {
 pub trait EventLog: Send + Sync {
     /// Stores an event and one pending delivery per subscriber; returns once durable.
     async fn publish(&self, event: NewEvent, subscribers: Vec<String>) -> Result<EventRecord>;
-    /// Marks a delivery done. Not awaited: a delivery whose mark is lost in
-    /// a crash is delivered again, which at-least-once allows.
-    fn delivered(&self, subscriber: &str, seq: i64);
+    /// Marks deliveries done, in one piece of work. Not awaited: a delivery
+    /// whose mark is lost in a crash is delivered again, which at-least-once
+    /// allows. Marks go to the writer before any later read of what is
+    /// pending, so a read never finds a delivery already done.
+    fn delivered(&self, subscriber: &str, seqs: Vec<i64>);
     /// Records a failed attempt; `dead` when it was the last.
     fn failed(&self, subscriber: &str, seq: i64, attempts: u32, error: &str, dead: bool);
-    /// The subscriber's next pending deliveries after `after`, in publish order.
+    /// The subscriber's next pending deliveries after `after`, in publish
+    /// order. From the start (`after` 0) the read waits its turn behind
+    /// every mark made before it; past a cursor it reads what is committed
+    /// without waiting, for the caller has delivered nothing after `after`.
     async fn pending(
         &self,
         subscriber: &str,
@@ -102,12 +109,15 @@ const PRUNE_STEP: usize = 2000;
 #[derive(Clone)]
 pub struct SqliteEventLog {
     writer: GroupCommit,
+    /// Reads what is committed, beside the writer (WAL lets it).
+    reader: Arc<Mutex<Connection>>,
 }
 
 impl SqliteEventLog {
     pub fn open(root: &LockerRoot) -> Result<SqliteEventLog> {
         let writer = GroupCommit::start("locker-events-db", root.open_database()?)?;
-        Ok(SqliteEventLog { writer })
+        let reader = Arc::new(Mutex::new(root.open_database()?));
+        Ok(SqliteEventLog { writer, reader })
     }
 }
 
@@ -141,11 +151,17 @@ impl EventLog for SqliteEventLog {
             .await
     }
 
-    fn delivered(&self, subscriber: &str, seq: i64) {
+    fn delivered(&self, subscriber: &str, seqs: Vec<i64>) {
+        if seqs.is_empty() {
+            return;
+        }
         let subscriber = subscriber.to_string();
-        self.writer.submit("a delivery", move |db| {
-            db.prepare_cached("DELETE FROM deliveries WHERE subscriber = ?1 AND seq = ?2")?
-                .execute(params![subscriber, seq])?;
+        self.writer.submit("deliveries", move |db| {
+            let mut done =
+                db.prepare_cached("DELETE FROM deliveries WHERE subscriber = ?1 AND seq = ?2")?;
+            for seq in seqs {
+                done.execute(params![subscriber, seq])?;
+            }
             Ok(())
         });
     }
@@ -167,24 +183,31 @@ impl EventLog for SqliteEventLog {
         limit: usize,
     ) -> Result<Vec<PendingDelivery>> {
         let subscriber = subscriber.to_string();
-        self.writer
-            .call_unguarded(move |db| {
-                query_all(
-                    db,
-                    "SELECT e.seq, e.topic, e.source, e.time, e.payload, d.attempts
-                     FROM deliveries d JOIN events e ON e.seq = d.seq
-                     WHERE d.subscriber = ?1 AND d.state = 'pending' AND d.seq > ?2
-                     ORDER BY d.seq LIMIT ?3",
-                    params![subscriber, after, limit as i64],
-                    |row| {
-                        Ok(PendingDelivery {
-                            event: event_from_row(row)?,
-                            attempts: row.get(5)?,
-                        })
-                    },
-                )
-            })
+        let read = move |db: &Connection| {
+            query_all(
+                db,
+                "SELECT e.seq, e.topic, e.source, e.time, e.payload, d.attempts
+                 FROM deliveries d JOIN events e ON e.seq = d.seq
+                 WHERE d.subscriber = ?1 AND d.state = 'pending' AND d.seq > ?2
+                 ORDER BY d.seq LIMIT ?3",
+                params![subscriber, after, limit as i64],
+                |row| {
+                    Ok(PendingDelivery {
+                        event: event_from_row(row)?,
+                        attempts: row.get(5)?,
+                    })
+                },
+            )
+        };
+        if after == 0 {
+            return self.writer.call_unguarded(read).await;
+        }
+        // Beside the writer, not behind its next commit: a dispatcher that
+        // waited a commit for each read would idle half the time.
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || read(&reader.lock().unwrap()))
             .await
+            .context("the event reader stopped")?
     }
 
     async fn recent(&self, topic: Option<String>, limit: usize) -> Result<Vec<EventSummary>> {
@@ -445,7 +468,7 @@ mod tests {
         let pending = log.pending("x", 0, 10).await.unwrap();
         let seqs: Vec<i64> = pending.iter().map(|d| d.event.seq).collect();
         assert_eq!(seqs, [first.seq, second.seq], "in publish order");
-        log.delivered("x", first.seq);
+        log.delivered("x", vec![first.seq]);
         log.failed("y", first.seq, 5, "it broke", true);
         let stats = log.stats().await.unwrap();
         assert_eq!(
@@ -460,7 +483,7 @@ mod tests {
 
         // Nothing owed is kept past the retention; what is owed stays.
         let future = chrono::Utc::now() + chrono::TimeDelta::days(1);
-        log.delivered("x", second.seq);
+        log.delivered("x", vec![second.seq]);
         log.forget("y");
         log.forget("z");
         assert_eq!(log.prune(future).await.unwrap(), 3);

@@ -24,9 +24,18 @@ type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// Runs inside the transaction; says whether it succeeded and how to answer.
 type Run = Box<dyn FnOnce(&Connection) -> (bool, Answer) + Send>;
 
-/// A piece of work, and whether it runs in a savepoint of its own.
+/// How long a batch may wait for callers the last commit answered to come
+/// back with their next write. Without it, 64 publishers that each wait for
+/// their commit split into two cohorts of 32, each with a commit of its own;
+/// with it, they share one (BENCHMARKS.md, 2026-12-05). It is spent only
+/// while such callers are missing, never by a lone one.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// A piece of work, whether it runs in a savepoint of its own, and whether
+/// a caller waits for its answer.
 struct Work {
     guarded: bool,
+    awaited: bool,
     run: Run,
 }
 
@@ -80,15 +89,20 @@ impl GroupCommit {
             (ok, answer)
         });
         self.queue
-            .send(Work { guarded, run })
+            .send(Work {
+                guarded,
+                awaited: true,
+                run,
+            })
             .map_err(|_| anyhow!("the database writer has stopped"))?;
         answer
             .await
             .map_err(|_| anyhow!("the database writer has stopped"))?
     }
 
-    /// Runs `f`, one statement, in the next transaction without waiting; a
-    /// failure is logged.
+    /// Runs `f` in the next transaction without waiting; a failure is
+    /// logged. For statements that each stand alone: no savepoint undoes
+    /// the ones before a failure.
     pub fn submit(
         &self,
         what: &'static str,
@@ -106,6 +120,7 @@ impl GroupCommit {
         });
         let work = Work {
             guarded: false,
+            awaited: false,
             run,
         };
         if self.queue.send(work).is_err() {
@@ -115,13 +130,12 @@ impl GroupCommit {
 }
 
 fn run(mut db: Connection, queue: mpsc::Receiver<Work>) {
+    // Callers the last commit answered: as many may be about to write again.
+    let mut answered = 0;
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH
-            && let Ok(more) = queue.try_recv()
-        {
-            batch.push(more);
-        }
+        gather(&queue, &mut batch, answered);
+        answered = batch.iter().filter(|work| work.awaited).count();
         let mut answers = Vec::with_capacity(batch.len());
         let committed = (|| -> rusqlite::Result<()> {
             // IMMEDIATE: a transaction that reads before it writes would
@@ -151,6 +165,31 @@ fn run(mut db: Connection, queue: mpsc::Receiver<Work>) {
         for answer in answers {
             answer(committed.clone());
         }
+    }
+}
+
+/// Takes what is queued, then waits up to [`GATHER`] for as many awaited
+/// pieces as the last commit answered.
+fn gather(queue: &mpsc::Receiver<Work>, batch: &mut Vec<Work>, answered: usize) {
+    let until = std::time::Instant::now() + GATHER;
+    let mut awaited = batch.iter().filter(|work| work.awaited).count();
+    while batch.len() < MAX_BATCH {
+        let more = match queue.try_recv() {
+            Ok(more) => more,
+            Err(mpsc::TryRecvError::Disconnected) => return,
+            Err(mpsc::TryRecvError::Empty) => {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if awaited >= answered || left.is_zero() {
+                    return;
+                }
+                match queue.recv_timeout(left) {
+                    Ok(more) => more,
+                    Err(_) => return,
+                }
+            }
+        };
+        awaited += usize::from(more.awaited);
+        batch.push(more);
     }
 }
 

@@ -394,7 +394,7 @@ impl Supervisor {
     ) -> Result<Vec<String>> {
         let subscribers = self.bus.log().replay(service, event).await?;
         for subscriber in &subscribers {
-            self.bus.ring(subscriber);
+            self.bus.rewind(subscriber);
         }
         Ok(subscribers)
     }

@@ -204,14 +204,57 @@ pub fn respond_with(
 /// goes out in one write, so lines that several instances append at once
 /// never interleave.
 pub fn append_line(file: &str, line: &str) -> Result<(), String> {
+    let text = format!("{line}\n");
+    if let Some(appended) = append_in_one_call(file, text.as_bytes()) {
+        return appended;
+    }
     let mut handle = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(file)
         .map_err(|e| format!("cannot open {file}: {e}"))?;
     handle
-        .write_all(format!("{line}\n").as_bytes())
+        .write_all(text.as_bytes())
         .map_err(|e| format!("cannot write to {file}: {e}"))
+}
+
+/// The most `blocking-write-and-flush` takes in one call.
+const ONE_CALL: usize = 4096;
+
+/// Appends `bytes` with one `blocking-write-and-flush`, which the host does
+/// at once; `std`'s write goes through a stream `write` that the host hands
+/// to a thread of its own, a thread switch per line. `None` (use `std`)
+/// for more than [`ONE_CALL`] bytes, or when the working directory is not
+/// the preopen `/`.
+fn append_in_one_call(file: &str, bytes: &[u8]) -> Option<Result<(), String>> {
+    use wasip2::filesystem::preopens::get_directories;
+    use wasip2::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
+    thread_local! {
+        static FOLDER: Option<Descriptor> = get_directories()
+            .into_iter()
+            .find_map(|(folder, path)| (path == "/").then_some(folder));
+    }
+    if bytes.len() > ONE_CALL || file.starts_with('/') {
+        return None;
+    }
+    FOLDER.with(|folder| {
+        let folder = folder.as_ref()?;
+        let opened = folder.open_at(
+            PathFlags::SYMLINK_FOLLOW,
+            file,
+            OpenFlags::CREATE,
+            DescriptorFlags::WRITE,
+        );
+        Some((|| {
+            let handle = opened.map_err(|e| format!("cannot open {file}: {e}"))?;
+            let stream = handle
+                .append_via_stream()
+                .map_err(|e| format!("cannot open {file}: {e}"))?;
+            stream
+                .blocking_write_and_flush(bytes)
+                .map_err(|e| format!("cannot write to {file}: {e:?}"))
+        })())
+    })
 }
 
 /// `GET url` through the host's `wasi:http/outgoing-handler`: the status and
