@@ -36,6 +36,15 @@ pub fn give_back_free_memory() {
     unsafe { mi_collect(true) }
 }
 
+/// [`give_back_free_memory`] on this thread and on every thread of rayon's
+/// global pool, where wasmtime compiles in parallel: a compile's scratch
+/// memory stays with those idle threads otherwise (16 MiB after compiling
+/// the Rust hello, in a host that then serves 10,000 installed services).
+pub fn give_back_compiler_memory() {
+    give_back_free_memory();
+    rayon::broadcast(|_| give_back_free_memory());
+}
+
 // SAFETY: mimalloc's functions meet `GlobalAlloc`'s contract: the plain ones
 // return word-aligned blocks of at least the requested size (used only for
 // layouts needing no more alignment), the aligned ones honour `align`, and

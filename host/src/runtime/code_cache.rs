@@ -96,6 +96,7 @@ impl CodeCache {
             .precompile_component(&wasm)
             .map_err(anyhow::Error::from)
             .context("compilation failed")?;
+        crate::allocator::give_back_compiler_memory();
         if let Err(e) = self.store(&entry, &compiled) {
             // A cache that cannot be written only costs speed.
             tracing::warn!(entry = %entry.display(), "cannot write a code cache entry: {e:#}");
