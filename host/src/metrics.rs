@@ -177,27 +177,29 @@ impl Metrics {
     /// never used cost neither memory (two histograms and seven counters,
     /// ~2 KiB each) nor lines in the exposition.
     pub fn service(&self, name: &str) -> ServiceMetrics {
-        ServiceMetrics(self.is_on().then(|| {
+        ServiceMetrics(self.0.as_ref().map(|inner| {
             Arc::new(LazyHandles {
                 name: name.to_string(),
-                metrics: self.clone(),
+                inner: inner.clone(),
                 handles: OnceLock::new(),
             })
         }))
     }
+}
 
-    fn service_handles(&self, name: &str) -> Option<ServiceHandles> {
-        let f = &self.0.as_ref()?.families;
+impl Families {
+    /// One service's series, made now.
+    fn service_handles(&self, name: &str) -> ServiceHandles {
         let label = ServiceLabel {
             service: name.to_string(),
         };
         let status = |class: &str| {
-            f.requests.get_or_create_owned(&StatusLabels {
+            self.requests.get_or_create_owned(&StatusLabels {
                 service: name.to_string(),
                 status: class.to_string(),
             })
         };
-        Some(ServiceHandles {
+        ServiceHandles {
             by_class: [
                 status("1xx"),
                 status("2xx"),
@@ -205,12 +207,14 @@ impl Metrics {
                 status("4xx"),
                 status("5xx"),
             ],
-            request_seconds: f.request_seconds.get_or_create_owned(&label),
-            load_seconds: f.load_seconds.get_or_create_owned(&label),
-            memory_limit_hits: f.memory_limit_hits.get_or_create_owned(&label),
-        })
+            request_seconds: self.request_seconds.get_or_create_owned(&label),
+            load_seconds: self.load_seconds.get_or_create_owned(&label),
+            memory_limit_hits: self.memory_limit_hits.get_or_create_owned(&label),
+        }
     }
+}
 
+impl Metrics {
     pub fn published(&self, source: &str) {
         if let Some(inner) = &self.0 {
             inner
@@ -320,7 +324,7 @@ pub struct ServiceMetrics(Option<Arc<LazyHandles>>);
 
 struct LazyHandles {
     name: String,
-    metrics: Metrics,
+    inner: Arc<Inner>,
     handles: OnceLock<ServiceHandles>,
 }
 
@@ -334,11 +338,9 @@ struct ServiceHandles {
 impl ServiceMetrics {
     fn handles(&self) -> Option<(&LazyHandles, &ServiceHandles)> {
         let lazy = self.0.as_deref()?;
-        let handles = lazy.handles.get_or_init(|| {
-            lazy.metrics
-                .service_handles(&lazy.name)
-                .expect("a service's metrics are made only when metrics are on")
-        });
+        let handles = lazy
+            .handles
+            .get_or_init(|| lazy.inner.families.service_handles(&lazy.name));
         Some((lazy, handles))
     }
 
@@ -355,16 +357,14 @@ impl ServiceMetrics {
     pub fn load(&self, cache: &str, took: Duration) {
         if let Some((lazy, handles)) = self.handles() {
             handles.load_seconds.observe(took.as_secs_f64());
-            if let Some(inner) = &lazy.metrics.0 {
-                inner
-                    .families
-                    .loads
-                    .get_or_create(&LoadLabels {
-                        service: lazy.name.clone(),
-                        cache: cache.to_string(),
-                    })
-                    .inc();
-            }
+            lazy.inner
+                .families
+                .loads
+                .get_or_create(&LoadLabels {
+                    service: lazy.name.clone(),
+                    cache: cache.to_string(),
+                })
+                .inc();
         }
     }
 

@@ -163,7 +163,6 @@ impl CodeCache {
 /// A file as the file system sees it: which file (device and inode), its
 /// size, and when its contents or metadata last changed. The change time
 /// moves with every write and every `touch`, and cannot be set back.
-#[derive(Debug, PartialEq, Eq)]
 struct Stamp {
     device: u64,
     inode: u64,

@@ -148,7 +148,7 @@ impl SqliteCatalog {
             // (which made each install slower as the catalog grew).
             return Ok(());
         }
-        let name = &package.manifest.name;
+        let name = &manifest.name;
         let others: Vec<Manifest> = self
             .list()?
             .into_iter()

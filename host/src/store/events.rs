@@ -51,8 +51,8 @@ pub trait EventLog: Send + Sync {
     async fn publish(&self, event: NewEvent, subscribers: Vec<String>) -> Result<EventRecord>;
     /// Marks deliveries done, in one piece of work. Not awaited: a delivery
     /// whose mark is lost in a crash is delivered again, which at-least-once
-    /// allows. Marks go to the writer before any later read of what is
-    /// pending, so a read never finds a delivery already done.
+    /// allows. A later read of what is pending from the start runs behind
+    /// the marks made before it.
     fn delivered(&self, subscriber: &str, seqs: Vec<i64>);
     /// Records a failed attempt; `dead` when it was the last.
     fn failed(&self, subscriber: &str, seq: i64, attempts: u32, error: &str, dead: bool);

@@ -134,8 +134,7 @@ fn run(mut db: Connection, queue: mpsc::Receiver<Work>) {
     let mut answered = 0;
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
-        gather(&queue, &mut batch, answered);
-        answered = batch.iter().filter(|work| work.awaited).count();
+        answered = gather(&queue, &mut batch, answered);
         let mut answers = Vec::with_capacity(batch.len());
         let committed = (|| -> rusqlite::Result<()> {
             // IMMEDIATE: a transaction that reads before it writes would
@@ -169,28 +168,29 @@ fn run(mut db: Connection, queue: mpsc::Receiver<Work>) {
 }
 
 /// Takes what is queued, then waits up to [`GATHER`] for as many awaited
-/// pieces as the last commit answered.
-fn gather(queue: &mpsc::Receiver<Work>, batch: &mut Vec<Work>, answered: usize) {
+/// pieces as the last commit answered; returns how many the batch holds.
+fn gather(queue: &mpsc::Receiver<Work>, batch: &mut Vec<Work>, answered: usize) -> usize {
     let until = std::time::Instant::now() + GATHER;
     let mut awaited = batch.iter().filter(|work| work.awaited).count();
     while batch.len() < MAX_BATCH {
         let more = match queue.try_recv() {
             Ok(more) => more,
-            Err(mpsc::TryRecvError::Disconnected) => return,
+            Err(mpsc::TryRecvError::Disconnected) => break,
             Err(mpsc::TryRecvError::Empty) => {
                 let left = until.saturating_duration_since(std::time::Instant::now());
                 if awaited >= answered || left.is_zero() {
-                    return;
+                    break;
                 }
                 match queue.recv_timeout(left) {
                     Ok(more) => more,
-                    Err(_) => return,
+                    Err(_) => break,
                 }
             }
         };
         awaited += usize::from(more.awaited);
         batch.push(more);
     }
+    awaited
 }
 
 #[cfg(test)]

@@ -30,11 +30,11 @@ const BATCH: usize = 512;
 const MARKS: usize = 64;
 
 /// Deliveries done whose marks have not gone to the event log yet. They go
-/// before the dispatcher next reads what is pending (the writer runs its
-/// work in order, so a read never finds one of them), every [`MARKS`], and
-/// when the dispatcher ends mid-batch (an upgrade or uninstall): a crash
-/// loses at most the marks of a few dozen deliveries, which are then
-/// delivered again, as at-least-once allows.
+/// before the dispatcher next reads what is pending (a read from the start
+/// runs in the writer behind them; a read past the cursor cannot reach
+/// them), every [`MARKS`], and when the dispatcher ends mid-batch (an
+/// upgrade or uninstall): a crash loses at most the marks of a few dozen
+/// deliveries, which are then delivered again, as at-least-once allows.
 struct Marks<'a> {
     bus: &'a Bus,
     service: &'a str,
