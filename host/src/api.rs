@@ -650,3 +650,46 @@ pub struct ImportView {
     pub files: u64,
     pub bytes: u64,
 }
+
+/// `GET /_locker/api/cluster`: the hosts sharing this locker, which owns
+/// what, and this host's NATS connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The host that answered.
+    pub host: String,
+    pub nats: NatsView,
+    /// The hosts alive now.
+    pub hosts: Vec<ClusterHost>,
+    /// Each owned service and the host that holds its lease.
+    pub leases: Vec<LeaseView>,
+    /// How long a lease lasts without renewal.
+    pub lease_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NatsView {
+    /// `connected`, `pending` (reconnecting) or `disconnected`.
+    pub state: String,
+    /// The server this host is connected to.
+    pub server: String,
+    /// The servers the client knows of.
+    pub urls: Vec<String>,
+}
+
+/// What a host of the cluster says of itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterHost {
+    pub host: String,
+    /// Where its front door listens.
+    pub url: String,
+    /// When it joined (RFC 3339).
+    pub joined_at: String,
+    /// The NATS server it is connected to.
+    pub nats_server: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseView {
+    pub service: String,
+    pub host: String,
+}

@@ -3,6 +3,9 @@
 //! The layers, from the command line down (ARCHITECTURE.md draws them and
 //! walks a request, an event and a job through them):
 //! - [`cli`]: the `locker` command and its admin API client;
+//! - [`cluster`]: several hosts serving one locker over NATS JetStream:
+//!   the catalog and tokens kept in step, services owned under leases,
+//!   requests forwarded to their owner;
 //! - [`http`]: the front door: routing, the admin API, the live event
 //!   stream, proxying a request to a service;
 //! - [`supervisor`]: the host's services kept in step with the catalog, and
@@ -21,8 +24,9 @@
 //! - [`develop`]: writing services: the SDKs and templates the binary
 //!   carries, the guest toolchains, `locker build`;
 //! - [`package`]: the manifest and the component, checked before install;
-//! - [`api`], [`bindings`], [`clock`], [`metrics`]: the admin API's wire
-//!   types, the WIT bindings, the time format, the host's counters;
+//! - [`api`], [`bindings`], [`clock`], [`metrics`], [`changes`]: the admin
+//!   API's wire types, the WIT bindings, the time format, the host's
+//!   counters, changes announced to the cluster;
 //! - [`allocator`]: the binary's global allocator (mimalloc).
 
 pub mod allocator;
@@ -31,8 +35,10 @@ pub mod backup;
 pub mod bindings;
 pub mod bus;
 pub mod capabilities;
+pub mod changes;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod develop;
 pub mod distribution;
 pub mod http;

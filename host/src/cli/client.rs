@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ADMIN_PREFIX, AcceptedOffer, ConfigEntry, DeadLetter, EventRecord, EventSummary, Found,
-    JobView, LoginRequest, NewToken, Offer, OfferRequest, RegistryLogin, Rollback, RunView,
+    ADMIN_PREFIX, AcceptedOffer, ClusterView, ConfigEntry, DeadLetter, EventRecord, EventSummary,
+    Found, JobView, LoginRequest, NewToken, Offer, OfferRequest, RegistryLogin, Rollback, RunView,
     ServiceStatus, SessionView, TokenRequest, TokenView, TrustRequest, TrustedPublisher, TypeView,
     UpgradeOffer, UpgradeOfferRequest,
 };
@@ -217,6 +217,11 @@ impl AdminClient {
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .context("the host's answer has no x-log-next")?;
         Ok((response.bytes().await?.to_vec(), next))
+    }
+
+    pub async fn cluster(&self) -> Result<ClusterView> {
+        self.send(self.http.get(format!("{}/cluster", self.base)))
+            .await
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenView>> {

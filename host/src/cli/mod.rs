@@ -10,6 +10,7 @@
 mod access;
 mod backup;
 pub mod client;
+mod cluster;
 mod config;
 mod develop;
 mod events;
@@ -249,6 +250,15 @@ enum Command {
         #[command(flatten)]
         root: Target,
     },
+    /// The hosts sharing this locker (`serve --cluster`).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        root: Target,
+    },
     /// Scheduled jobs: each job, its next time, last run and result.
     Jobs {
         #[command(subcommand)]
@@ -404,6 +414,12 @@ enum ConfigAction {
     },
     /// Unset one: the service reads its default again, if it has one.
     Unset { name: String, key: String },
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// The hosts alive, which host owns each service, and this host's NATS connection.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -585,6 +601,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 event,
                 root,
             } => events::replay(&root, service, event).await,
+            Command::Cluster {
+                action: ClusterAction::Status,
+                json,
+                root,
+            } => cluster::status(&root, json).await,
             Command::Jobs {
                 action: None,
                 service,

@@ -11,7 +11,9 @@ use clap::Args;
 
 use super::Target;
 use crate::bus::DeliveryPolicy;
+use crate::cluster::{Cluster, ClusterOptions};
 use crate::http::certificates::{AcmeSettings, Certificates, keep_certified};
+use crate::http::proxy::forwarded;
 use crate::http::{ConnectionLimits, Front, Origins};
 use crate::jobs::JobPolicy;
 use crate::owner::{Owner, SessionPolicy};
@@ -97,6 +99,18 @@ pub(super) struct ServeArgs {
     /// `read` reads them).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     metrics: bool,
+    /// Share one locker with other hosts through these NATS servers (with
+    /// JetStream): `nats://host:4222`, repeated or comma-separated. Every
+    /// host must mount the same volume at `<root>/services`.
+    #[arg(long, value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// How many copies JetStream keeps of the cluster's buckets.
+    #[arg(long, default_value_t = 3, requires = "cluster")]
+    cluster_replicas: usize,
+    /// How long a host's hold on a service lasts without renewal: at most
+    /// this long, a service whose host died waits for another.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, requires = "cluster")]
+    lease: Duration,
     #[command(flatten)]
     root: Target,
 }
@@ -226,8 +240,31 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         max_open: args.max_connections,
         max_per_client: args.max_connections_per_client,
     };
-    let front = Arc::new(Front::new(supervisor, owner, origins));
+    let mut front = Front::new(supervisor.clone(), owner.clone(), origins);
+    let cluster = if args.cluster.is_empty() {
+        None
+    } else {
+        let options = ClusterOptions {
+            urls: args.cluster,
+            replicas: args.cluster_replicas,
+            lease: args.lease,
+            host: crate::cluster::host_id(root.dir())?,
+            url: url.clone(),
+            request_timeout: args.request_timeout,
+        };
+        let cluster = Cluster::join(options, supervisor, owner).await?;
+        tracing::info!(host = cluster.host(), "joined the cluster");
+        front = front.in_cluster(cluster.clone());
+        Some(cluster)
+    };
+    let front = Arc::new(front);
+    if let Some(cluster) = &cluster {
+        cluster.answer(forwarded(front.clone())).await?;
+    }
     let served = crate::http::serve(front, listener, tls, limits, shutdown_signal()).await;
+    if let Some(cluster) = cluster {
+        cluster.leave().await;
+    }
     drop(background);
     if let Some(acme) = acme {
         acme.abort();

@@ -1,10 +1,11 @@
-//! What the front door holds: the services, the owner, the origins, and
-//! the rate limit of public routes.
+//! What the front door holds: the services, the owner, the origins, the
+//! rate limit of public routes, and the cluster if the host is in one.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::origins::Origins;
+use crate::cluster::Cluster;
 use crate::owner::Owner;
 use crate::supervisor::Supervisor;
 
@@ -14,6 +15,8 @@ pub struct Front {
     pub owner: Arc<Owner>,
     pub origins: Origins,
     pub public_routes: PublicThrottle,
+    /// The cluster this host is one of, if any.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Front {
@@ -23,7 +26,14 @@ impl Front {
             owner,
             origins,
             public_routes: PublicThrottle::default(),
+            cluster: None,
         }
+    }
+
+    /// The front door of one host of `cluster`.
+    pub fn in_cluster(mut self, cluster: Arc<Cluster>) -> Front {
+        self.cluster = Some(cluster);
+        self
     }
 }
 

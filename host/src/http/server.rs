@@ -30,7 +30,7 @@ use super::front::Front;
 use super::gate::{self, ServiceVerdict, TokenMemo};
 use super::origins::{Destination, host_header};
 use super::pages;
-use super::proxy::{proxy, service_error_response};
+use super::proxy::{self, service_error_response};
 use crate::api::ADMIN_PREFIX;
 use crate::package::manifest::validate_service_name;
 use crate::runtime::ServiceError;
@@ -335,7 +335,7 @@ async fn service_origin(
         return service_error_response(&ServiceError::NotFound(name.to_string()));
     };
     gate::hand_to_guest(&mut request, &front.origins, caller);
-    let mut response = proxy(service, request, front.origins.secure).await;
+    let mut response = proxy::route(front, service, request).await;
     gate::keep_cookies_home(&mut response);
     gate::fence_in(&mut response);
     response

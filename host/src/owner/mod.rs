@@ -30,11 +30,13 @@ pub use throttle::LoginThrottle;
 pub use tokens::{TokenEntry, Tokens};
 
 use crate::api::TokenView;
+use crate::changes::Changes;
 use crate::store::LockerRoot;
-use crate::store::owner::OwnerStore;
+use crate::store::owner::{OwnerStore, StoredToken};
 use crate::store::root::write_atomically;
 
-/// The label of the token the local CLI uses (kept in `<root>/cli.token`).
+/// The label of the token the local CLI uses (kept in `<root>/cli.token`);
+/// it opens only its own host, even in a cluster.
 pub const CLI_TOKEN_LABEL: &str = "local CLI";
 
 pub struct Owner {
@@ -45,6 +47,9 @@ pub struct Owner {
     pub login_links: LoginLinks,
     pub passkeys: Passkeys,
     has_password: AtomicBool,
+    /// The tokens made or revoked through this host, by id (not those
+    /// followed from the cluster).
+    pub announced_tokens: Changes<String>,
 }
 
 impl Owner {
@@ -57,6 +62,7 @@ impl Owner {
             login_links: LoginLinks::default(),
             passkeys: Passkeys::default(),
             has_password: AtomicBool::new(store.password()?.is_some()),
+            announced_tokens: Changes::default(),
             store,
         })
     }
@@ -117,7 +123,29 @@ impl Owner {
     ) -> Result<(String, TokenView)> {
         let (token, stored) = tokens::create(&self.store, scope, label, expires_at)?;
         self.tokens.add(&stored)?;
+        self.announced_tokens.announce(stored.id.clone());
         Ok((token, tokens::view(&stored)))
+    }
+
+    /// A token as stored, by id.
+    pub fn stored_token(&self, id: &str) -> Result<Option<StoredToken>> {
+        Ok(self
+            .store
+            .tokens()?
+            .into_iter()
+            .find(|token| token.id == id))
+    }
+
+    /// Accepts a token made through another host of the cluster.
+    pub fn follow_token(&self, stored: &StoredToken) -> Result<()> {
+        self.store.add_token(stored)?;
+        self.tokens.add(stored)
+    }
+
+    /// Refuses a token revoked through another host of the cluster.
+    pub fn follow_revocation(&self, id: &str) -> Result<()> {
+        self.tokens.remove(id);
+        self.store.remove_token(id).map(|_| ())
     }
 
     pub fn token_views(&self) -> Result<Vec<TokenView>> {
@@ -127,7 +155,9 @@ impl Owner {
     /// Revokes a token at once; `false` if there is none of that id.
     pub fn revoke_token(&self, id: &str) -> Result<bool> {
         self.tokens.remove(id);
-        self.store.remove_token(id)
+        let removed = self.store.remove_token(id)?;
+        self.announced_tokens.announce(id.to_string());
+        Ok(removed)
     }
 
     /// Makes sure `<root>/cli.token` holds a working admin token, readable

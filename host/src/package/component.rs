@@ -106,6 +106,25 @@ impl Package {
         Package::new(manifest, component, &component_path.display().to_string())
     }
 
+    /// A package as the catalog keeps it: the manifest as installed (its
+    /// schemas inside it, as JSON) with its component; checked again.
+    pub fn installed(
+        manifest: &str,
+        component: Vec<u8>,
+        origin: Option<Origin>,
+        whence: &str,
+    ) -> Result<Package> {
+        let mut manifest = Manifest::parse(manifest, whence)?;
+        for definition in manifest.types.values_mut() {
+            if definition.schema_json.is_some() {
+                definition.schema = None;
+            }
+        }
+        let mut package = Package::new(manifest, component, whence)?;
+        package.origin = origin;
+        Ok(package)
+    }
+
     /// Checks a manifest and component that arrived from elsewhere (the admin API).
     pub fn new(manifest: Manifest, component: Vec<u8>, origin: &str) -> Result<Package> {
         let exports = inspect_component(&component)

@@ -354,21 +354,18 @@ impl Catalog for SqliteCatalog {
             return Ok(None);
         }
         let damaged = || format!("the version of {name} kept for a rollback is damaged");
-        // As installed: its schemas are in its manifest already.
-        let mut manifest = Manifest::read(&dir.join("locker.toml")).with_context(damaged)?;
-        for definition in manifest.types.values_mut() {
-            if definition.schema_json.is_some() {
-                definition.schema = None;
-            }
-        }
-        let component = std::fs::read(dir.join(&manifest.component)).with_context(damaged)?;
-        let mut package =
-            Package::new(manifest, component, &dir.display().to_string()).with_context(damaged)?;
-        package.origin = match std::fs::read(dir.join(ORIGIN_FILE)) {
+        let manifest = std::fs::read_to_string(dir.join("locker.toml")).with_context(damaged)?;
+        let component_name = Manifest::parse(&manifest, "the kept version")
+            .with_context(damaged)?
+            .component;
+        let component = std::fs::read(dir.join(&component_name)).with_context(damaged)?;
+        let origin = match std::fs::read(dir.join(ORIGIN_FILE)) {
             Ok(json) => Some(serde_json::from_slice(&json).with_context(damaged)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(damaged),
         };
+        let package = Package::installed(&manifest, component, origin, &dir.display().to_string())
+            .with_context(damaged)?;
         Ok(Some(package))
     }
 

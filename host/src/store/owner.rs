@@ -24,7 +24,7 @@ pub struct StoredSession {
 }
 
 /// An API token as stored: `hash` is the SHA-256 of its secret part.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredToken {
     pub id: String,
     pub hash: String,
@@ -198,7 +198,7 @@ impl OwnerStore {
     pub fn add_token(&self, token: &StoredToken) -> Result<()> {
         self.db()
             .execute(
-                "INSERT INTO tokens (id, hash, scope, label, created_at, expires_at, last_used)
+                "INSERT OR IGNORE INTO tokens (id, hash, scope, label, created_at, expires_at, last_used)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
                 params![
                     token.id,

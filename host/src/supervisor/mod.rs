@@ -23,6 +23,7 @@ use crate::api::{
 };
 use crate::bus::Bus;
 use crate::capabilities::{HostCapabilities, HostParts, ServiceContext};
+use crate::changes::Changes;
 use crate::distribution::Distribution;
 use crate::jobs::Scheduler;
 use crate::metrics::Metrics;
@@ -59,6 +60,17 @@ pub struct Supervisor {
     started: AtomicBool,
     /// Serializes catalog changes made through this host.
     changes: tokio::sync::Mutex<()>,
+    /// The services the owner changed through this host, by name (not
+    /// those changed to follow the cluster).
+    pub announced: Changes<String>,
+}
+
+/// A change another host made, followed here without announcing it.
+pub enum Followed {
+    Install(Package),
+    Upgrade(Package),
+    Uninstall { name: String, keep_data: bool },
+    Stopped { name: String, stopped: bool },
 }
 
 impl Supervisor {
@@ -111,6 +123,7 @@ impl Supervisor {
             options,
             started: AtomicBool::new(false),
             changes: tokio::sync::Mutex::new(()),
+            announced: Changes::default(),
         });
         for service in supervisor.catalog.list()? {
             supervisor.add(service);
@@ -175,7 +188,42 @@ impl Supervisor {
 
     pub async fn install(&self, package: Package) -> Result<ServiceStatus> {
         let _change = self.changes.lock().await;
-        self.install_now(package).await
+        let name = package.manifest.name.clone();
+        self.announcing(&name, self.install_now(package).await)
+    }
+
+    /// Follows a change made through another host of the cluster.
+    pub async fn follow(&self, change: Followed) -> Result<()> {
+        match change {
+            Followed::Install(package) => {
+                let _change = self.changes.lock().await;
+                self.install_now(package).await?;
+            }
+            Followed::Upgrade(package) => {
+                let _change = self.changes.lock().await;
+                self.upgrade_to(package, None).await?;
+            }
+            Followed::Uninstall { name, keep_data } => {
+                let _change = self.changes.lock().await;
+                self.uninstall_now(&name, keep_data).await?;
+            }
+            Followed::Stopped { name, stopped } => {
+                self.set_stopped(&name, stopped).await?;
+                if !stopped {
+                    self.bus.ring(&name);
+                    self.scheduler.resume(&name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `result`, announcing `name` if it is a success.
+    fn announcing<T>(&self, name: &str, result: Result<T>) -> Result<T> {
+        if result.is_ok() {
+            self.announced.announce(name.to_string());
+        }
+        result
     }
 
     /// An install, with the change lock held by the caller.
@@ -237,9 +285,11 @@ impl Supervisor {
         // or upgrade of the name can slip between them.
         let _change = self.changes.lock().await;
         let fetched = self.distribution().fetch(accepted, None).await?;
-        fetched
+        let name = fetched.package.manifest.name.clone();
+        let installed = fetched
             .commit(&self.trust, |package| self.install_now(package))
-            .await
+            .await;
+        self.announcing(&name, installed)
     }
 
     /// Upgrades `name` to the offer the owner accepted: newer, from the key
@@ -257,16 +307,18 @@ impl Supervisor {
             .distribution()
             .fetch(accepted, Some(&service.installed().manifest))
             .await?;
-        fetched
+        let upgraded = fetched
             .commit(&self.trust, |package| self.upgrade_to(package, None))
-            .await
+            .await;
+        self.announcing(name, upgraded)
     }
 
     /// Replaces a service's package, keeping its data; its manifest's jobs,
     /// subscriptions and service types take effect at once.
     pub async fn upgrade(&self, package: Package) -> Result<ServiceStatus> {
         let _change = self.changes.lock().await;
-        self.upgrade_to(package, None).await
+        let name = package.manifest.name.clone();
+        self.announcing(&name, self.upgrade_to(package, None).await)
     }
 
     /// Back to the version before the last upgrade; with `data`, its
@@ -288,7 +340,7 @@ impl Supervisor {
         } else {
             None
         };
-        self.upgrade_to(package, saved).await
+        self.announcing(name, self.upgrade_to(package, saved).await)
     }
 
     /// An upgrade (or rollback) to `package`; `data`, when given, takes the
@@ -332,6 +384,12 @@ impl Supervisor {
 
     pub async fn uninstall(&self, name: &str, keep_data: bool) -> Result<ServiceStatus> {
         let _change = self.changes.lock().await;
+        let uninstalled = self.uninstall_now(name, keep_data).await;
+        self.announcing(name, uninstalled)
+    }
+
+    /// An uninstall, with the change lock held by the caller.
+    async fn uninstall_now(&self, name: &str, keep_data: bool) -> Result<ServiceStatus> {
         let service = self
             .service(name)
             .ok_or_else(|| CatalogError::NotInstalled(name.to_string()))?;
@@ -359,6 +417,7 @@ impl Supervisor {
     /// Starts a service: clears `stopped` and loads it now.
     pub async fn start(&self, name: &str) -> Result<ServiceStatus> {
         let service = self.set_stopped(name, false).await?;
+        self.announced.announce(name.to_string());
         // Deliveries and jobs held while it was stopped can go now.
         self.bus.ring(name);
         self.scheduler.resume(name);
@@ -371,7 +430,8 @@ impl Supervisor {
 
     /// Stops a service: unloads it and refuses requests until it is started.
     pub async fn stop(&self, name: &str) -> Result<ServiceStatus> {
-        Ok(self.set_stopped(name, true).await?.status())
+        let stopped = self.set_stopped(name, true).await.map(|s| s.status());
+        self.announcing(name, stopped)
     }
 
     async fn set_stopped(&self, name: &str, stopped: bool) -> Result<Arc<Service>> {

@@ -54,6 +54,7 @@
 //! DELETE /_locker/api/backups/{name}
 //! POST   /_locker/api/services/{name}/export           its folder as an archive, as the body
 //! PUT    /_locker/api/services/{name}/import           body: an export; the service must be stopped
+//! GET    /_locker/api/cluster                          the hosts sharing the locker, who owns what
 //! ```
 //!
 //! `gate` lets a request in first: a token whose scope allows it, or the
@@ -73,6 +74,7 @@ use hyper::body::Incoming;
 use crate::api::ADMIN_PREFIX;
 use crate::http::body::{BoxBody, error_response};
 use crate::http::front::Front;
+use reply::{ApiError, ApiResult, internal, ok};
 
 pub async fn handle(
     front: &Front,
@@ -94,7 +96,10 @@ pub async fn handle(
         .strip_prefix(ADMIN_PREFIX)
         .is_some_and(registry::serves);
     let backup_route = crate::http::gate::is_archive_route(request.uri().path());
-    let handled = if owner_route {
+    let cluster_route = request.uri().path() == format!("{ADMIN_PREFIX}/cluster");
+    let handled = if cluster_route {
+        cluster_view(front).await
+    } else if owner_route {
         owner::dispatch(front, request, authority).await
     } else if backup_route {
         backups::dispatch(&front.supervisor, request).await
@@ -107,4 +112,15 @@ pub async fn handle(
         Ok(response) => response,
         Err(error) => error_response(error.status, &error.message),
     }
+}
+
+/// `GET /cluster`: what this host sees of the cluster.
+async fn cluster_view(front: &Front) -> ApiResult {
+    let Some(cluster) = &front.cluster else {
+        return Err(ApiError::new(
+            http::StatusCode::NOT_FOUND,
+            "this host serves alone (start it with --cluster to share the locker)",
+        ));
+    };
+    ok(&cluster.view().await.map_err(internal)?)
 }

@@ -1,0 +1,97 @@
+//! The JetStream buckets the hosts of one locker share, made by whichever
+//! host comes first (replicated as `--cluster-replicas` says).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_nats::jetstream::{self, kv, object_store};
+
+/// The catalog: one entry per service, what every host installs.
+pub const CATALOG: &str = "locker-catalog";
+/// The owner's API tokens (hashes and scopes), by id.
+pub const TOKENS: &str = "locker-tokens";
+/// One entry per living host, renewed by its heartbeat.
+pub const HOSTS: &str = "locker-hosts";
+/// One entry per owned service: the host that holds its lease.
+pub const LEASES: &str = "locker-leases";
+/// Components, by digest.
+pub const PACKAGES: &str = "locker-packages";
+
+pub struct Buckets {
+    pub catalog: kv::Store,
+    pub tokens: kv::Store,
+    pub hosts: kv::Store,
+    pub leases: kv::Store,
+    pub packages: object_store::ObjectStore,
+}
+
+impl Buckets {
+    /// Opens the buckets, making those not there yet. Entries of `hosts`
+    /// and `leases` vanish `lease` after their last write, and the server
+    /// leaves a marker when they do, so watchers learn of it at once.
+    pub async fn open(
+        jetstream: &jetstream::Context,
+        replicas: usize,
+        lease: Duration,
+    ) -> Result<Buckets> {
+        let durable = |bucket: &str, history: i64| kv::Config {
+            bucket: bucket.to_string(),
+            history,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        let expiring = |bucket: &str| kv::Config {
+            max_age: lease,
+            limit_markers: Some(lease),
+            ..durable(bucket, 1)
+        };
+        Ok(Buckets {
+            catalog: key_value(jetstream, durable(CATALOG, 5)).await?,
+            tokens: key_value(jetstream, durable(TOKENS, 1)).await?,
+            hosts: key_value(jetstream, expiring(HOSTS)).await?,
+            leases: key_value(jetstream, expiring(LEASES)).await?,
+            packages: objects(jetstream, PACKAGES, replicas).await?,
+        })
+    }
+}
+
+async fn key_value(jetstream: &jetstream::Context, config: kv::Config) -> Result<kv::Store> {
+    let bucket = config.bucket.clone();
+    let replicas = config.num_replicas;
+    match jetstream.create_key_value(config).await {
+        Ok(store) => Ok(store),
+        // Made by another host already (perhaps a moment ago).
+        Err(made) => jetstream
+            .get_key_value(&bucket)
+            .await
+            .map_err(|_| made)
+            .with_context(|| bucket_error(&bucket, replicas)),
+    }
+}
+
+async fn objects(
+    jetstream: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+) -> Result<object_store::ObjectStore> {
+    let config = object_store::Config {
+        bucket: bucket.to_string(),
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    match jetstream.create_object_store(config).await {
+        Ok(store) => Ok(store),
+        Err(made) => jetstream
+            .get_object_store(bucket)
+            .await
+            .map_err(|_| made)
+            .with_context(|| bucket_error(bucket, replicas)),
+    }
+}
+
+fn bucket_error(bucket: &str, replicas: usize) -> String {
+    format!(
+        "JetStream cannot keep the bucket {bucket} with {replicas} replicas \
+         (is JetStream on, on at least {replicas} servers? --cluster-replicas sets the number)"
+    )
+}

@@ -1,0 +1,118 @@
+//! The owner's API tokens kept in step across hosts: `locker-tokens` holds
+//! each token's id, hash, scope, label and expiry; a revoked token's entry
+//! is deleted. Each host's own local-CLI token stays on that host.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use async_nats::jetstream::kv::{self, Operation};
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::owner::{CLI_TOKEN_LABEL, Owner};
+use crate::store::owner::StoredToken;
+
+pub struct TokenSync {
+    pub owner: Arc<Owner>,
+    pub kv: kv::Store,
+}
+
+impl TokenSync {
+    /// Follows the bucket as it is, then adds the tokens only this host
+    /// has (and drops those the bucket says were revoked). Returns the
+    /// revision to watch from.
+    pub async fn join(&self) -> Result<u64> {
+        let status = self
+            .kv
+            .status()
+            .await
+            .context("cannot read the tokens bucket")?;
+        let from = status.info.state.last_sequence + 1;
+        let ids: Vec<String> = self
+            .kv
+            .keys()
+            .await
+            .context("cannot list the cluster's tokens")?
+            .try_collect()
+            .await
+            .context("cannot list the cluster's tokens")?;
+        for id in &ids {
+            if let Some(entry) = self.kv.entry(id).await.context("cannot read a token")? {
+                self.follow(&entry);
+            }
+        }
+        for token in self.owner.store.tokens()? {
+            if ids.contains(&token.id) || token.label == CLI_TOKEN_LABEL {
+                continue;
+            }
+            match self
+                .kv
+                .entry(&token.id)
+                .await
+                .context("cannot read a token")?
+            {
+                Some(revoked) => self.follow(&revoked),
+                None => self.publish(&token.id).await?,
+            }
+        }
+        Ok(from)
+    }
+
+    pub async fn run(self, from: u64, mut announced: UnboundedReceiver<String>) -> Result<()> {
+        let mut changes = self
+            .kv
+            .watch_all_from_revision(from)
+            .await
+            .context("cannot watch the tokens")?;
+        loop {
+            tokio::select! {
+                change = changes.next() => {
+                    let Some(change) = change else { return Ok(()) };
+                    self.follow(&change.context("the watch of the tokens broke")?);
+                }
+                Some(id) = announced.recv() => {
+                    if let Err(error) = self.publish(&id).await {
+                        tracing::error!(token = %id, "the other hosts do not know of this token's change: {error:#}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn follow(&self, entry: &kv::Entry) {
+        let followed = match entry.operation {
+            Operation::Put => serde_json::from_slice::<StoredToken>(&entry.value)
+                .context("unreadable")
+                .and_then(|token| self.owner.follow_token(&token)),
+            Operation::Delete | Operation::Purge => self.owner.follow_revocation(&entry.key),
+        };
+        if let Err(error) = followed {
+            tracing::error!(token = %entry.key, "cannot follow the cluster's token: {error:#}");
+        }
+    }
+
+    /// Writes this host's state of token `id`: the token, or its revocation.
+    async fn publish(&self, id: &str) -> Result<()> {
+        match self.owner.stored_token(id)? {
+            Some(token) if token.label == CLI_TOKEN_LABEL => Ok(()),
+            Some(token) => {
+                let token = StoredToken {
+                    last_used: None,
+                    ..token
+                };
+                self.kv
+                    .put(id, serde_json::to_vec(&token)?.into())
+                    .await
+                    .context("cannot write the token to the cluster")?;
+                Ok(())
+            }
+            None => {
+                self.kv
+                    .delete(id)
+                    .await
+                    .context("cannot write the revocation to the cluster")?;
+                Ok(())
+            }
+        }
+    }
+}
