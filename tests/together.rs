@@ -1,7 +1,10 @@
 //! Services that work together: settings and secrets the owner gives each
 //! one through the standard `wasi:config` interface; and the contacts
-//! services (`together/contacts.rs`) against a real CardDAV server.
+//! services (`together/contacts.rs`) against a real CardDAV server; and
+//! several hosts serving one locker over NATS JetStream (`together/cluster.rs`).
 
+#[path = "together/cluster.rs"]
+mod cluster;
 #[path = "together/contacts.rs"]
 mod contacts;
 mod support;

@@ -26,10 +26,32 @@ pub struct Buckets {
 }
 
 impl Buckets {
+    /// Opens the buckets; while JetStream is not ready (a cluster still
+    /// electing its leader, as when hosts and servers start together),
+    /// tries again for up to `patience`.
+    pub async fn open(
+        jetstream: &jetstream::Context,
+        replicas: usize,
+        lease: Duration,
+        patience: Duration,
+    ) -> Result<Buckets> {
+        let started = std::time::Instant::now();
+        loop {
+            match Buckets::try_open(jetstream, replicas, lease).await {
+                Ok(buckets) => return Ok(buckets),
+                Err(error) if started.elapsed() < patience => {
+                    tracing::info!("JetStream is not ready yet ({error:#}); trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Opens the buckets, making those not there yet. Entries of `hosts`
     /// and `leases` vanish `lease` after their last write, and the server
     /// leaves a marker when they do, so watchers learn of it at once.
-    pub async fn open(
+    async fn try_open(
         jetstream: &jetstream::Context,
         replicas: usize,
         lease: Duration,
@@ -45,13 +67,26 @@ impl Buckets {
             limit_markers: Some(lease),
             ..durable(bucket, 1)
         };
-        Ok(Buckets {
+        let buckets = Buckets {
             catalog: key_value(jetstream, durable(CATALOG, 5)).await?,
             tokens: key_value(jetstream, durable(TOKENS, 1)).await?,
             hosts: key_value(jetstream, expiring(HOSTS)).await?,
             leases: key_value(jetstream, expiring(LEASES)).await?,
             packages: objects(jetstream, PACKAGES, replicas).await?,
-        })
+        };
+        // A stream just made has no leader for a moment, and writes to it
+        // fail until it has; its info comes from the leader.
+        for stream in [CATALOG, TOKENS, HOSTS, LEASES].map(|kv| format!("KV_{kv}")) {
+            jetstream
+                .get_stream(&stream)
+                .await
+                .with_context(|| format!("the bucket {stream} has no leader yet"))?;
+        }
+        jetstream
+            .get_stream(format!("OBJ_{PACKAGES}"))
+            .await
+            .context("the packages bucket has no leader yet")?;
+        Ok(buckets)
     }
 }
 

@@ -10,8 +10,9 @@
 //! bucket; a host that was down while a service was uninstalled removes
 //! it, because the bucket remembers the uninstall).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::{kv, object_store};
@@ -23,6 +24,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::package::{Origin, Package};
 use crate::store::InstalledService;
 use crate::supervisor::{Followed, Supervisor};
+
+/// How often what failed is tried again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// What the owner last made of a service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +61,10 @@ pub struct CatalogSync {
     pub packages: object_store::ObjectStore,
     /// The last entry seen in the bucket, per service.
     seen: HashMap<String, Entry>,
+    /// Services whose entry could not be followed yet, or whose change
+    /// here could not be written yet: tried again each second.
+    to_follow: BTreeSet<String>,
+    to_publish: BTreeSet<String>,
 }
 
 impl CatalogSync {
@@ -70,6 +78,8 @@ impl CatalogSync {
             kv,
             packages,
             seen: HashMap::new(),
+            to_follow: BTreeSet::new(),
+            to_publish: BTreeSet::new(),
         }
     }
 
@@ -97,7 +107,7 @@ impl CatalogSync {
         }
         for service in self.supervisor.statuses() {
             if !names.contains(&service.name) {
-                self.publish(&service.name).await?;
+                self.publish(&service.name).await;
             }
         }
         Ok(from)
@@ -111,6 +121,7 @@ impl CatalogSync {
             .watch_all_from_revision(from)
             .await
             .context("cannot watch the catalog")?;
+        let mut retry = tokio::time::interval(RETRY);
         loop {
             tokio::select! {
                 change = changes.next() => {
@@ -120,10 +131,22 @@ impl CatalogSync {
                         self.follow(&change.key, &change.value).await;
                     }
                 }
-                Some(name) = announced.recv() => {
-                    if let Err(error) = self.publish(&name).await {
-                        tracing::error!(service = %name, "the other hosts do not know of this change: {error:#}");
-                    }
+                Some(name) = announced.recv() => self.publish(&name).await,
+                _ = retry.tick() => self.retry().await,
+            }
+        }
+    }
+
+    async fn retry(&mut self) {
+        for name in std::mem::take(&mut self.to_publish) {
+            self.publish(&name).await;
+        }
+        for name in std::mem::take(&mut self.to_follow) {
+            match self.kv.get(&name).await {
+                Ok(Some(value)) => self.follow(&name, &value).await,
+                Ok(None) => {}
+                Err(_) => {
+                    self.to_follow.insert(name);
                 }
             }
         }
@@ -145,8 +168,9 @@ impl CatalogSync {
         if let Err(error) = self.make(name, entry).await {
             tracing::error!(
                 service = name,
-                "cannot follow the cluster's catalog: {error:#}"
+                "cannot follow the cluster's catalog yet: {error:#}"
             );
+            self.to_follow.insert(name.to_string());
         }
     }
 
@@ -199,9 +223,20 @@ impl CatalogSync {
         }
     }
 
+    /// Writes this host's state of `name` to the bucket (until it could).
+    async fn publish(&mut self, name: &str) {
+        if let Err(error) = self.try_publish(name).await {
+            tracing::warn!(
+                service = name,
+                "the other hosts do not know of this change yet: {error:#}"
+            );
+            self.to_publish.insert(name.to_string());
+        }
+    }
+
     /// Writes this host's state of `name` to the bucket, unless it is
     /// there already.
-    async fn publish(&mut self, name: &str) -> Result<()> {
+    async fn try_publish(&mut self, name: &str) -> Result<()> {
         let entry = match self.supervisor.service(name) {
             Some(service) => {
                 let installed = service.installed().clone();

@@ -43,6 +43,8 @@ use leases::Leases;
 
 /// Room left in a message for the request's or response's head.
 const HEAD_ROOM: usize = 64 * 1024;
+/// How long a joining host waits for JetStream to be ready.
+const JETSTREAM_PATIENCE: Duration = Duration::from_secs(30);
 /// How often a request whose owner is gone looks for the next one.
 const RETRY: Duration = Duration::from_millis(100);
 
@@ -118,8 +120,17 @@ impl Cluster {
             .connect(servers)
             .await
             .with_context(|| format!("cannot connect to NATS at {}", options.urls.join(", ")))?;
-        let jetstream = async_nats::jetstream::new(client.clone());
-        let buckets = Buckets::open(&jetstream, options.replicas, options.lease).await?;
+        // Short enough that a join retries soon while JetStream elects leaders.
+        let jetstream = async_nats::jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build(client.clone());
+        let buckets = Buckets::open(
+            &jetstream,
+            options.replicas,
+            options.lease,
+            JETSTREAM_PATIENCE,
+        )
+        .await?;
         let leases = Arc::new(Leases::new(
             buckets.leases.clone(),
             options.host.clone(),

@@ -2,7 +2,9 @@
 //! each token's id, hash, scope, label and expiry; a revoked token's entry
 //! is deleted. Each host's own local-CLI token stays on that host.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::kv::{self, Operation};
@@ -52,7 +54,7 @@ impl TokenSync {
                 .context("cannot read a token")?
             {
                 Some(revoked) => self.follow(&revoked),
-                None => self.publish(&token.id).await?,
+                None => self.try_publish(&token.id).await?,
             }
         }
         Ok(from)
@@ -64,6 +66,9 @@ impl TokenSync {
             .watch_all_from_revision(from)
             .await
             .context("cannot watch the tokens")?;
+        // Changes not yet written: tried again each second.
+        let mut to_publish = BTreeSet::new();
+        let mut retry = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 change = changes.next() => {
@@ -71,9 +76,14 @@ impl TokenSync {
                     self.follow(&change.context("the watch of the tokens broke")?);
                 }
                 Some(id) = announced.recv() => {
-                    if let Err(error) = self.publish(&id).await {
-                        tracing::error!(token = %id, "the other hosts do not know of this token's change: {error:#}");
-                    }
+                    to_publish.insert(id);
+                }
+                _ = retry.tick() => {}
+            }
+            for id in std::mem::take(&mut to_publish) {
+                if let Err(error) = self.try_publish(&id).await {
+                    tracing::warn!(token = %id, "the other hosts do not know of this token's change yet: {error:#}");
+                    to_publish.insert(id);
                 }
             }
         }
@@ -92,7 +102,7 @@ impl TokenSync {
     }
 
     /// Writes this host's state of token `id`: the token, or its revocation.
-    async fn publish(&self, id: &str) -> Result<()> {
+    async fn try_publish(&self, id: &str) -> Result<()> {
         match self.owner.stored_token(id)? {
             Some(token) if token.label == CLI_TOKEN_LABEL => Ok(()),
             Some(token) => {
