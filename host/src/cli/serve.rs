@@ -180,7 +180,6 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         },
     )?);
     owner.ensure_cli_token(&root)?;
-    let background = supervisor.start_background();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -200,6 +199,25 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         listen: Some(address),
         tls_cert: served_cert,
     })?;
+    // In a cluster, the jobs and deliveries start once the host follows it.
+    let mut front = Front::new(supervisor.clone(), owner.clone(), origins.clone());
+    let cluster = if args.cluster.is_empty() {
+        None
+    } else {
+        let options = ClusterOptions {
+            urls: args.cluster,
+            replicas: args.cluster_replicas,
+            lease: args.lease,
+            host: crate::cluster::host_id(root.dir())?,
+            url: url.clone(),
+            request_timeout: args.request_timeout,
+        };
+        let cluster = Cluster::join(options, supervisor.clone(), owner.clone()).await?;
+        tracing::info!(host = cluster.host(), "joined the cluster");
+        front = front.in_cluster(cluster.clone());
+        Some(cluster)
+    };
+    let background = supervisor.start_background();
     let acme = args.acme_directory.map(|directory| {
         let settings = AcmeSettings {
             directory,
@@ -239,23 +257,6 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         head_timeout: args.head_timeout,
         max_open: args.max_connections,
         max_per_client: args.max_connections_per_client,
-    };
-    let mut front = Front::new(supervisor.clone(), owner.clone(), origins);
-    let cluster = if args.cluster.is_empty() {
-        None
-    } else {
-        let options = ClusterOptions {
-            urls: args.cluster,
-            replicas: args.cluster_replicas,
-            lease: args.lease,
-            host: crate::cluster::host_id(root.dir())?,
-            url: url.clone(),
-            request_timeout: args.request_timeout,
-        };
-        let cluster = Cluster::join(options, supervisor, owner).await?;
-        tracing::info!(host = cluster.host(), "joined the cluster");
-        front = front.in_cluster(cluster.clone());
-        Some(cluster)
     };
     let front = Arc::new(front);
     if let Some(cluster) = &cluster {

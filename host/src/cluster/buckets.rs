@@ -14,6 +14,8 @@ pub const TOKENS: &str = "locker-tokens";
 pub const HOSTS: &str = "locker-hosts";
 /// One entry per owned service: the host that holds its lease.
 pub const LEASES: &str = "locker-leases";
+/// Each job's last claimed tick.
+pub const JOBS: &str = "locker-jobs";
 /// Components, by digest.
 pub const PACKAGES: &str = "locker-packages";
 
@@ -22,36 +24,15 @@ pub struct Buckets {
     pub tokens: kv::Store,
     pub hosts: kv::Store,
     pub leases: kv::Store,
+    pub jobs: kv::Store,
     pub packages: object_store::ObjectStore,
 }
 
 impl Buckets {
-    /// Opens the buckets; while JetStream is not ready (a cluster still
-    /// electing its leader, as when hosts and servers start together),
-    /// tries again for up to `patience`.
-    pub async fn open(
-        jetstream: &jetstream::Context,
-        replicas: usize,
-        lease: Duration,
-        patience: Duration,
-    ) -> Result<Buckets> {
-        let started = std::time::Instant::now();
-        loop {
-            match Buckets::try_open(jetstream, replicas, lease).await {
-                Ok(buckets) => return Ok(buckets),
-                Err(error) if started.elapsed() < patience => {
-                    tracing::info!("JetStream is not ready yet ({error:#}); trying again");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-    }
-
     /// Opens the buckets, making those not there yet. Entries of `hosts`
     /// and `leases` vanish `lease` after their last write, and the server
     /// leaves a marker when they do, so watchers learn of it at once.
-    async fn try_open(
+    pub async fn open(
         jetstream: &jetstream::Context,
         replicas: usize,
         lease: Duration,
@@ -72,11 +53,12 @@ impl Buckets {
             tokens: key_value(jetstream, durable(TOKENS, 1)).await?,
             hosts: key_value(jetstream, expiring(HOSTS)).await?,
             leases: key_value(jetstream, expiring(LEASES)).await?,
+            jobs: key_value(jetstream, durable(JOBS, 1)).await?,
             packages: objects(jetstream, PACKAGES, replicas).await?,
         };
         // A stream just made has no leader for a moment, and writes to it
         // fail until it has; its info comes from the leader.
-        for stream in [CATALOG, TOKENS, HOSTS, LEASES].map(|kv| format!("KV_{kv}")) {
+        for stream in [CATALOG, TOKENS, HOSTS, LEASES, JOBS].map(|kv| format!("KV_{kv}")) {
             jetstream
                 .get_stream(&stream)
                 .await

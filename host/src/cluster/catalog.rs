@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::{kv, object_store};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::watch::Follow;
 use crate::package::{Origin, Package};
 use crate::store::InstalledService;
 use crate::supervisor::{Followed, Supervisor};
@@ -116,17 +117,11 @@ impl CatalogSync {
     /// Follows the bucket and writes the owner's changes made here, in one
     /// order; runs until the connection ends.
     pub async fn run(mut self, from: u64, mut announced: UnboundedReceiver<String>) -> Result<()> {
-        let mut changes = self
-            .kv
-            .watch_all_from_revision(from)
-            .await
-            .context("cannot watch the catalog")?;
+        let mut changes = Follow::from(self.kv.clone(), from);
         let mut retry = tokio::time::interval(RETRY);
         loop {
             tokio::select! {
                 change = changes.next() => {
-                    let Some(change) = change else { return Ok(()) };
-                    let change = change.context("the watch of the catalog broke")?;
                     if change.operation == kv::Operation::Put {
                         self.follow(&change.key, &change.value).await;
                     }

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
 use bytes::Bytes;
-use futures::StreamExt;
+
+use super::watch::Follow;
 
 /// Where a service is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,20 +131,15 @@ impl Leases {
         };
     }
 
-    /// Follows every lease's changes; runs until the connection ends.
-    pub async fn watch(&self) -> Result<()> {
-        let mut changes = self
-            .kv
-            .watch_with_history(">")
-            .await
-            .context("cannot watch the leases")?;
-        while let Some(change) = changes.next().await {
-            let change = change.context("the watch of the leases broke")?;
+    /// Follows every lease's changes; runs until aborted.
+    pub async fn watch(&self) {
+        let mut changes = Follow::latest(self.kv.clone());
+        loop {
+            let change = changes.next().await;
             let holder = (change.operation == Operation::Put)
                 .then(|| String::from_utf8_lossy(&change.value).into_owned());
             self.saw(&change.key, holder);
         }
-        Ok(())
     }
 
     /// Renews this host's leases every third of the lease time; `lost` is

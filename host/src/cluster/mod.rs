@@ -6,16 +6,19 @@
 //! the components (`catalog`), the owner's API tokens (`tokens`), the
 //! hosts alive (`members`). A service runs on one host at a time, the
 //! holder of its lease (`leases`); any host answers any request, and
-//! carries one for a service owned elsewhere to its owner (`forward`).
+//! carries one for a service owned elsewhere to its owner (`forward`);
+//! each tick of a job runs once, on the owner (`jobs`).
 //! Services' working directories must be on a volume every host mounts
 //! at `<root>/services` (the lease keeps one writer at a time).
 
 mod buckets;
 mod catalog;
 mod forward;
+mod jobs;
 mod leases;
 mod members;
 mod tokens;
+mod watch;
 
 use std::path::Path;
 use std::pin::Pin;
@@ -114,22 +117,23 @@ impl Cluster {
             .map(|url| url.parse::<ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
             .context("--cluster takes NATS URLs such as nats://127.0.0.1:4222")?;
-        let client = async_nats::ConnectOptions::new()
-            .name(format!("locker {}", options.host))
-            .connection_timeout(Duration::from_secs(5))
-            .connect(servers)
-            .await
-            .with_context(|| format!("cannot connect to NATS at {}", options.urls.join(", ")))?;
+        let urls = options.urls.join(", ");
+        let client = patiently(&format!("connect to NATS at {urls}"), async || {
+            let connected = async_nats::ConnectOptions::new()
+                .name(format!("locker {}", options.host))
+                .connection_timeout(Duration::from_secs(5))
+                .connect(servers.clone())
+                .await?;
+            Ok(connected)
+        })
+        .await?;
         // Short enough that a join retries soon while JetStream elects leaders.
         let jetstream = async_nats::jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
             .build(client.clone());
-        let buckets = Buckets::open(
-            &jetstream,
-            options.replicas,
-            options.lease,
-            JETSTREAM_PATIENCE,
-        )
+        let buckets = patiently("open the cluster's buckets", async || {
+            Buckets::open(&jetstream, options.replicas, options.lease).await
+        })
         .await?;
         let leases = Arc::new(Leases::new(
             buckets.leases.clone(),
@@ -148,7 +152,7 @@ impl Cluster {
             owner: owner.clone(),
             kv: cluster.buckets.tokens.clone(),
         };
-        let from = tokens.join().await?;
+        let from = patiently("follow the cluster's tokens", async || tokens.join().await).await?;
         let announced = owner
             .announced_tokens
             .listen()
@@ -160,7 +164,10 @@ impl Cluster {
             cluster.buckets.catalog.clone(),
             cluster.buckets.packages.clone(),
         );
-        let from = catalog.join().await?;
+        let from = patiently("follow the cluster's catalog", async || {
+            catalog.join().await
+        })
+        .await?;
         let announced = supervisor
             .announced
             .listen()
@@ -168,7 +175,10 @@ impl Cluster {
         cluster.spawn("catalog sync", catalog.run(from, announced));
 
         let leases = cluster.leases.clone();
-        cluster.spawn("lease watch", async move { leases.watch().await });
+        cluster.spawn("lease watch", async move {
+            leases.watch().await;
+            Ok(())
+        });
         let (leases, services) = (cluster.leases.clone(), supervisor.clone());
         cluster.spawn("lease renewal", async move {
             leases
@@ -180,6 +190,11 @@ impl Cluster {
                 .await;
             Ok(())
         });
+        supervisor.jobs.share_slots(Arc::new(jobs::JobSlots {
+            kv: cluster.buckets.jobs.clone(),
+            leases: cluster.leases.clone(),
+            patience: cluster.patience(),
+        }));
         let member = ClusterHost {
             host: cluster.options.host.clone(),
             url: cluster.options.url.clone(),
@@ -224,12 +239,8 @@ impl Cluster {
         service: &str,
         request: Request<WasiBody>,
     ) -> Result<Routed, ForwardError> {
-        let mut host = match self
-            .leases
-            .placement(service)
-            .await
-            .map_err(ForwardError::Cluster)?
-        {
+        let started = Instant::now();
+        let mut host = match self.placement(service, started).await? {
             Placement::Here => return Ok(Routed::Here(request)),
             Placement::Elsewhere(host) => host,
         };
@@ -238,8 +249,6 @@ impl Cluster {
         let payload = Bytes::from(
             postcard::to_allocvec(&forwarded).map_err(|e| ForwardError::Cluster(e.into()))?,
         );
-        let patience = self.options.lease + Duration::from_secs(2);
-        let started = Instant::now();
         loop {
             let asked = async_nats::Request::new()
                 .payload(payload.clone())
@@ -267,7 +276,7 @@ impl Cluster {
                 }
                 Err(error) => return Err(ForwardError::Cluster(error.into())),
             }
-            if started.elapsed() > patience {
+            if started.elapsed() > self.patience() {
                 return Err(ForwardError::OwnerGone {
                     service: service.to_string(),
                     host,
@@ -275,17 +284,33 @@ impl Cluster {
                 });
             }
             tokio::time::sleep(RETRY).await;
-            match self
-                .leases
-                .placement(service)
-                .await
-                .map_err(ForwardError::Cluster)?
-            {
+            match self.placement(service, started).await? {
                 Placement::Here => {
                     let request = forwarded.request().map_err(ForwardError::Cluster)?;
                     return Ok(Routed::Here(request));
                 }
                 Placement::Elsewhere(next) => host = next,
+            }
+        }
+    }
+
+    /// How long a request waits for its service's next owner: a lease time
+    /// and a margin.
+    fn patience(&self) -> Duration {
+        self.options.lease + Duration::from_secs(2)
+    }
+
+    /// Where `service` is served; while the leases cannot be read (a NATS
+    /// server died and its streams elect new leaders), asks again until the
+    /// request's patience since `started` runs out.
+    async fn placement(&self, service: &str, started: Instant) -> Result<Placement, ForwardError> {
+        loop {
+            match self.leases.placement(service).await {
+                Ok(placement) => return Ok(placement),
+                Err(error) if started.elapsed() > self.patience() => {
+                    return Err(ForwardError::Cluster(error));
+                }
+                Err(_) => tokio::time::sleep(RETRY).await,
             }
         }
     }
@@ -383,6 +408,21 @@ impl Cluster {
         self.leases.release_all().await;
         let _ = self.buckets.hosts.delete(&self.options.host).await;
         let _ = self.client.flush().await;
+    }
+}
+
+/// `step`, tried again while JetStream is not ready, for a while.
+async fn patiently<T>(what: &str, mut step: impl AsyncFnMut() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    loop {
+        match step().await {
+            Ok(done) => return Ok(done),
+            Err(error) if started.elapsed() < JETSTREAM_PATIENCE => {
+                tracing::info!("cannot {what} yet ({error:#}); trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error).with_context(|| format!("cannot {what}")),
+        }
     }
 }
 

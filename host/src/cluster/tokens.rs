@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::kv::{self, Operation};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::watch::Follow;
 use crate::owner::{CLI_TOKEN_LABEL, Owner};
 use crate::store::owner::StoredToken;
 
@@ -61,20 +62,13 @@ impl TokenSync {
     }
 
     pub async fn run(self, from: u64, mut announced: UnboundedReceiver<String>) -> Result<()> {
-        let mut changes = self
-            .kv
-            .watch_all_from_revision(from)
-            .await
-            .context("cannot watch the tokens")?;
+        let mut changes = Follow::from(self.kv.clone(), from);
         // Changes not yet written: tried again each second.
         let mut to_publish = BTreeSet::new();
         let mut retry = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                change = changes.next() => {
-                    let Some(change) = change else { return Ok(()) };
-                    self.follow(&change.context("the watch of the tokens broke")?);
-                }
+                change = changes.next() => self.follow(&change),
                 Some(id) = announced.recv() => {
                     to_publish.insert(id);
                 }

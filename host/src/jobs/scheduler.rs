@@ -410,6 +410,17 @@ impl Scheduler {
         }
     }
 
+    /// Lets a job run again without recording a run: its tick was run by
+    /// another host of the cluster.
+    pub fn release(&self, key: &JobKey, id: i64) {
+        let mut table = self.table.lock().unwrap();
+        if let Some(job) = table.jobs.get_mut(key)
+            && job.record.id == id
+        {
+            job.running = false;
+        }
+    }
+
     /// Records a finished run: the job may run again, and its counters,
     /// last run and next time go to the store (not awaited: many runs share
     /// a commit).

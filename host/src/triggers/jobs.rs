@@ -11,7 +11,8 @@
 //! service is started. A run the owner asks for (`locker jobs run`) is one
 //! attempt, whose outcome they see at once.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -32,12 +33,26 @@ enum Retry {
     No,
 }
 
+/// Which host runs a job's tick, when several share the locker.
+pub trait SlotClaims: Send + Sync {
+    /// Whether this host runs `service`'s job `job` for its tick at `due`
+    /// (ms): `false` when another host runs (or ran) it.
+    fn claim<'a>(
+        &'a self,
+        service: &'a str,
+        job: &'a str,
+        due: i64,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+}
+
 /// Fires and runs jobs; cheap to clone.
 #[derive(Clone)]
 pub struct JobRunner {
     scheduler: Arc<Scheduler>,
     services: Arc<Services>,
     metrics: Metrics,
+    /// In a cluster: who runs each tick (alone, this host runs them all).
+    slots: Arc<OnceLock<Arc<dyn SlotClaims>>>,
 }
 
 impl JobRunner {
@@ -46,7 +61,13 @@ impl JobRunner {
             scheduler,
             services,
             metrics,
+            slots: Arc::default(),
         }
+    }
+
+    /// From now on, runs a tick only if `slots` says this host should.
+    pub fn share_slots(&self, slots: Arc<dyn SlotClaims>) {
+        let _ = self.slots.set(slots);
     }
 
     /// The timer: fires what is due, then sleeps until the next due job or
@@ -87,7 +108,7 @@ impl JobRunner {
         for fired in fired {
             match fired {
                 Fired::Run { key, id, due } => {
-                    tokio::spawn(self.clone().run(key, id, due, Retry::Yes));
+                    tokio::spawn(self.clone().run_tick(key, id, due));
                 }
                 Fired::Skipped { key, due } => {
                     let message = format!(
@@ -123,6 +144,17 @@ impl JobRunner {
         let scheduled = Utc::now().timestamp_millis();
         let run = self.clone().run(key, id, scheduled, Retry::No).await;
         Ok(RunView::from(&run))
+    }
+
+    /// The run of a tick, unless another host of the cluster runs it.
+    async fn run_tick(self, key: JobKey, id: i64, due: i64) {
+        if let Some(slots) = self.slots.get()
+            && !slots.claim(&key.0, &key.1, due).await
+        {
+            self.scheduler.release(&key, id);
+            return;
+        }
+        self.run(key, id, due, Retry::Yes).await;
     }
 
     /// One run of a job: attempts until one succeeds or there is no time
