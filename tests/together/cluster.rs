@@ -460,3 +460,194 @@ async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
         "ticks that never ran: {missing:?} (kills at {kills:?}, seed {seed}, ticks {ticks:?})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_published_through_every_host_reach_their_subscriber_in_order_while_hosts_die() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("seed {seed}");
+    let mut random = Seeded(seed);
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(true)
+        .tempdir_in("/tmp/ct")
+        .unwrap();
+    let nats = Nats::start(dir.path(), 3);
+    let roots: Vec<PathBuf> = (0..3).map(|i| host_root(dir.path(), i)).collect();
+    let start = |root: &Path| {
+        let urls = nats.urls.join(",");
+        Locker::start(
+            root,
+            &[
+                "--cluster",
+                &urls,
+                "--lease",
+                LEASE,
+                "--request-timeout",
+                "3s",
+            ],
+        )
+    };
+    let mut hosts: Vec<Option<Locker>> = roots.iter().map(|r| Some(start(r))).collect();
+    let out = cli_async(
+        &roots[0],
+        &["install", guest("subscriber").to_str().unwrap()],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    let out = cli_async(
+        &roots[0],
+        &["token", "create", "--scope", "admin", "--json"],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    let token: String = serde_json::from_str::<Value>(&out.stdout).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let addresses: Vec<String> = hosts.iter().flatten().map(|h| h.address.clone()).collect();
+    for address in &addresses {
+        eventually(
+            "the subscriber on every host",
+            Duration::from_secs(20),
+            async || {
+                let response = reqwest::Client::new()
+                    .get(format!("{address}/_locker/api/services/subscriber"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await;
+                response.is_ok_and(|r| r.status() == 200)
+            },
+        )
+        .await;
+    }
+
+    // Three publishers, one per host, 10,000 events in all; an event counts
+    // as published when its host answered with its id.
+    const EVENTS: usize = 10_000;
+    let publishers: Vec<_> = (0..3)
+        .map(|p| {
+            let (token, addresses) = (token.clone(), addresses.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut acknowledged = Vec::new();
+                let mut n = p;
+                let mut host = p;
+                while n < EVENTS {
+                    // Spread over the time hosts die: about 10 s.
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    let sent = client
+                        .post(format!(
+                            "{}/_locker/api/publish/note/saved",
+                            addresses[host]
+                        ))
+                        .bearer_auth(&token)
+                        .body(format!("{{\"n\": {n}}}"))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status() == 201 => {
+                            let record: Value = response.json().await.unwrap();
+                            acknowledged.push(record["id"].as_str().unwrap().to_string());
+                            n += 3;
+                        }
+                        // That host is down: publish through the next one.
+                        _ => host = (host + 1) % 3,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    // Meanwhile hosts die (SIGKILL) and come back, never all at once.
+    let chaos_until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < chaos_until {
+        tokio::time::sleep(Duration::from_millis(1500 + random.below(1500))).await;
+        let alive: Vec<usize> = (0..3).filter(|&i| hosts[i].is_some()).collect();
+        let dead: Vec<usize> = (0..3).filter(|&i| hosts[i].is_none()).collect();
+        if alive.len() > 1 && (dead.is_empty() || random.below(2) == 0) {
+            drop(hosts[alive[random.below(alive.len() as u64) as usize]].take());
+        } else {
+            let back = dead[random.below(dead.len() as u64) as usize];
+            // Back on the same port, so the publishers find it again.
+            let port = addresses[back].rsplit(':').next().unwrap().to_string();
+            let urls = nats.urls.join(",");
+            hosts[back] = Some(Locker::start(
+                &roots[back],
+                &[
+                    "--cluster",
+                    &urls,
+                    "--lease",
+                    LEASE,
+                    "--request-timeout",
+                    "3s",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                ],
+            ));
+        }
+    }
+    for (i, host) in hosts.iter_mut().enumerate() {
+        if host.is_none() {
+            let port = addresses[i].rsplit(':').next().unwrap().to_string();
+            let urls = nats.urls.join(",");
+            *host = Some(Locker::start(
+                &roots[i],
+                &[
+                    "--cluster",
+                    &urls,
+                    "--lease",
+                    LEASE,
+                    "--request-timeout",
+                    "3s",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                ],
+            ));
+        }
+    }
+    let mut acknowledged = Vec::new();
+    for publisher in publishers {
+        acknowledged.extend(publisher.await.unwrap());
+    }
+    assert_eq!(acknowledged.len(), EVENTS);
+
+    // Every acknowledged event reached the subscriber, in stream order.
+    let received_file = dir.path().join("shared-services/subscriber/events.jsonl");
+    let received = || -> Vec<String> {
+        std::fs::read_to_string(&received_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .map(|event| event["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let wanted: std::collections::HashSet<&String> = acknowledged.iter().collect();
+    let received = eventually(
+        "every event delivered",
+        Duration::from_secs(60),
+        async || {
+            let received = received();
+            let got: std::collections::HashSet<&String> = received.iter().collect();
+            let missing = wanted.iter().filter(|id| !got.contains(**id)).count();
+            if missing == 0 {
+                Ok(received)
+            } else {
+                Err(missing)
+            }
+        },
+    )
+    .await;
+    let seqs: Vec<i64> = received
+        .iter()
+        .map(|id| id.trim_start_matches("evt-").parse().unwrap())
+        .collect();
+    let out_of_order = seqs.windows(2).filter(|pair| pair[1] < pair[0]).count();
+    let duplicates = seqs.len() - seqs.iter().collect::<std::collections::HashSet<_>>().len();
+    println!(
+        "{} delivered, {duplicates} again after a host died",
+        seqs.len()
+    );
+    assert_eq!(out_of_order, 0, "delivered out of order (seed {seed})");
+}

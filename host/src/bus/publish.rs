@@ -3,7 +3,7 @@
 //! once that is durable; then it rings the subscribers' bells and copies
 //! the event to the live stream.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::broadcast;
 
@@ -47,6 +47,8 @@ pub enum PublishError {
 
 pub struct Bus {
     log: Arc<dyn EventLog>,
+    /// Where events go instead, once the host joins a cluster.
+    shared: OnceLock<Arc<dyn EventLog>>,
     max_payload: usize,
     pub policy: DeliveryPolicy,
     pub subscriptions: Subscriptions,
@@ -61,6 +63,7 @@ impl Bus {
     pub fn new(log: Arc<dyn EventLog>, max_payload: usize, policy: DeliveryPolicy) -> Bus {
         Bus {
             log,
+            shared: OnceLock::new(),
             max_payload,
             policy,
             subscriptions: Subscriptions::default(),
@@ -83,13 +86,22 @@ impl Bus {
 
     /// Where events and deliveries are kept.
     pub fn log(&self) -> &dyn EventLog {
-        &*self.log
+        match self.shared.get() {
+            Some(shared) => &**shared,
+            None => &*self.log,
+        }
+    }
+
+    /// Keeps events in `log` from now on (a cluster's), instead of the
+    /// root's; before any dispatcher starts.
+    pub fn share(&self, log: Arc<dyn EventLog>) {
+        let _ = self.shared.set(log);
     }
 
     /// Forgets a service that was uninstalled, and what was still owed to it.
     pub fn remove_subscriber(&self, service: &str) {
         self.subscriptions.remove(service);
-        self.log.forget(service);
+        self.log().forget(service);
     }
 
     pub fn ring(&self, service: &str) {
@@ -188,7 +200,7 @@ impl Bus {
             payload,
         };
         let record = self
-            .log
+            .log()
             .publish(event, subscribers.clone())
             .await
             .map_err(|e| PublishError::Storage(format!("{e:#}")))?;

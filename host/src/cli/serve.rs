@@ -211,6 +211,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
             host: crate::cluster::host_id(root.dir())?,
             url: url.clone(),
             request_timeout: args.request_timeout,
+            event_retention: args.event_retention,
         };
         let cluster = Cluster::join(options, supervisor.clone(), owner.clone()).await?;
         tracing::info!(host = cluster.host(), "joined the cluster");

@@ -13,6 +13,7 @@
 
 mod buckets;
 mod catalog;
+mod events;
 mod forward;
 mod jobs;
 mod leases;
@@ -63,8 +64,10 @@ pub struct ClusterOptions {
     pub host: String,
     /// Where this host's front door listens.
     pub url: String,
-    /// How long a forwarded request may take.
+    /// How long a forwarded request may take (and an event's delivery).
     pub request_timeout: Duration,
+    /// How long the events stream keeps an event.
+    pub event_retention: Duration,
 }
 
 /// What answers a request forwarded to this host: the service's name and
@@ -190,6 +193,20 @@ impl Cluster {
                 .await;
             Ok(())
         });
+        let events = patiently("make the events stream", async || {
+            events::JetStreamEvents::open(
+                &jetstream,
+                cluster.buckets.dead.clone(),
+                cluster.leases.clone(),
+                supervisor.services.clone(),
+                cluster.options.replicas,
+                cluster.options.event_retention,
+                cluster.options.request_timeout + Duration::from_secs(2),
+            )
+            .await
+        })
+        .await?;
+        supervisor.bus.share(Arc::new(events));
         supervisor.jobs.share_slots(Arc::new(jobs::JobSlots {
             kv: cluster.buckets.jobs.clone(),
             leases: cluster.leases.clone(),

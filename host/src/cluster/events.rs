@@ -1,0 +1,561 @@
+//! Events over JetStream: the cluster's implementation of the event log.
+//!
+//! Every event is one message in the `LOCKER_EVENTS` stream, on the subject
+//! `locker.events.<topic>` (the topic's `/` as `.`, its `.` as `%`), stored
+//! on a majority of the servers before `publish` returns. Each subscribing
+//! service has one durable pull consumer, filtered by its patterns, with
+//! explicit acks and one unacknowledged message at a time, so its events
+//! reach it in stream order whichever host delivers them. The host that
+//! holds the service's lease delivers (taking the lease if it is free): the
+//! host's dispatcher runs unchanged over this log. A delivery done is
+//! acked; a failed attempt keeps the message (its ack time renewed) while
+//! the dispatcher backs off and tries again; the last failure terminates it
+//! and keeps it as a dead letter in `locker-dead`, from where a replay
+//! publishes it again on `locker.replay.<service>`, which only that
+//! service's consumer reads. If the delivering host dies, the message is
+//! delivered again after the ack time, by the lease's next holder.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::{self, kv, stream};
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::leases::{Leases, Placement};
+use crate::api::{DeadLetter, EventRecord, EventStats, EventSummary};
+use crate::package::topics;
+use crate::runtime::Services;
+use crate::store::events::{EventLog, NewEvent, PendingDelivery, event_id};
+
+pub const STREAM: &str = "LOCKER_EVENTS";
+/// How long a fetch waits for a message before it looks at the lease again.
+const FETCH_WAIT: Duration = Duration::from_secs(2);
+/// How long a host that does not deliver a service's events waits before
+/// it looks again.
+const NOT_HERE_WAIT: Duration = Duration::from_secs(1);
+
+/// An event as its message carries it.
+#[derive(Serialize, Deserialize)]
+struct Carried {
+    topic: String,
+    source: String,
+    time: String,
+    payload: String,
+    /// The id it first had, for one published again by a replay.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// A dead letter as `locker-dead` keeps it.
+#[derive(Serialize, Deserialize)]
+struct Dead {
+    subscriber: String,
+    event: Carried,
+    seq: i64,
+    attempts: u32,
+    error: String,
+}
+
+/// `contact/changed` as subject tokens: `contact.changed`; `locker/service.started`:
+/// `locker.service%started`.
+fn subject_tokens(topic: &str) -> String {
+    topic
+        .split('/')
+        .map(|segment| segment.replace('.', "%"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn event_subject(topic: &str) -> String {
+    format!("locker.events.{}", subject_tokens(topic))
+}
+
+fn replay_subject(service: &str) -> String {
+    format!("locker.replay.{service}")
+}
+
+/// The subjects a consumer reads for `patterns`: exact where a pattern is
+/// a topic, a whole-segment prefix (`contact/*`) as `contact.>`, and a
+/// pattern that ends inside a segment (`locker/service.*`) widened to its
+/// whole segments (the dispatcher's own check narrows it again). Subjects
+/// another one covers are left out: JetStream refuses overlapping filters.
+fn filters(service: &str, patterns: &[String]) -> Vec<String> {
+    let mut wide: Vec<String> = patterns
+        .iter()
+        .map(|pattern| match pattern.strip_suffix('*') {
+            None => event_subject(pattern),
+            Some(prefix) => {
+                let whole = match prefix.rfind('/') {
+                    Some(end) => &prefix[..end],
+                    None => "",
+                };
+                if whole.is_empty() {
+                    "locker.events.>".to_string()
+                } else {
+                    format!("locker.events.{}.>", subject_tokens(whole))
+                }
+            }
+        })
+        .collect();
+    wide.sort();
+    wide.dedup();
+    let covered = |subject: &str, by: &str| {
+        by != subject
+            && by
+                .strip_suffix('>')
+                .is_some_and(|prefix| subject.starts_with(prefix))
+    };
+    let mut kept: Vec<String> = wide
+        .iter()
+        .filter(|subject| !wide.iter().any(|by| covered(subject, by)))
+        .cloned()
+        .collect();
+    kept.push(replay_subject(service));
+    kept
+}
+
+/// The consumer's name for a service (letters, digits, `-` and `_` only).
+fn consumer_name(service: &str) -> String {
+    format!("deliver-{service}")
+}
+
+pub struct JetStreamEvents {
+    jetstream: jetstream::Context,
+    stream: stream::Stream,
+    dead: kv::Store,
+    leases: Arc<Leases>,
+    services: Arc<Services>,
+    /// How long a delivery may go without a word before JetStream gives it
+    /// to the next holder.
+    ack_wait: Duration,
+    /// Each subscriber's consumer, with the filters it was made with.
+    consumers: Mutex<HashMap<String, (Vec<String>, PullConsumer)>>,
+    /// Messages handed to the dispatcher and not yet acknowledged, by
+    /// subscriber and stream sequence.
+    held: Mutex<HashMap<String, Vec<(i64, jetstream::Message)>>>,
+}
+
+impl JetStreamEvents {
+    pub async fn open(
+        jetstream: &jetstream::Context,
+        dead: kv::Store,
+        leases: Arc<Leases>,
+        services: Arc<Services>,
+        replicas: usize,
+        retention: Duration,
+        ack_wait: Duration,
+    ) -> Result<JetStreamEvents> {
+        let stream = jetstream
+            .get_or_create_stream(stream::Config {
+                name: STREAM.to_string(),
+                subjects: vec!["locker.events.>".into(), "locker.replay.>".into()],
+                num_replicas: replicas,
+                max_age: retention,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .context("cannot make the events stream")?;
+        Ok(JetStreamEvents {
+            jetstream: jetstream.clone(),
+            stream,
+            dead,
+            leases,
+            services,
+            ack_wait,
+            consumers: Mutex::default(),
+            held: Mutex::default(),
+        })
+    }
+
+    fn patterns(&self, service: &str) -> Vec<String> {
+        self.services
+            .get(service)
+            .map(|s| s.installed().manifest.subscribes.clone())
+            .unwrap_or_default()
+    }
+
+    /// The subscriber's consumer, made (or its filters brought up to date).
+    async fn consumer(&self, service: &str) -> Result<PullConsumer> {
+        let wanted = filters(service, &self.patterns(service));
+        if let Some((made_with, consumer)) = self.consumers.lock().unwrap().get(service)
+            && *made_with == wanted
+        {
+            return Ok(consumer.clone());
+        }
+        let consumer = self
+            .stream
+            .create_consumer(pull::Config {
+                durable_name: Some(consumer_name(service)),
+                filter_subjects: wanted.clone(),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: self.ack_wait,
+                max_ack_pending: 1,
+                deliver_policy: DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot make the event consumer of {service}"))?;
+        self.consumers
+            .lock()
+            .unwrap()
+            .insert(service.to_string(), (wanted, consumer.clone()));
+        Ok(consumer)
+    }
+
+    /// Gives back what this host holds of `service` (it no longer delivers
+    /// its events), so the next holder need not wait for the ack time.
+    fn give_back(&self, service: &str) {
+        let held = self
+            .held
+            .lock()
+            .unwrap()
+            .remove(service)
+            .unwrap_or_default();
+        for (_, message) in held {
+            tokio::spawn(async move { message.ack_with(AckKind::Nak(None)).await });
+        }
+    }
+
+    fn take_held(&self, service: &str, seq: i64) -> Option<jetstream::Message> {
+        let mut held = self.held.lock().unwrap();
+        let messages = held.get_mut(service)?;
+        let at = messages.iter().position(|(s, _)| *s == seq)?;
+        Some(messages.remove(at).1)
+    }
+
+    fn record_of(seq: i64, carried: &Carried) -> EventRecord {
+        EventRecord {
+            id: carried.id.clone().unwrap_or_else(|| event_id(seq)),
+            seq,
+            topic: carried.topic.clone(),
+            source: carried.source.clone(),
+            time: carried.time.clone(),
+            payload: carried.payload.clone(),
+        }
+    }
+
+    /// Fetches the subscriber's next message (the consumer hands out one
+    /// at a time); an event its patterns do not match (a widened filter's)
+    /// is acked and left out.
+    async fn fetch(&self, service: &str) -> Result<Vec<PendingDelivery>> {
+        let consumer = self.consumer(service).await?;
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(FETCH_WAIT)
+            .messages()
+            .await
+            .context("cannot fetch events")?;
+        let patterns = self.patterns(service);
+        let mut pending = Vec::new();
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| anyhow::anyhow!("cannot fetch events: {e}"))?;
+            let (seq, delivered) = {
+                let info = message
+                    .info()
+                    .map_err(|e| anyhow::anyhow!("an event without its delivery: {e}"))?;
+                (info.stream_sequence as i64, info.delivered)
+            };
+            let carried: Carried = match serde_json::from_slice(&message.payload) {
+                Ok(carried) => carried,
+                Err(error) => {
+                    tracing::error!(service, seq, "an unreadable event is dropped: {error}");
+                    let _ = message.ack_with(AckKind::Term).await;
+                    continue;
+                }
+            };
+            let replayed = message.subject.starts_with("locker.replay.");
+            if !replayed && !patterns.iter().any(|p| topics::matches(p, &carried.topic)) {
+                let _ = message.ack().await;
+                continue;
+            }
+            pending.push(PendingDelivery {
+                event: JetStreamEvents::record_of(seq, &carried),
+                attempts: delivered.saturating_sub(1) as u32,
+            });
+            self.held
+                .lock()
+                .unwrap()
+                .entry(service.to_string())
+                .or_default()
+                .push((seq, message));
+        }
+        Ok(pending)
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for JetStreamEvents {
+    async fn publish(&self, event: NewEvent, subscribers: Vec<String>) -> Result<EventRecord> {
+        // Each subscriber's consumer exists before the event does, so it
+        // cannot start after it (a consumer starts with what comes next).
+        for subscriber in &subscribers {
+            self.consumer(subscriber).await?;
+        }
+        let carried = Carried {
+            topic: event.topic,
+            source: event.source,
+            time: event.time,
+            payload: event.payload,
+            id: None,
+        };
+        let body = serde_json::to_vec(&carried)?;
+        let ack = self
+            .jetstream
+            .publish(event_subject(&carried.topic), body.into())
+            .await
+            .context("cannot send the event to JetStream")?
+            .await
+            .context("JetStream did not store the event")?;
+        Ok(JetStreamEvents::record_of(ack.sequence as i64, &carried))
+    }
+
+    fn delivered(&self, subscriber: &str, seqs: Vec<i64>) {
+        for seq in seqs {
+            if let Some(message) = self.take_held(subscriber, seq) {
+                tokio::spawn(async move {
+                    if let Err(error) = message.ack().await {
+                        tracing::warn!("cannot acknowledge a delivery: {error}");
+                    }
+                });
+            }
+        }
+    }
+
+    fn failed(&self, subscriber: &str, seq: i64, attempts: u32, error: &str, dead: bool) {
+        if !dead {
+            // Still ours: the dispatcher tries again after its backoff.
+            let held = self.held.lock().unwrap();
+            if let Some((_, message)) = held
+                .get(subscriber)
+                .and_then(|messages| messages.iter().find(|(s, _)| *s == seq))
+            {
+                let message = message.clone();
+                tokio::spawn(async move { message.ack_with(AckKind::Progress).await });
+            }
+            return;
+        }
+        let Some(message) = self.take_held(subscriber, seq) else {
+            return;
+        };
+        let Ok(event) = serde_json::from_slice::<Carried>(&message.payload) else {
+            return;
+        };
+        let dead = Dead {
+            subscriber: subscriber.to_string(),
+            event,
+            seq,
+            attempts,
+            error: error.to_string(),
+        };
+        let letters = self.dead.clone();
+        tokio::spawn(async move {
+            let key = format!("{}.{}", dead.subscriber, dead.seq);
+            let value = serde_json::to_vec(&dead).expect("serializable");
+            if let Err(error) = letters.put(&key, value.into()).await {
+                tracing::error!("cannot keep a dead letter: {error}");
+            }
+            let _ = message.ack_with(AckKind::Term).await;
+        });
+    }
+
+    async fn pending(
+        &self,
+        subscriber: &str,
+        _after: i64,
+        _limit: usize,
+    ) -> Result<Vec<PendingDelivery>> {
+        loop {
+            let held: Vec<PendingDelivery> = self
+                .held
+                .lock()
+                .unwrap()
+                .get(subscriber)
+                .map(|messages| {
+                    messages
+                        .iter()
+                        .filter_map(|(seq, message)| {
+                            let carried: Carried = serde_json::from_slice(&message.payload).ok()?;
+                            let delivered = message.info().ok()?.delivered;
+                            Some(PendingDelivery {
+                                event: JetStreamEvents::record_of(*seq, &carried),
+                                attempts: delivered.saturating_sub(1) as u32,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !held.is_empty() {
+                return Ok(held);
+            }
+            match self.leases.placement(subscriber).await {
+                Ok(Placement::Here) => {}
+                Ok(Placement::Elsewhere(_)) | Err(_) => {
+                    self.give_back(subscriber);
+                    tokio::time::sleep(NOT_HERE_WAIT).await;
+                    continue;
+                }
+            }
+            match self.fetch(subscriber).await {
+                Ok(pending) if !pending.is_empty() => return Ok(pending),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(service = subscriber, "{error:#}");
+                    tokio::time::sleep(NOT_HERE_WAIT).await;
+                }
+            }
+        }
+    }
+
+    async fn recent(&self, topic: Option<String>, limit: usize) -> Result<Vec<EventSummary>> {
+        let mut stream = self.stream.clone();
+        let last = stream.info().await?.state.last_sequence;
+        let mut found = Vec::new();
+        let mut seq = last;
+        while seq > 0 && found.len() < limit && last - seq < 10_000 {
+            if let Ok(message) = stream.get_raw_message(seq).await
+                && let Ok(carried) = serde_json::from_slice::<Carried>(&message.payload)
+                && topic
+                    .as_ref()
+                    .is_none_or(|p| topics::matches(p, &carried.topic))
+            {
+                found.push(EventSummary {
+                    event: JetStreamEvents::record_of(seq as i64, &carried),
+                    subscribers: 0,
+                    pending: 0,
+                    dead: 0,
+                });
+            }
+            seq -= 1;
+        }
+        Ok(found)
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let keys: Vec<String> = self.dead.keys().await?.try_collect().await?;
+        let mut letters = Vec::new();
+        for key in keys {
+            if let Some(value) = self.dead.get(&key).await?
+                && let Ok(dead) = serde_json::from_slice::<Dead>(&value)
+            {
+                letters.push(DeadLetter {
+                    event: JetStreamEvents::record_of(dead.seq, &dead.event),
+                    subscriber: dead.subscriber,
+                    attempts: dead.attempts,
+                    last_error: Some(dead.error),
+                });
+            }
+        }
+        Ok(letters)
+    }
+
+    async fn replay(
+        &self,
+        subscriber: Option<String>,
+        event: Option<String>,
+    ) -> Result<Vec<String>> {
+        let keys: Vec<String> = self.dead.keys().await?.try_collect().await?;
+        let mut subscribers = Vec::new();
+        for key in keys {
+            let Some(value) = self.dead.get(&key).await? else {
+                continue;
+            };
+            let Ok(mut dead) = serde_json::from_slice::<Dead>(&value) else {
+                continue;
+            };
+            let id = dead.event.id.clone().unwrap_or_else(|| event_id(dead.seq));
+            if subscriber.as_ref().is_some_and(|s| *s != dead.subscriber)
+                || event.as_ref().is_some_and(|e| *e != id)
+            {
+                continue;
+            }
+            dead.event.id = Some(id);
+            let body = serde_json::to_vec(&dead.event)?;
+            self.jetstream
+                .publish(replay_subject(&dead.subscriber), body.into())
+                .await?
+                .await
+                .context("JetStream did not store the replayed event")?;
+            self.dead.delete(&key).await?;
+            if !subscribers.contains(&dead.subscriber) {
+                subscribers.push(dead.subscriber);
+            }
+        }
+        Ok(subscribers)
+    }
+
+    async fn stats(&self) -> Result<EventStats> {
+        let mut stream = self.stream.clone();
+        let published = stream.info().await?.state.messages;
+        let mut pending = 0;
+        let consumers: Vec<PullConsumer> = self
+            .consumers
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(_, consumer)| consumer.clone())
+            .collect();
+        for mut consumer in consumers {
+            let info = consumer.info().await?;
+            pending += info.num_pending + info.num_ack_pending as u64;
+        }
+        let dead = self.dead.keys().await?.try_collect::<Vec<_>>().await?.len() as u64;
+        Ok(EventStats {
+            published,
+            unhandled: 0,
+            pending,
+            dead,
+        })
+    }
+
+    async fn prune(&self, _before: DateTime<Utc>) -> Result<usize> {
+        // The stream's maximum age prunes it.
+        Ok(0)
+    }
+
+    fn forget(&self, subscriber: &str) {
+        self.give_back(subscriber);
+        self.consumers.lock().unwrap().remove(subscriber);
+        let (stream, name) = (self.stream.clone(), consumer_name(subscriber));
+        tokio::spawn(async move { stream.delete_consumer(&name).await });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_become_filters_that_do_not_overlap() {
+        let of = |patterns: &[&str]| {
+            filters(
+                "s",
+                &patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            of(&["contact/changed", "contact/*", "note/saved"]),
+            [
+                "locker.events.contact.>",
+                "locker.events.note.saved",
+                "locker.replay.s"
+            ]
+        );
+        assert_eq!(
+            of(&["locker/service.*"]),
+            ["locker.events.locker.>", "locker.replay.s"]
+        );
+        assert_eq!(of(&["*", "note/*"]), ["locker.events.>", "locker.replay.s"]);
+        assert_eq!(
+            subject_tokens("locker/service.started"),
+            "locker.service%started"
+        );
+    }
+}
