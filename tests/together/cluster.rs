@@ -469,10 +469,7 @@ async fn events_published_through_every_host_reach_their_subscriber_in_order_whi
         .as_nanos() as u64;
     println!("seed {seed}");
     let mut random = Seeded(seed);
-    let dir = tempfile::Builder::new()
-        .disable_cleanup(true)
-        .tempdir_in("/tmp/ct")
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path(), 3);
     let roots: Vec<PathBuf> = (0..3).map(|i| host_root(dir.path(), i)).collect();
     let start = |root: &Path| {

@@ -36,6 +36,9 @@ use crate::store::events::{EventLog, NewEvent, PendingDelivery, event_id};
 pub const STREAM: &str = "LOCKER_EVENTS";
 /// How long a fetch waits for a message before it looks at the lease again.
 const FETCH_WAIT: Duration = Duration::from_secs(2);
+/// How many seconds before its install (here) a subscriber's consumer
+/// starts.
+const START_EARLY: i64 = 60;
 /// How long a host that does not deliver a service's events waits before
 /// it looks again.
 const NOT_HERE_WAIT: Duration = Duration::from_secs(1);
@@ -182,13 +185,23 @@ impl JetStreamEvents {
     }
 
     /// The subscriber's consumer, made (or its filters brought up to date).
+    /// It starts a while before the service was installed here: a host
+    /// that follows an install late may make it after another host
+    /// published the first events for it.
     async fn consumer(&self, service: &str) -> Result<PullConsumer> {
-        let wanted = filters(service, &self.patterns(service));
+        let Some(installed) = self.services.get(service).map(|s| s.installed().clone()) else {
+            anyhow::bail!("{service} is not installed on this host (yet)");
+        };
+        let wanted = filters(service, &installed.manifest.subscribes);
         if let Some((made_with, consumer)) = self.consumers.lock().unwrap().get(service)
             && *made_with == wanted
         {
             return Ok(consumer.clone());
         }
+        let installed_at =
+            crate::clock::parse_rfc3339(&installed.installed_at).map_or(0, |time| time.timestamp());
+        let start_time = time::OffsetDateTime::from_unix_timestamp(installed_at - START_EARLY)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         let consumer = self
             .stream
             .create_consumer(pull::Config {
@@ -197,7 +210,7 @@ impl JetStreamEvents {
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: self.ack_wait,
                 max_ack_pending: 1,
-                deliver_policy: DeliverPolicy::New,
+                deliver_policy: DeliverPolicy::ByStartTime { start_time },
                 ..Default::default()
             })
             .await

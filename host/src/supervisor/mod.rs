@@ -163,12 +163,12 @@ impl Supervisor {
             catalog: self.catalog.clone(),
             metrics: self.metrics.service(&name),
         };
-        self.bus
-            .subscriptions
-            .set(&name, manifest.subscribes.clone());
+        let subscribes = manifest.subscribes.clone();
         self.bus.types.set(manifest);
         let service = Arc::new(Service::new(installed, parts));
         self.services.insert(service.clone());
+        // Known before anyone may publish to it.
+        self.bus.subscriptions.set(&name, subscribes);
         self.spawn_dispatcher(&service);
         if self.options.compile_ahead && self.started.load(std::sync::atomic::Ordering::SeqCst) {
             // Ready at install: compiled now, not at its first request.
