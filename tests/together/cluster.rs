@@ -612,7 +612,7 @@ async fn events_published_through_every_host_reach_their_subscriber_in_order_whi
 
     // Every acknowledged event reached the subscriber, in stream order.
     let received_file = dir.path().join("shared-services/subscriber/events.jsonl");
-    let received = || -> Vec<String> {
+    let read_received = || -> Vec<String> {
         std::fs::read_to_string(&received_file)
             .unwrap_or_default()
             .lines()
@@ -625,7 +625,7 @@ async fn events_published_through_every_host_reach_their_subscriber_in_order_whi
         "every event delivered",
         Duration::from_secs(60),
         async || {
-            let received = received();
+            let received = read_received();
             let got: std::collections::HashSet<&String> = received.iter().collect();
             let missing = wanted.iter().filter(|id| !got.contains(**id)).count();
             if missing == 0 {
@@ -647,4 +647,45 @@ async fn events_published_through_every_host_reach_their_subscriber_in_order_whi
         seqs.len()
     );
     assert_eq!(out_of_order, 0, "delivered out of order (seed {seed})");
+
+    // An event its handler keeps failing becomes a dead letter the cluster
+    // keeps: listed through another host, and delivered once the service
+    // is fixed and the owner replays it.
+    let live: Vec<&Locker> = hosts.iter().flatten().collect();
+    let failing: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/_locker/api/publish/note/saved",
+            live[2].address
+        ))
+        .bearer_auth(&token)
+        .body(r#"{"always_fail": true}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = failing["id"].as_str().unwrap();
+    eventually("a dead letter", Duration::from_secs(30), async || {
+        let out = cli_async(&live[1].root, &["dead-letters", "--json"]).await;
+        out.success && out.stdout.contains(id)
+    })
+    .await;
+    let fixed = client_builder()
+        .build()
+        .unwrap()
+        .post(format!("{}/fix", live[0].service_origin("subscriber")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fixed.status(), 200);
+    let out = cli_async(&live[0].root, &["replay", "--service", "subscriber"]).await;
+    assert!(out.success, "{}", out.stderr);
+    eventually(
+        "the replayed event delivered",
+        Duration::from_secs(20),
+        async || read_received().contains(&id.to_string()),
+    )
+    .await;
 }
