@@ -17,6 +17,7 @@ const LEASE: &str = "2s";
 struct Nats {
     servers: Vec<Option<Child>>,
     pub urls: Vec<String>,
+    dir: PathBuf,
 }
 
 impl Nats {
@@ -45,21 +46,39 @@ impl Nats {
                 ),
             )
             .unwrap();
-            let log = std::fs::File::create(dir.join(format!("nats-{i}.log"))).unwrap();
-            let child = Command::new(&binary)
-                .arg("-c")
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("cannot start nats-server");
-            servers.push(Some(child));
+            servers.push(Some(Nats::spawn(dir, i)));
         }
         let urls = ports
             .iter()
             .map(|(client, _)| format!("nats://127.0.0.1:{client}"))
             .collect();
-        Nats { servers, urls }
+        Nats {
+            servers,
+            urls,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Server `i` with its configuration (and its JetStream files) in `dir`.
+    fn spawn(dir: &Path, i: usize) -> Child {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("nats-{i}.log")))
+            .unwrap();
+        Command::new(workspace().join(".tools/nats/bin/nats-server"))
+            .arg("-c")
+            .arg(dir.join(format!("nats-{i}.conf")))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start nats-server")
+    }
+
+    /// Starts server `i` again, with the files it had.
+    fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.servers[i] = Some(Nats::spawn(&self.dir, i));
     }
 
     /// Kills server `i` (SIGKILL).
@@ -686,6 +705,94 @@ async fn events_published_through_every_host_reach_their_subscriber_in_order_whi
         "the replayed event delivered",
         Duration::from_secs(20),
         async || read_received().contains(&id.to_string()),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_majority_of_nats_servers_publishes_fail_clearly_and_nothing_acknowledged_is_lost()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::start(dir.path(), 3);
+    let roots: Vec<PathBuf> = (0..2).map(|i| host_root(dir.path(), i)).collect();
+    let hosts: Vec<Locker> = roots.iter().map(|r| start_host(r, &nats)).collect();
+    let out = cli_async(
+        &roots[0],
+        &["install", guest("subscriber").to_str().unwrap()],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    let out = cli_async(
+        &roots[0],
+        &["token", "create", "--scope", "admin", "--json"],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    let token: String = serde_json::from_str::<Value>(&out.stdout).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let publish = async |host: &Locker, n: usize| {
+        reqwest::Client::new()
+            .post(format!("{}/_locker/api/publish/note/saved", host.address))
+            .bearer_auth(&token)
+            .body(format!("{{\"n\": {n}}}"))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap()
+    };
+    let mut acknowledged = Vec::new();
+    for n in 0..20 {
+        let host = &hosts[n % 2];
+        let response = eventually(
+            "a publish through every host",
+            Duration::from_secs(20),
+            async || {
+                let response = publish(host, n).await;
+                (response.status() == 201).then_some(response)
+            },
+        )
+        .await;
+        let record: Value = response.json().await.unwrap();
+        acknowledged.push(record["id"].as_str().unwrap().to_string());
+    }
+
+    // Two servers of three die: JetStream has no majority, and a publish
+    // fails, saying why, instead of being acknowledged.
+    nats.kill(1);
+    nats.kill(2);
+    let refused = publish(&hosts[0], 100).await;
+    assert_ne!(refused.status().as_u16(), 201);
+    let body = refused.text().await.unwrap();
+    assert!(
+        body.contains("JetStream") || body.contains("stored"),
+        "{body}"
+    );
+
+    // Back: publishing works again, and everything acknowledged, before and
+    // after, reaches the subscriber.
+    nats.restart(1);
+    nats.restart(2);
+    let response = eventually("publishing again", Duration::from_secs(60), async || {
+        let response = publish(&hosts[1], 101).await;
+        (response.status() == 201).then_some(response)
+    })
+    .await;
+    let record: Value = response.json().await.unwrap();
+    acknowledged.push(record["id"].as_str().unwrap().to_string());
+    let received_file = dir.path().join("shared-services/subscriber/events.jsonl");
+    eventually(
+        "every acknowledged event delivered",
+        Duration::from_secs(60),
+        async || {
+            let received = std::fs::read_to_string(&received_file).unwrap_or_default();
+            let missing = acknowledged
+                .iter()
+                .filter(|id| !received.contains(&format!("\"{id}\"")))
+                .count();
+            if missing == 0 { Ok(()) } else { Err(missing) }
+        },
     )
     .await;
 }
