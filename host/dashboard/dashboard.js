@@ -222,8 +222,31 @@ async function services() {
         h("thead", {}, h("tr", {}, ...["Service", "Kind", "Version", "State", "Loads", "Requests", "Memory", "Last error", ""].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, rows))
       : h("p", { id: "no-services" }, "No services yet. ", h("a", { href: "#/install" }, "Install one.")));
+  const cluster = await api("GET", "/cluster").catch(() => null);
+  if (cluster) view().append(clusterSection(cluster));
   const timer = setInterval(() => refreshStates().catch(() => {}), 3000);
   onLeave(() => clearInterval(timer));
+}
+
+// A locker served by several hosts (`serve --cluster`): the hosts alive,
+// which one owns each service, and this host's NATS connection.
+function clusterSection(cluster) {
+  const owner = {};
+  for (const lease of cluster.leases) (owner[lease.host] ||= []).push(lease.service);
+  return h("section", { id: "cluster" },
+    h("h2", {}, `Hosts (${cluster.hosts.length})`),
+    h("p", { class: "muted" },
+      `This page comes from ${cluster.host}; its link to NATS server ${cluster.nats.server} is ${cluster.nats.state}. `,
+      `A service runs on one host at a time; if that host stops, another takes it over within ${cluster.lease_seconds} s.`),
+    h("table", { id: "hosts", class: "stack" },
+      h("thead", {}, h("tr", {}, ...["Host", "Address", "Joined", "NATS server", "Serves"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, cluster.hosts.map((host) =>
+        h("tr", { dataset: { host: host.host } },
+          h("td", { "data-label": "Host" }, host.host, host.host === cluster.host ? h("small", {}, " (this one)") : ""),
+          h("td", { "data-label": "Address" }, host.url),
+          h("td", { "data-label": "Joined" }, when(host.joined_at)),
+          h("td", { "data-label": "NATS server" }, host.nats_server),
+          h("td", { "data-label": "Serves" }, (owner[host.host] || []).join(", ") || h("span", { class: "muted" }, "nothing yet")))))));
 }
 
 async function refreshStates() {

@@ -8,10 +8,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::support::{Locker, cli_async, client_builder, eventually, free_port, guest, workspace};
+use super::support::{
+    Locker, browser_script, cli_async, client_builder, eventually, free_port, guest, workspace,
+};
 
 /// Short, so a dead host's services move within the test's patience.
 const LEASE: &str = "2s";
+
+/// Each test runs three NATS servers and up to three hosts: on two cores,
+/// one such cluster at a time (the other tests of this binary still run
+/// beside it).
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A NATS JetStream cluster of `nats-server` processes on loopback.
 struct Nats {
@@ -148,6 +155,7 @@ async fn notes(host: &Locker, method: reqwest::Method, path: &str, token: &str) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
+    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::start(dir.path(), 3);
     let mut hosts: Vec<Option<Locker>> = (0..3)
@@ -228,6 +236,37 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
                 == owner_id
         })
         .expect("the owner is one of the three");
+
+    // The owner sees the same on the dashboard of any host.
+    let link: Value = reqwest::Client::new()
+        .post(format!("{}/_locker/api/owner/login-link", h1.address))
+        .bearer_auth(&h1.token)
+        .header("x-locker-request", "1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let screenshots = workspace().join("target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let host_ids: Vec<&str> = view["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|host| host["host"].as_str().unwrap())
+        .collect();
+    let seen = browser_script(
+        "cluster.py",
+        &serde_json::json!({
+            "login_link": link["link"],
+            "hosts": host_ids,
+            "owner": owner_id,
+            "screenshots": screenshots,
+        }),
+    )
+    .await;
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen}");
 
     // The owner dies (SIGKILL): within the lease time (2 s) and a margin,
     // a request through another host is served by a new owner.
@@ -357,6 +396,7 @@ fn now_ms() -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
+    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -482,6 +522,7 @@ async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_published_through_every_host_reach_their_subscriber_in_order_while_hosts_die() {
+    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -712,6 +753,7 @@ async fn events_published_through_every_host_reach_their_subscriber_in_order_whi
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_majority_of_nats_servers_publishes_fail_clearly_and_nothing_acknowledged_is_lost()
  {
+    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::start(dir.path(), 3);
     let roots: Vec<PathBuf> = (0..2).map(|i| host_root(dir.path(), i)).collect();
@@ -747,7 +789,7 @@ async fn without_a_majority_of_nats_servers_publishes_fail_clearly_and_nothing_a
         let host = &hosts[n % 2];
         let response = eventually(
             "a publish through every host",
-            Duration::from_secs(20),
+            Duration::from_secs(60),
             async || {
                 let response = publish(host, n).await;
                 (response.status() == 201).then_some(response)

@@ -454,5 +454,5 @@ fn error_response(status: StatusCode, message: &str) -> Response<Bytes> {
 
 /// A NATS server as the status names it: its name and port.
 fn server_label(info: &async_nats::ServerInfo) -> String {
-    format!("{} (port {})", info.server_name, info.port)
+    format!("{} on port {}", info.server_name, info.port)
 }
