@@ -792,7 +792,15 @@ async fn without_a_majority_of_nats_servers_publishes_fail_clearly_and_nothing_a
             Duration::from_secs(60),
             async || {
                 let response = publish(host, n).await;
-                (response.status() == 201).then_some(response)
+                if response.status() == 201 {
+                    Ok(response)
+                } else {
+                    Err(format!(
+                        "{} {}",
+                        response.status(),
+                        response.text().await.unwrap()
+                    ))
+                }
             },
         )
         .await;
@@ -818,7 +826,15 @@ async fn without_a_majority_of_nats_servers_publishes_fail_clearly_and_nothing_a
     nats.restart(2);
     let response = eventually("publishing again", Duration::from_secs(60), async || {
         let response = publish(&hosts[1], 101).await;
-        (response.status() == 201).then_some(response)
+        if response.status() == 201 {
+            Ok(response)
+        } else {
+            Err(format!(
+                "{} {}",
+                response.status(),
+                response.text().await.unwrap()
+            ))
+        }
     })
     .await;
     let record: Value = response.json().await.unwrap();

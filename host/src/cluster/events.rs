@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, FromConsumer, PullConsumer, pull};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::{self, kv, stream};
 use chrono::{DateTime, Utc};
@@ -198,23 +198,44 @@ impl JetStreamEvents {
         {
             return Ok(consumer.clone());
         }
-        let installed_at =
-            crate::clock::parse_rfc3339(&installed.installed_at).map_or(0, |time| time.timestamp());
-        let start_time = time::OffsetDateTime::from_unix_timestamp(installed_at - START_EARLY)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let consumer = self
-            .stream
-            .create_consumer(pull::Config {
-                durable_name: Some(consumer_name(service)),
+        // Made already (by any host): kept as it was made, with its filters
+        // brought up to date. Each host's install time differs, and a
+        // consumer's start cannot change.
+        let name = consumer_name(service);
+        let config = match self.stream.get_consumer::<pull::Config>(&name).await {
+            Ok(existing) => pull::Config {
                 filter_subjects: wanted.clone(),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: self.ack_wait,
-                max_ack_pending: 1,
-                deliver_policy: DeliverPolicy::ByStartTime { start_time },
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("cannot make the event consumer of {service}"))?;
+                filter_subject: String::new(),
+                ..pull::Config::try_from_consumer_config(existing.cached_info().config.clone())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+            },
+            Err(_) => {
+                let installed_at = crate::clock::parse_rfc3339(&installed.installed_at)
+                    .map_or(0, |time| time.timestamp());
+                let start_time =
+                    time::OffsetDateTime::from_unix_timestamp(installed_at - START_EARLY)
+                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subjects: wanted.clone(),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: self.ack_wait,
+                    max_ack_pending: 1,
+                    deliver_policy: DeliverPolicy::ByStartTime { start_time },
+                    ..Default::default()
+                }
+            }
+        };
+        let consumer = match self.stream.create_consumer(config).await {
+            Ok(consumer) => consumer,
+            // Another host made it a moment ago: take it as it is.
+            Err(error) => self
+                .stream
+                .get_consumer(&name)
+                .await
+                .map_err(|_| error)
+                .with_context(|| format!("cannot make the event consumer of {service}"))?,
+        };
         self.consumers
             .lock()
             .unwrap()
