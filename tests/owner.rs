@@ -241,6 +241,8 @@ async fn without_credentials_only_public_routes_answer() {
         .http
         .get(format!("{hello}/headers"))
         .header("x-locker-caller", "anonymous")
+        // Between hosts of a cluster, the chain of a call; never from outside.
+        .header("x-locker-call-chain", "stolen")
         .header(
             "cookie",
             "theme=dark; locker-grant=stolen; locker-session=stolen",

@@ -298,6 +298,10 @@ pub struct ConfigValue {
 /// (a public route), or `service:NAME` (a call from another
 /// service). The host always sets it; whatever a client sent is replaced.
 pub const CALLER_HEADER: &str = "x-locker-caller";
+/// The services a call between hosts came through (comma-separated): set
+/// by the calling host, read by the owner's, removed from every request
+/// from outside.
+pub const CHAIN_HEADER: &str = "x-locker-call-chain";
 
 /// A data type as `locker types` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

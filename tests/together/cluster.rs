@@ -268,6 +268,80 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
     .await;
     assert_eq!(seen["problems"], serde_json::json!([]), "{seen}");
 
+    // Calls between services go to the host that runs the callee: the
+    // relay, asked through every host, reaches hello-rs, which only its
+    // owner loads; a loop between two services on different hosts is cut.
+    for package in [guest("relay"), guest("hello-rs")] {
+        let out = cli_async(
+            &hosts[0].as_ref().unwrap().root,
+            &["install", package.to_str().unwrap()],
+        )
+        .await;
+        assert!(out.success, "{}", out.stderr);
+    }
+    let relay_b = super::support::guest_variant(dir.path(), "relay", |m| {
+        m.set("name", "relay-b").set("calls", vec!["relay"]);
+    });
+    let out = cli_async(
+        &hosts[0].as_ref().unwrap().root,
+        &["install", relay_b.to_str().unwrap()],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    for locker in hosts.iter().flatten() {
+        let (status, body) = eventually(
+            "the relay through every host",
+            Duration::from_secs(20),
+            async || {
+                let response = client_builder()
+                    .build()
+                    .unwrap()
+                    .get(format!(
+                        "{}/call/hello-rs/x",
+                        locker.service_origin("relay")
+                    ))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                let answer = (response.status().as_u16(), response.text().await.unwrap());
+                if answer.0 == 200 {
+                    Ok(answer)
+                } else {
+                    Err(format!("{answer:?}"))
+                }
+            },
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(body.contains("hello-rs answered 200"), "{body}");
+    }
+    let mut loaded_on = Vec::new();
+    for (i, locker) in hosts.iter().flatten().enumerate() {
+        let out = cli_async(&locker.root, &["status", "hello-rs", "--json"]).await;
+        assert!(out.success, "{}", out.stderr);
+        let status: Value = serde_json::from_str(&out.stdout).unwrap();
+        if status["loads"].as_u64().unwrap() > 0 {
+            loaded_on.push(i);
+        }
+    }
+    assert_eq!(loaded_on.len(), 1, "hello-rs loaded on hosts {loaded_on:?}");
+    let looped = client_builder()
+        .build()
+        .unwrap()
+        .get(format!(
+            "{}/call/relay-b/call/relay/",
+            h2.service_origin("relay")
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(looped.contains("LoopDetected"), "{looped}");
+
     // The owner dies (SIGKILL): within the lease time (2 s) and a margin,
     // a request through another host is served by a new owner.
     drop(hosts[owner].take());
@@ -313,13 +387,17 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
     eventually(
         "uninstalled on the other host",
         Duration::from_secs(10),
-        async || listed(survivors[0]).await.is_empty(),
+        async || !listed(survivors[0]).await.contains(&"notes".to_string()),
     )
     .await;
 
     // The dead host comes back: it follows what happened while it was down.
     let back = start_host(&host_root(dir.path(), owner), &nats);
-    assert!(listed(&back).await.is_empty(), "{}", back.host_log());
+    assert!(
+        !listed(&back).await.contains(&"notes".to_string()),
+        "{}",
+        back.host_log()
+    );
 
     // A token revoked through one host is refused by the others.
     let id = made["id"].as_str().unwrap();

@@ -207,6 +207,7 @@ impl Cluster {
         })
         .await?;
         supervisor.bus.share(Arc::new(events));
+        supervisor.services.call_elsewhere(cluster.clone());
         supervisor.jobs.share_slots(Arc::new(jobs::JobSlots {
             kv: cluster.buckets.jobs.clone(),
             leases: cluster.leases.clone(),
@@ -440,6 +441,29 @@ async fn patiently<T>(what: &str, mut step: impl AsyncFnMut() -> Result<T>) -> R
             }
             Err(error) => return Err(error).with_context(|| format!("cannot {what}")),
         }
+    }
+}
+
+impl crate::runtime::registry::Elsewhere for Cluster {
+    fn route(
+        &self,
+        service: &str,
+        request: Request<WasiBody>,
+    ) -> Pin<
+        Box<
+            dyn Future<Output = Result<Result<Response<WasiBody>, Request<WasiBody>>, String>>
+                + Send
+                + '_,
+        >,
+    > {
+        let service = service.to_string();
+        Box::pin(async move {
+            match Cluster::route(self, &service, request).await {
+                Ok(Routed::Here(request)) => Ok(Err(request)),
+                Ok(Routed::Answered(response)) => Ok(Ok(response.map(forward::full))),
+                Err(error) => Err(error.to_string()),
+            }
+        })
     }
 }
 

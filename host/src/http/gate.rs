@@ -29,6 +29,7 @@ use crate::owner::{Door, Owner, Session, TokenEntry};
 /// The one header that tells a guest who is calling: `owner`, or
 /// `anonymous` on a public route.
 pub use crate::api::CALLER_HEADER;
+use crate::api::CHAIN_HEADER;
 
 /// The header a browser script adds to change state through the admin API
 /// with the owner's session (a form on another site cannot send it).
@@ -355,6 +356,7 @@ pub fn wants_page<B>(request: &Request<B>) -> bool {
 pub fn hand_to_guest<B>(request: &mut Request<B>, origins: &Origins, caller: Caller) {
     let headers = request.headers_mut();
     headers.remove(AUTHORIZATION);
+    headers.remove(CHAIN_HEADER);
     if headers.contains_key(COOKIE) {
         let ours = [session_cookie(origins), grant_cookie(origins)];
         let kept: Vec<String> = headers

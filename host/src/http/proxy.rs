@@ -14,7 +14,9 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::body::{BoxBody, error_response, full};
 use super::front::Front;
+use crate::api::CHAIN_HEADER;
 use crate::cluster::{Handler, Routed};
+use crate::runtime::call_context::CallContext;
 use crate::runtime::{Service, ServiceError, serve};
 
 /// The most of a response a host reads to carry it back to another host.
@@ -50,6 +52,19 @@ pub fn forwarded(front: Arc<Front>) -> Handler {
     Arc::new(move |name, request| {
         let front = front.clone();
         Box::pin(async move {
+            let mut request = request;
+            // A call between services, from another host: the chain it came through.
+            if let Some(chain) = request.headers_mut().remove(CHAIN_HEADER) {
+                let chain = chain.to_str().unwrap_or_default();
+                request.extensions_mut().insert(CallContext {
+                    chain: chain
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect(),
+                    deadline: None,
+                });
+            }
             let Some(service) = front.supervisor.service(&name) else {
                 let error = ServiceError::NotFound(name);
                 return whole(service_error_response(&error)).await;

@@ -19,7 +19,7 @@ use super::call_context::CallContext;
 use super::outbound::{ServiceCalls, callee};
 use super::registry::Services;
 use super::{ServiceError, serve};
-use crate::api::CALLER_HEADER;
+use crate::api::{CALLER_HEADER, CHAIN_HEADER};
 use crate::package::{Manifest, manifest};
 use crate::store::ServiceLog;
 
@@ -95,6 +95,27 @@ impl CallRouter {
         let caller = HeaderValue::from_str(&format!("service:{}", self.caller))
             .expect("a service name is a valid header value");
         headers.insert(CALLER_HEADER, caller);
+        let elsewhere = self.services.upgrade().and_then(|s| s.elsewhere());
+        let request = match elsewhere {
+            None => request,
+            Some(elsewhere) => {
+                let joined = HeaderValue::from_str(&chain.join(","))
+                    .expect("service names are valid header values");
+                request.headers_mut().insert(CHAIN_HEADER, joined);
+                match elsewhere.route(&name, request).await {
+                    Ok(Ok(response)) => return Ok(response),
+                    Ok(Err(mut request)) => {
+                        request.headers_mut().remove(CHAIN_HEADER);
+                        request
+                    }
+                    Err(problem) => {
+                        let why = format!("a call to {name:?} found no host: {problem}");
+                        return Err(self.refuse(Error::DestinationUnavailable, why));
+                    }
+                }
+            }
+        };
+        let mut request = request;
         request.extensions_mut().insert(CallContext {
             chain,
             deadline: None,

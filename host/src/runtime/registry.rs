@@ -3,16 +3,52 @@
 //! retires the old one, which ends the work tied to it (its dispatcher).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use wasmtime_wasi_http::WasiBody;
 
 use super::service::Service;
+
+/// A call's way to a service another host runs (in a cluster).
+pub trait Elsewhere: Send + Sync {
+    /// Sends `request` to the host that runs `service`: its answer, or the
+    /// request back when that host is this one.
+    #[allow(clippy::type_complexity)]
+    fn route(
+        &self,
+        service: &str,
+        request: http::Request<WasiBody>,
+    ) -> Pin<
+        Box<
+            dyn Future<
+                    Output = Result<
+                        Result<http::Response<WasiBody>, http::Request<WasiBody>>,
+                        String,
+                    >,
+                > + Send
+                + '_,
+        >,
+    >;
+}
 
 #[derive(Default)]
 pub struct Services {
     by_name: RwLock<BTreeMap<String, Arc<Service>>>,
+    /// In a cluster: where calls to services other hosts run go.
+    elsewhere: OnceLock<Arc<dyn Elsewhere>>,
 }
 
 impl Services {
+    /// From now on, calls between services go to the host that runs the callee.
+    pub fn call_elsewhere(&self, elsewhere: Arc<dyn Elsewhere>) {
+        let _ = self.elsewhere.set(elsewhere);
+    }
+
+    pub fn elsewhere(&self) -> Option<Arc<dyn Elsewhere>> {
+        self.elsewhere.get().cloned()
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Service>> {
         self.by_name.read().unwrap().get(name).cloned()
     }
