@@ -393,10 +393,19 @@ impl EventLog for JetStreamEvents {
         tokio::spawn(async move {
             let key = format!("{}.{}", dead.subscriber, dead.seq);
             let value = serde_json::to_vec(&dead).expect("serializable");
-            if let Err(error) = letters.put(&key, value.into()).await {
-                tracing::error!("cannot keep a dead letter: {error}");
+            // Terminated only once kept: otherwise it comes back later, and
+            // dies again (its attempts are counted by JetStream).
+            match letters.put(&key, value.into()).await {
+                Ok(_) => {
+                    let _ = message.ack_with(AckKind::Term).await;
+                }
+                Err(error) => {
+                    tracing::error!("cannot keep a dead letter yet: {error}");
+                    let _ = message
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                }
             }
-            let _ = message.ack_with(AckKind::Term).await;
         });
     }
 
