@@ -119,8 +119,58 @@ fn host_root(dir: &Path, i: usize) -> PathBuf {
 }
 
 fn start_host(root: &Path, nats: &Nats) -> Locker {
+    start_host_with(root, nats, &[])
+}
+
+/// `start_host`, with more arguments to `locker serve`.
+fn start_host_with(root: &Path, nats: &Nats, extra: &[&str]) -> Locker {
     let urls = nats.urls.join(",");
-    Locker::start(root, &["--cluster", &urls, "--lease", LEASE])
+    let mut args = vec!["--cluster", &urls, "--lease", LEASE];
+    args.extend_from_slice(extra);
+    Locker::start(root, &args)
+}
+
+/// Installs a package through the host serving `root`.
+async fn install_through(root: &Path, package: &Path) {
+    let out = cli_async(root, &["install", package.to_str().unwrap()]).await;
+    assert!(out.success, "{}", out.stderr);
+}
+
+/// A new admin token, made through the host serving `root`: the whole
+/// answer (`token`, `id`, …).
+async fn admin_token(root: &Path) -> Value {
+    let out = cli_async(root, &["token", "create", "--scope", "admin", "--json"]).await;
+    assert!(out.success, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+/// One step of churn: a random host dies (SIGKILL; never the last one
+/// alive), or a dead one comes back through `revive`. Returns whether one died.
+fn churn(
+    random: &mut Seeded,
+    hosts: &mut [Option<Locker>],
+    revive: impl Fn(usize) -> Locker,
+) -> bool {
+    let alive: Vec<usize> = (0..hosts.len()).filter(|&i| hosts[i].is_some()).collect();
+    let dead: Vec<usize> = (0..hosts.len()).filter(|&i| hosts[i].is_none()).collect();
+    if alive.len() > 1 && (dead.is_empty() || random.below(2) == 0) {
+        drop(hosts[alive[random.below(alive.len() as u64) as usize]].take());
+        true
+    } else {
+        let back = dead[random.below(dead.len() as u64) as usize];
+        hosts[back] = Some(revive(back));
+        false
+    }
+}
+
+/// A seed from the clock, printed so that a failure can be run again.
+fn seeded() -> Seeded {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("seed {seed}");
+    Seeded(seed)
 }
 
 async fn cluster_view(host: &Locker) -> Value {
@@ -163,12 +213,7 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
         .collect();
 
     // Installed through host 0: every host has it.
-    let out = cli_async(
-        &hosts[0].as_ref().unwrap().root,
-        &["install", guest("notes").to_str().unwrap()],
-    )
-    .await;
-    assert!(out.success, "{}", out.stderr);
+    install_through(&hosts[0].as_ref().unwrap().root, &guest("notes")).await;
     for other in hosts[1..].iter().flatten() {
         eventually("notes on every host", Duration::from_secs(20), async || {
             listed(other).await.contains(&"notes".to_string())
@@ -272,22 +317,12 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
     // relay, asked through every host, reaches hello-rs, which only its
     // owner loads; a loop between two services on different hosts is cut.
     for package in [guest("relay"), guest("hello-rs")] {
-        let out = cli_async(
-            &hosts[0].as_ref().unwrap().root,
-            &["install", package.to_str().unwrap()],
-        )
-        .await;
-        assert!(out.success, "{}", out.stderr);
+        install_through(&hosts[0].as_ref().unwrap().root, &package).await;
     }
     let relay_b = super::support::guest_variant(dir.path(), "relay", |m| {
         m.set("name", "relay-b").set("calls", vec!["relay"]);
     });
-    let out = cli_async(
-        &hosts[0].as_ref().unwrap().root,
-        &["install", relay_b.to_str().unwrap()],
-    )
-    .await;
-    assert!(out.success, "{}", out.stderr);
+    install_through(&hosts[0].as_ref().unwrap().root, &relay_b).await;
     for locker in hosts.iter().flatten() {
         let (status, body) = eventually(
             "the relay through every host",
@@ -422,15 +457,8 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
     // Installed again, with a new token; then one NATS server of three
     // dies: every host goes on serving (a request waits while JetStream
     // moves the leaders that server had).
-    let out = cli_async(&back.root, &["install", guest("notes").to_str().unwrap()]).await;
-    assert!(out.success, "{}", out.stderr);
-    let out = cli_async(
-        &back.root,
-        &["token", "create", "--scope", "admin", "--json"],
-    )
-    .await;
-    assert!(out.success, "{}", out.stderr);
-    let made: Value = serde_json::from_str(&out.stdout).unwrap();
+    install_through(&back.root, &guest("notes")).await;
+    let made = admin_token(&back.root).await;
     let token = made["token"].as_str().unwrap();
     let everyone: Vec<&Locker> = survivors.iter().copied().chain([&back]).collect();
     for locker in &everyone {
@@ -475,20 +503,15 @@ fn now_ms() -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
     let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    println!("seed {seed}");
-    let mut random = Seeded(seed);
+    let mut random = seeded();
+    let seed = random.0;
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path(), 3);
     let roots: Vec<PathBuf> = (0..3).map(|i| host_root(dir.path(), i)).collect();
     let mut hosts: Vec<Option<Locker>> = roots.iter().map(|r| Some(start_host(r, &nats))).collect();
 
     // The ticker's job runs every second and appends each run to its folder.
-    let out = cli_async(&roots[0], &["install", guest("ticker").to_str().unwrap()]).await;
-    assert!(out.success, "{}", out.stderr);
+    install_through(&roots[0], &guest("ticker")).await;
     let runs_file = dir.path().join("shared-services/ticker/runs.jsonl");
     let runs = || -> Vec<Value> {
         std::fs::read_to_string(&runs_file)
@@ -509,15 +532,9 @@ async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
     let mut kills = Vec::new();
     while now_ms() - churn_from < 15_000 {
         tokio::time::sleep(Duration::from_millis(2000 + random.below(2000))).await;
-        let alive: Vec<usize> = (0..3).filter(|&i| hosts[i].is_some()).collect();
-        let dead: Vec<usize> = (0..3).filter(|&i| hosts[i].is_none()).collect();
-        if alive.len() > 1 && (dead.is_empty() || random.below(2) == 0) {
-            let victim = alive[random.below(alive.len() as u64) as usize];
-            kills.push(now_ms());
-            drop(hosts[victim].take());
-        } else {
-            let back = dead[random.below(dead.len() as u64) as usize];
-            hosts[back] = Some(start_host(&roots[back], &nats));
+        let at = now_ms();
+        if churn(&mut random, &mut hosts, |i| start_host(&roots[i], &nats)) {
+            kills.push(at);
         }
     }
     // Then every host down for 6 s, and back: the ticks missed run once.
@@ -601,43 +618,15 @@ async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
 #[tokio::test(flavor = "multi_thread")]
 async fn events_published_through_every_host_reach_their_subscriber_in_order_while_hosts_die() {
     let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    println!("seed {seed}");
-    let mut random = Seeded(seed);
+    let mut random = seeded();
+    let seed = random.0;
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path(), 3);
     let roots: Vec<PathBuf> = (0..3).map(|i| host_root(dir.path(), i)).collect();
-    let start = |root: &Path| {
-        let urls = nats.urls.join(",");
-        Locker::start(
-            root,
-            &[
-                "--cluster",
-                &urls,
-                "--lease",
-                LEASE,
-                "--request-timeout",
-                "3s",
-            ],
-        )
-    };
+    let start = |root: &Path| start_host_with(root, &nats, &["--request-timeout", "3s"]);
     let mut hosts: Vec<Option<Locker>> = roots.iter().map(|r| Some(start(r))).collect();
-    let out = cli_async(
-        &roots[0],
-        &["install", guest("subscriber").to_str().unwrap()],
-    )
-    .await;
-    assert!(out.success, "{}", out.stderr);
-    let out = cli_async(
-        &roots[0],
-        &["token", "create", "--scope", "admin", "--json"],
-    )
-    .await;
-    assert!(out.success, "{}", out.stderr);
-    let token: String = serde_json::from_str::<Value>(&out.stdout).unwrap()["token"]
+    install_through(&roots[0], &guest("subscriber")).await;
+    let token = admin_token(&roots[0]).await["token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -695,51 +684,24 @@ async fn events_published_through_every_host_reach_their_subscriber_in_order_whi
             })
         })
         .collect();
+    // Back on the same port, so the publishers find it again.
+    let restart = |i: usize| {
+        let listen = addresses[i].trim_start_matches("http://").to_string();
+        start_host_with(
+            &roots[i],
+            &nats,
+            &["--request-timeout", "3s", "--listen", &listen],
+        )
+    };
     // Meanwhile hosts die (SIGKILL) and come back, never all at once.
     let chaos_until = Instant::now() + Duration::from_secs(12);
     while Instant::now() < chaos_until {
         tokio::time::sleep(Duration::from_millis(1500 + random.below(1500))).await;
-        let alive: Vec<usize> = (0..3).filter(|&i| hosts[i].is_some()).collect();
-        let dead: Vec<usize> = (0..3).filter(|&i| hosts[i].is_none()).collect();
-        if alive.len() > 1 && (dead.is_empty() || random.below(2) == 0) {
-            drop(hosts[alive[random.below(alive.len() as u64) as usize]].take());
-        } else {
-            let back = dead[random.below(dead.len() as u64) as usize];
-            // Back on the same port, so the publishers find it again.
-            let port = addresses[back].rsplit(':').next().unwrap().to_string();
-            let urls = nats.urls.join(",");
-            hosts[back] = Some(Locker::start(
-                &roots[back],
-                &[
-                    "--cluster",
-                    &urls,
-                    "--lease",
-                    LEASE,
-                    "--request-timeout",
-                    "3s",
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                ],
-            ));
-        }
+        churn(&mut random, &mut hosts, restart);
     }
     for (i, host) in hosts.iter_mut().enumerate() {
         if host.is_none() {
-            let port = addresses[i].rsplit(':').next().unwrap().to_string();
-            let urls = nats.urls.join(",");
-            *host = Some(Locker::start(
-                &roots[i],
-                &[
-                    "--cluster",
-                    &urls,
-                    "--lease",
-                    LEASE,
-                    "--request-timeout",
-                    "3s",
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                ],
-            ));
+            *host = Some(restart(i));
         }
     }
     let mut acknowledged = Vec::new();
@@ -836,19 +798,8 @@ async fn without_a_majority_of_nats_servers_publishes_fail_clearly_and_nothing_a
     let mut nats = Nats::start(dir.path(), 3);
     let roots: Vec<PathBuf> = (0..2).map(|i| host_root(dir.path(), i)).collect();
     let hosts: Vec<Locker> = roots.iter().map(|r| start_host(r, &nats)).collect();
-    let out = cli_async(
-        &roots[0],
-        &["install", guest("subscriber").to_str().unwrap()],
-    )
-    .await;
-    assert!(out.success, "{}", out.stderr);
-    let out = cli_async(
-        &roots[0],
-        &["token", "create", "--scope", "admin", "--json"],
-    )
-    .await;
-    assert!(out.success, "{}", out.stderr);
-    let token: String = serde_json::from_str::<Value>(&out.stdout).unwrap()["token"]
+    install_through(&roots[0], &guest("subscriber")).await;
+    let token = admin_token(&roots[0]).await["token"]
         .as_str()
         .unwrap()
         .to_string();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::{self, kv, object_store};
+use futures::TryStreamExt;
 
 /// The catalog: one entry per service, what every host installs.
 pub const CATALOG: &str = "locker-catalog";
@@ -115,4 +116,26 @@ fn bucket_error(bucket: &str, replicas: usize) -> String {
         "JetStream cannot keep the bucket {bucket} with {replicas} replicas \
          (is JetStream on, on at least {replicas} servers? --cluster-replicas sets the number)"
     )
+}
+
+/// Every key of a bucket (deleted ones aside).
+pub async fn keys(kv: &kv::Store) -> Result<Vec<String>> {
+    let cannot = || format!("cannot list the bucket {}", kv.name);
+    kv.keys()
+        .await
+        .with_context(cannot)?
+        .try_collect()
+        .await
+        .with_context(cannot)
+}
+
+/// A bucket as it is: its keys, and the revision after its newest entry,
+/// for a watch that misses nothing written after the listing began.
+pub async fn snapshot(kv: &kv::Store) -> Result<(Vec<String>, u64)> {
+    let status = kv
+        .status()
+        .await
+        .with_context(|| format!("cannot read the bucket {}", kv.name))?;
+    let from = status.info.state.last_sequence + 1;
+    Ok((keys(kv).await?, from))
 }

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::{kv, object_store};
-use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::buckets;
 use super::watch::Follow;
 use crate::package::{Origin, Package};
 use crate::store::InstalledService;
@@ -87,20 +87,7 @@ impl CatalogSync {
     /// Follows the bucket as it is, then adds what only this host has.
     /// Returns the revision to watch from.
     pub async fn join(&mut self) -> Result<u64> {
-        let status = self
-            .kv
-            .status()
-            .await
-            .context("cannot read the catalog bucket")?;
-        let from = status.info.state.last_sequence + 1;
-        let names: Vec<String> = self
-            .kv
-            .keys()
-            .await
-            .context("cannot list the cluster's catalog")?
-            .try_collect()
-            .await
-            .context("cannot list the cluster's catalog")?;
+        let (names, from) = buckets::snapshot(&self.kv).await?;
         for name in &names {
             if let Some(value) = self.kv.get(name).await.context("cannot read the catalog")? {
                 self.follow(name, &value).await;

@@ -24,9 +24,10 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, FromConsumer, Pu
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::{self, kv, stream};
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::buckets;
 use super::leases::{Leases, Placement};
 use crate::api::{DeadLetter, EventRecord, EventStats, EventSummary};
 use crate::package::topics;
@@ -257,6 +258,19 @@ impl JetStreamEvents {
         }
     }
 
+    /// The dead letters `locker-dead` keeps, by key.
+    async fn kept_dead(&self) -> Result<Vec<(String, Dead)>> {
+        let mut kept = Vec::new();
+        for key in buckets::keys(&self.dead).await? {
+            if let Some(value) = self.dead.get(&key).await?
+                && let Ok(dead) = serde_json::from_slice::<Dead>(&value)
+            {
+                kept.push((key, dead));
+            }
+        }
+        Ok(kept)
+    }
+
     fn take_held(&self, service: &str, seq: i64) -> Option<jetstream::Message> {
         let mut held = self.held.lock().unwrap();
         let messages = held.get_mut(service)?;
@@ -272,6 +286,15 @@ impl JetStreamEvents {
             source: carried.source.clone(),
             time: carried.time.clone(),
             payload: carried.payload.clone(),
+        }
+    }
+
+    /// A message handed out `delivered` times, as the dispatcher takes it:
+    /// the attempts before this one.
+    fn delivery(seq: i64, carried: &Carried, delivered: i64) -> PendingDelivery {
+        PendingDelivery {
+            event: JetStreamEvents::record_of(seq, carried),
+            attempts: delivered.saturating_sub(1) as u32,
         }
     }
 
@@ -310,10 +333,7 @@ impl JetStreamEvents {
                 let _ = message.ack().await;
                 continue;
             }
-            pending.push(PendingDelivery {
-                event: JetStreamEvents::record_of(seq, &carried),
-                attempts: delivered.saturating_sub(1) as u32,
-            });
+            pending.push(JetStreamEvents::delivery(seq, &carried, delivered));
             self.held
                 .lock()
                 .unwrap()
@@ -427,10 +447,7 @@ impl EventLog for JetStreamEvents {
                         .filter_map(|(seq, message)| {
                             let carried: Carried = serde_json::from_slice(&message.payload).ok()?;
                             let delivered = message.info().ok()?.delivered;
-                            Some(PendingDelivery {
-                                event: JetStreamEvents::record_of(*seq, &carried),
-                                attempts: delivered.saturating_sub(1) as u32,
-                            })
+                            Some(JetStreamEvents::delivery(*seq, &carried, delivered))
                         })
                         .collect()
                 })
@@ -482,21 +499,17 @@ impl EventLog for JetStreamEvents {
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        let keys: Vec<String> = self.dead.keys().await?.try_collect().await?;
-        let mut letters = Vec::new();
-        for key in keys {
-            if let Some(value) = self.dead.get(&key).await?
-                && let Ok(dead) = serde_json::from_slice::<Dead>(&value)
-            {
-                letters.push(DeadLetter {
-                    event: JetStreamEvents::record_of(dead.seq, &dead.event),
-                    subscriber: dead.subscriber,
-                    attempts: dead.attempts,
-                    last_error: Some(dead.error),
-                });
-            }
-        }
-        Ok(letters)
+        Ok(self
+            .kept_dead()
+            .await?
+            .into_iter()
+            .map(|(_, dead)| DeadLetter {
+                event: JetStreamEvents::record_of(dead.seq, &dead.event),
+                subscriber: dead.subscriber,
+                attempts: dead.attempts,
+                last_error: Some(dead.error),
+            })
+            .collect())
     }
 
     async fn replay(
@@ -504,15 +517,8 @@ impl EventLog for JetStreamEvents {
         subscriber: Option<String>,
         event: Option<String>,
     ) -> Result<Vec<String>> {
-        let keys: Vec<String> = self.dead.keys().await?.try_collect().await?;
         let mut subscribers = Vec::new();
-        for key in keys {
-            let Some(value) = self.dead.get(&key).await? else {
-                continue;
-            };
-            let Ok(mut dead) = serde_json::from_slice::<Dead>(&value) else {
-                continue;
-            };
+        for (key, mut dead) in self.kept_dead().await? {
             let id = dead.event.id.clone().unwrap_or_else(|| event_id(dead.seq));
             if subscriber.as_ref().is_some_and(|s| *s != dead.subscriber)
                 || event.as_ref().is_some_and(|e| *e != id)
@@ -549,7 +555,7 @@ impl EventLog for JetStreamEvents {
             let info = consumer.info().await?;
             pending += info.num_pending + info.num_ack_pending as u64;
         }
-        let dead = self.dead.keys().await?.try_collect::<Vec<_>>().await?.len() as u64;
+        let dead = buckets::keys(&self.dead).await?.len() as u64;
         Ok(EventStats {
             published,
             unhandled: 0,

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::kv;
-use futures::TryStreamExt;
 
 use crate::api::ClusterHost as Member;
 
@@ -25,13 +24,7 @@ pub async fn beat(kv: kv::Store, member: Member, lease: Duration) {
 
 /// The hosts alive now.
 pub async fn alive(kv: &kv::Store) -> Result<Vec<Member>> {
-    let keys: Vec<String> = kv
-        .keys()
-        .await
-        .context("cannot list the hosts")?
-        .try_collect()
-        .await
-        .context("cannot list the hosts")?;
+    let keys = super::buckets::keys(kv).await?;
     let mut members = Vec::new();
     for key in keys {
         if let Some(value) = kv.get(&key).await.context("cannot read a host's entry")?

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::kv::{self, Operation};
-use futures::TryStreamExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::buckets;
 use super::watch::Follow;
 use crate::owner::{CLI_TOKEN_LABEL, Owner};
 use crate::store::owner::StoredToken;
@@ -25,20 +25,7 @@ impl TokenSync {
     /// has (and drops those the bucket says were revoked). Returns the
     /// revision to watch from.
     pub async fn join(&self) -> Result<u64> {
-        let status = self
-            .kv
-            .status()
-            .await
-            .context("cannot read the tokens bucket")?;
-        let from = status.info.state.last_sequence + 1;
-        let ids: Vec<String> = self
-            .kv
-            .keys()
-            .await
-            .context("cannot list the cluster's tokens")?
-            .try_collect()
-            .await
-            .context("cannot list the cluster's tokens")?;
+        let (ids, from) = buckets::snapshot(&self.kv).await?;
         for id in &ids {
             if let Some(entry) = self.kv.entry(id).await.context("cannot read a token")? {
                 self.follow(&entry);
