@@ -75,7 +75,9 @@ impl TokenSync {
             Operation::Put => serde_json::from_slice::<StoredToken>(&entry.value)
                 .context("unreadable")
                 .and_then(|token| self.owner.follow_token(&token)),
-            Operation::Delete | Operation::Purge => self.owner.follow_revocation(&entry.key),
+            Operation::Delete | Operation::Purge => {
+                self.owner.follow_revocation(&entry.key).map(|_| ())
+            }
         };
         if let Err(error) = followed {
             tracing::error!(token = %entry.key, "cannot follow the cluster's token: {error:#}");

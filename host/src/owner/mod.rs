@@ -142,10 +142,11 @@ impl Owner {
         self.tokens.add(stored)
     }
 
-    /// Refuses a token revoked through another host of the cluster.
-    pub fn follow_revocation(&self, id: &str) -> Result<()> {
+    /// Refuses a token revoked through another host of the cluster;
+    /// `false` if there is none of that id.
+    pub fn follow_revocation(&self, id: &str) -> Result<bool> {
         self.tokens.remove(id);
-        self.store.remove_token(id).map(|_| ())
+        self.store.remove_token(id)
     }
 
     pub fn token_views(&self) -> Result<Vec<TokenView>> {
@@ -154,8 +155,7 @@ impl Owner {
 
     /// Revokes a token at once; `false` if there is none of that id.
     pub fn revoke_token(&self, id: &str) -> Result<bool> {
-        self.tokens.remove(id);
-        let removed = self.store.remove_token(id)?;
+        let removed = self.follow_revocation(id)?;
         self.announced_tokens.announce(id.to_string());
         Ok(removed)
     }
