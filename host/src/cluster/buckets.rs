@@ -15,10 +15,8 @@ pub const TOKENS: &str = "locker-tokens";
 pub const HOSTS: &str = "locker-hosts";
 /// One entry per owned service: the host that holds its lease.
 pub const LEASES: &str = "locker-leases";
-/// Each job's last claimed tick.
+/// Each job's claimed ticks, and when the hosts were last alive.
 pub const JOBS: &str = "locker-jobs";
-/// Events whose deliveries used up their attempts, by subscriber and sequence.
-pub const DEAD: &str = "locker-dead";
 /// Components, by digest.
 pub const PACKAGES: &str = "locker-packages";
 
@@ -28,7 +26,6 @@ pub struct Buckets {
     pub hosts: kv::Store,
     pub leases: kv::Store,
     pub jobs: kv::Store,
-    pub dead: kv::Store,
     pub packages: object_store::ObjectStore,
 }
 
@@ -58,12 +55,11 @@ impl Buckets {
             hosts: key_value(jetstream, expiring(HOSTS)).await?,
             leases: key_value(jetstream, expiring(LEASES)).await?,
             jobs: key_value(jetstream, durable(JOBS, 1)).await?,
-            dead: key_value(jetstream, durable(DEAD, 1)).await?,
             packages: objects(jetstream, PACKAGES, replicas).await?,
         };
         // A stream just made has no leader for a moment, and writes to it
         // fail until it has; its info comes from the leader.
-        for stream in [CATALOG, TOKENS, HOSTS, LEASES, JOBS, DEAD].map(|kv| format!("KV_{kv}")) {
+        for stream in [CATALOG, TOKENS, HOSTS, LEASES, JOBS].map(|kv| format!("KV_{kv}")) {
             jetstream
                 .get_stream(&stream)
                 .await

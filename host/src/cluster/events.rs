@@ -9,11 +9,18 @@
 //! holds the service's lease delivers (taking the lease if it is free): the
 //! host's dispatcher runs unchanged over this log. A delivery done is
 //! acked; a failed attempt keeps the message (its ack time renewed) while
-//! the dispatcher backs off and tries again; the last failure terminates it
-//! and keeps it as a dead letter in `locker-dead`, from where a replay
-//! publishes it again on `locker.replay.<service>`, which only that
-//! service's consumer reads. If the delivering host dies, the message is
-//! delivered again after the ack time, by the lease's next holder.
+//! the dispatcher backs off and tries again. If the delivering host dies,
+//! the message is delivered again after the ack time, by the lease's next
+//! holder.
+//!
+//! Dead letters are JetStream's own advisories, kept in the `LOCKER_DEAD`
+//! stream: the dispatcher's last failure terminates the message (the
+//! attempts and the error as the reason), and a message handed out
+//! [`MAX_DELIVERIES`] times without an answer (its hosts died each time)
+//! is given up by JetStream. The event itself stays in `LOCKER_EVENTS`. A
+//! replay publishes it again on `locker.replay.<service>`, which only that
+//! service's consumer reads (once, however many hosts replay at once: the
+//! publish is deduplicated), and deletes the advisory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,12 +29,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, FromConsumer, PullConsumer, pull};
 use async_nats::jetstream::message::AckKind;
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, stream};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::buckets;
 use super::leases::{Leases, Placement};
 use crate::api::{DeadLetter, EventRecord, EventStats, EventSummary};
 use crate::package::topics;
@@ -35,6 +41,13 @@ use crate::runtime::Services;
 use crate::store::events::{EventLog, NewEvent, PendingDelivery, event_id};
 
 pub const STREAM: &str = "LOCKER_EVENTS";
+/// The stream of dead letters: the advisories of messages given up.
+pub const DEAD_STREAM: &str = "LOCKER_DEAD";
+/// How many times a message is handed out before JetStream gives it up:
+/// the hosts that took it died (or gave it back) each time.
+const MAX_DELIVERIES: i64 = 20;
+/// The most dead letters listed or replayed at once.
+const MOST_DEAD: u64 = 10_000;
 /// How long a fetch waits for a message before it looks at the lease again.
 const FETCH_WAIT: Duration = Duration::from_secs(2);
 /// How many seconds before its install (here) a subscriber's consumer
@@ -56,14 +69,38 @@ struct Carried {
     id: Option<String>,
 }
 
-/// A dead letter as `locker-dead` keeps it.
+/// What a terminated message's advisory says of why (its `reason`).
 #[derive(Serialize, Deserialize)]
-struct Dead {
-    subscriber: String,
-    event: Carried,
-    seq: i64,
+struct Why {
     attempts: u32,
     error: String,
+}
+
+/// A JetStream advisory of a message given up by a consumer: terminated
+/// (with a reason) or handed out its maximum number of times.
+#[derive(Deserialize)]
+struct Advisory {
+    consumer: String,
+    stream_seq: u64,
+    deliveries: u64,
+    #[serde(default)]
+    reason: String,
+}
+
+/// A dead letter: its advisory's sequence in `LOCKER_DEAD`, its subscriber,
+/// the event (none when the stream no longer has it), and why.
+struct Dead {
+    at: u64,
+    subscriber: String,
+    seq: i64,
+    event: Option<Carried>,
+    why: Why,
+}
+
+fn advisory_subjects() -> Vec<String> {
+    ["MSG_TERMINATED", "MAX_DELIVERIES"]
+        .map(|kind| format!("$JS.EVENT.ADVISORY.CONSUMER.{kind}.{STREAM}.*"))
+        .to_vec()
 }
 
 /// `contact/changed` as subject tokens: `contact.changed`; `locker/service.started`:
@@ -132,7 +169,7 @@ fn consumer_name(service: &str) -> String {
 pub struct JetStreamEvents {
     jetstream: jetstream::Context,
     stream: stream::Stream,
-    dead: kv::Store,
+    dead: stream::Stream,
     leases: Arc<Leases>,
     services: Arc<Services>,
     /// How long a delivery may go without a word before JetStream gives it
@@ -148,24 +185,30 @@ pub struct JetStreamEvents {
 impl JetStreamEvents {
     pub async fn open(
         jetstream: &jetstream::Context,
-        dead: kv::Store,
         leases: Arc<Leases>,
         services: Arc<Services>,
         replicas: usize,
         retention: Duration,
         ack_wait: Duration,
     ) -> Result<JetStreamEvents> {
+        let kept = |name: &str, subjects: Vec<String>| stream::Config {
+            name: name.to_string(),
+            subjects,
+            num_replicas: replicas,
+            max_age: retention,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        let subjects = vec!["locker.events.>".into(), "locker.replay.>".into()];
         let stream = jetstream
-            .get_or_create_stream(stream::Config {
-                name: STREAM.to_string(),
-                subjects: vec!["locker.events.>".into(), "locker.replay.>".into()],
-                num_replicas: replicas,
-                max_age: retention,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
+            .get_or_create_stream(kept(STREAM, subjects))
             .await
             .context("cannot make the events stream")?;
+        // Made before any consumer, so no advisory goes by unkept.
+        let dead = jetstream
+            .get_or_create_stream(kept(DEAD_STREAM, advisory_subjects()))
+            .await
+            .context("cannot make the dead letters' stream")?;
         Ok(JetStreamEvents {
             jetstream: jetstream.clone(),
             stream,
@@ -222,6 +265,7 @@ impl JetStreamEvents {
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: self.ack_wait,
                     max_ack_pending: 1,
+                    max_deliver: MAX_DELIVERIES,
                     deliver_policy: DeliverPolicy::ByStartTime { start_time },
                     ..Default::default()
                 }
@@ -258,15 +302,55 @@ impl JetStreamEvents {
         }
     }
 
-    /// The dead letters `locker-dead` keeps, by key.
-    async fn kept_dead(&self) -> Result<Vec<(String, Dead)>> {
+    /// The dead letters `LOCKER_DEAD` keeps, oldest first.
+    async fn kept_dead(&self) -> Result<Vec<Dead>> {
+        let mut dead = self.dead.clone();
+        let state = dead
+            .info()
+            .await
+            .context("cannot read the dead letters")?
+            .state
+            .clone();
         let mut kept = Vec::new();
-        for key in buckets::keys(&self.dead).await? {
-            if let Some(value) = self.dead.get(&key).await?
-                && let Ok(dead) = serde_json::from_slice::<Dead>(&value)
-            {
-                kept.push((key, dead));
-            }
+        let first = state
+            .first_sequence
+            .max(state.last_sequence.saturating_sub(MOST_DEAD));
+        for at in first..=state.last_sequence {
+            // A replayed one is deleted: a gap.
+            let Ok(message) = dead.get_raw_message(at).await else {
+                continue;
+            };
+            let Ok(advisory) = serde_json::from_slice::<Advisory>(&message.payload) else {
+                continue;
+            };
+            let why = serde_json::from_str::<Why>(&advisory.reason).unwrap_or_else(|_| Why {
+                attempts: advisory.deliveries as u32,
+                error: if advisory.reason.is_empty() {
+                    format!(
+                        "handed out {} times without an answer (its hosts stopped each time)",
+                        advisory.deliveries
+                    )
+                } else {
+                    advisory.reason.clone()
+                },
+            });
+            let event = self
+                .stream
+                .get_raw_message(advisory.stream_seq)
+                .await
+                .ok()
+                .and_then(|message| serde_json::from_slice::<Carried>(&message.payload).ok());
+            kept.push(Dead {
+                at,
+                subscriber: advisory
+                    .consumer
+                    .strip_prefix("deliver-")
+                    .unwrap_or(&advisory.consumer)
+                    .to_string(),
+                seq: advisory.stream_seq as i64,
+                event,
+                why,
+            });
         }
         Ok(kept)
     }
@@ -399,32 +483,19 @@ impl EventLog for JetStreamEvents {
         let Some(message) = self.take_held(subscriber, seq) else {
             return;
         };
-        let Ok(event) = serde_json::from_slice::<Carried>(&message.payload) else {
-            return;
-        };
-        let dead = Dead {
-            subscriber: subscriber.to_string(),
-            event,
-            seq,
+        let why = Why {
             attempts,
-            error: error.to_string(),
+            error: error.chars().take(2000).collect(),
         };
-        let letters = self.dead.clone();
+        let reason = serde_json::to_string(&why).expect("serializable");
         tokio::spawn(async move {
-            let key = format!("{}.{}", dead.subscriber, dead.seq);
-            let value = serde_json::to_vec(&dead).expect("serializable");
-            // Terminated only once kept: otherwise it comes back later, and
-            // dies again (its attempts are counted by JetStream).
-            match letters.put(&key, value.into()).await {
-                Ok(_) => {
-                    let _ = message.ack_with(AckKind::Term).await;
-                }
-                Err(error) => {
-                    tracing::error!("cannot keep a dead letter yet: {error}");
-                    let _ = message
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await;
-                }
+            // `+TERM` with a reason: JetStream's advisory carries it.
+            let Some(reply) = message.message.reply.clone() else {
+                return;
+            };
+            let term = bytes::Bytes::from(format!("+TERM {reason}"));
+            if let Err(error) = message.context.client().publish(reply, term).await {
+                tracing::error!("cannot give up a delivery: {error}");
             }
         });
     }
@@ -503,11 +574,20 @@ impl EventLog for JetStreamEvents {
             .kept_dead()
             .await?
             .into_iter()
-            .map(|(_, dead)| DeadLetter {
-                event: JetStreamEvents::record_of(dead.seq, &dead.event),
-                subscriber: dead.subscriber,
-                attempts: dead.attempts,
-                last_error: Some(dead.error),
+            .map(|dead| {
+                let event = dead.event.unwrap_or_else(|| Carried {
+                    topic: "(gone)".into(),
+                    source: String::new(),
+                    time: String::new(),
+                    payload: "the event is older than the stream keeps".into(),
+                    id: None,
+                });
+                DeadLetter {
+                    event: JetStreamEvents::record_of(dead.seq, &event),
+                    subscriber: dead.subscriber,
+                    attempts: dead.why.attempts,
+                    last_error: Some(dead.why.error),
+                }
             })
             .collect())
     }
@@ -518,21 +598,27 @@ impl EventLog for JetStreamEvents {
         event: Option<String>,
     ) -> Result<Vec<String>> {
         let mut subscribers = Vec::new();
-        for (key, mut dead) in self.kept_dead().await? {
-            let id = dead.event.id.clone().unwrap_or_else(|| event_id(dead.seq));
+        for dead in self.kept_dead().await? {
+            let Some(mut carried) = dead.event else {
+                continue;
+            };
+            let id = carried.id.clone().unwrap_or_else(|| event_id(dead.seq));
             if subscriber.as_ref().is_some_and(|s| *s != dead.subscriber)
                 || event.as_ref().is_some_and(|e| *e != id)
             {
                 continue;
             }
-            dead.event.id = Some(id);
-            let body = serde_json::to_vec(&dead.event)?;
+            carried.id = Some(id);
+            let mut headers = async_nats::HeaderMap::new();
+            // Two hosts replaying the same dead letter publish it once.
+            headers.insert("Nats-Msg-Id", format!("replay-{}", dead.at).as_str());
+            let body = serde_json::to_vec(&carried)?;
             self.jetstream
-                .publish(replay_subject(&dead.subscriber), body.into())
+                .publish_with_headers(replay_subject(&dead.subscriber), headers, body.into())
                 .await?
                 .await
                 .context("JetStream did not store the replayed event")?;
-            self.dead.delete(&key).await?;
+            let _ = self.dead.delete_message(dead.at).await;
             if !subscribers.contains(&dead.subscriber) {
                 subscribers.push(dead.subscriber);
             }
@@ -555,7 +641,8 @@ impl EventLog for JetStreamEvents {
             let info = consumer.info().await?;
             pending += info.num_pending + info.num_ack_pending as u64;
         }
-        let dead = buckets::keys(&self.dead).await?.len() as u64;
+        let mut dead = self.dead.clone();
+        let dead = dead.info().await?.state.messages;
         Ok(EventStats {
             published,
             unhandled: 0,

@@ -196,7 +196,6 @@ impl Cluster {
         let events = patiently("make the events stream", async || {
             events::JetStreamEvents::open(
                 &jetstream,
-                cluster.buckets.dead.clone(),
                 cluster.leases.clone(),
                 supervisor.services.clone(),
                 cluster.options.replicas,
@@ -208,11 +207,22 @@ impl Cluster {
         .await?;
         supervisor.bus.share(Arc::new(events));
         supervisor.services.call_elsewhere(cluster.clone());
-        supervisor.jobs.share_slots(Arc::new(jobs::JobSlots {
-            kv: cluster.buckets.jobs.clone(),
-            leases: cluster.leases.clone(),
-            patience: cluster.patience(),
-        }));
+        let slots = patiently("read the locker's downtimes", async || {
+            jobs::JobSlots::join(
+                cluster.buckets.jobs.clone(),
+                cluster.leases.clone(),
+                cluster.options.host.clone(),
+                cluster.options.lease,
+            )
+            .await
+        })
+        .await?;
+        supervisor.jobs.share_slots(Arc::new(slots));
+        let (kv, lease) = (cluster.buckets.jobs.clone(), cluster.options.lease);
+        cluster.spawn("alive stamp", async move {
+            jobs::JobSlots::stay_alive(kv, lease).await;
+            Ok(())
+        });
         let member = ClusterHost {
             host: cluster.options.host.clone(),
             url: cluster.options.url.clone(),

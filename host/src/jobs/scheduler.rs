@@ -425,16 +425,44 @@ impl Scheduler {
     /// last run and next time go to the store (not awaited: many runs share
     /// a commit).
     pub fn finish(&self, key: &JobKey, id: i64, run: &RunRecord) {
+        self.record_run(key, id, run, |job| job.running = false);
+    }
+
+    /// Records a run of a job that goes on running: one of the ticks a
+    /// host of a cluster runs in a row.
+    pub fn record(&self, key: &JobKey, id: i64, run: &RunRecord) {
+        self.record_run(key, id, run, |_| {});
+    }
+
+    fn record_run(&self, key: &JobKey, id: i64, run: &RunRecord, then: impl FnOnce(&mut Job)) {
         let mut table = self.table.lock().unwrap();
         if let Some(job) = table.jobs.get_mut(key)
             && job.record.id == id
         {
-            job.running = false;
             job.record.runs += 1;
             job.record.failures += u64::from(run.error.is_some());
             job.record.last_run = Some(run.clone());
             self.store.finished(id, run.clone(), job.record.next_run);
+            then(job);
         }
+    }
+
+    /// A job's ticks in `(after, until]` (ms), oldest first, at most `limit`.
+    pub fn ticks_between(&self, key: &JobKey, after: i64, until: i64, limit: usize) -> Vec<i64> {
+        let table = self.table.lock().unwrap();
+        let Some(job) = table.jobs.get(key) else {
+            return Vec::new();
+        };
+        let mut ticks = Vec::new();
+        let mut from = crate::clock::from_millis(after);
+        while ticks.len() < limit
+            && let Some(next) = job.timing.next_after(from)
+            && next.timestamp_millis() <= until
+        {
+            ticks.push(next.timestamp_millis());
+            from = next;
+        }
+        ticks
     }
 }
 

@@ -33,16 +33,39 @@ enum Retry {
     No,
 }
 
-/// Which host runs a job's tick, when several share the locker.
+/// The ticks of a job in `(after, until]`, oldest first, at most `limit`.
+pub type Ticks<'a> = &'a (dyn Fn(i64, i64, usize) -> Vec<i64> + Send + Sync);
+
+/// Which host runs a job's ticks, when several share the locker.
 pub trait SlotClaims: Send + Sync {
-    /// Whether this host runs `service`'s job `job` for its tick at `due`
-    /// (ms): `false` when another host runs (or ran) it.
+    /// The ticks of `service`'s job `job` this host runs now, oldest first,
+    /// as its timer fired the tick at `due` (ms): none when another host
+    /// runs them. Besides `due`, these are ticks nobody ran because the
+    /// host serving the service died.
     fn claim<'a>(
         &'a self,
         service: &'a str,
         job: &'a str,
         due: i64,
-    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+        ticks: Ticks<'a>,
+    ) -> Pin<Box<dyn Future<Output = Vec<i64>> + Send + 'a>>;
+
+    /// A claimed tick has run (well or not): nobody runs it again.
+    fn ran<'a>(
+        &'a self,
+        service: &'a str,
+        job: &'a str,
+        tick: i64,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+    /// This host skipped its tick at `due`, the last run still going: if
+    /// it serves the service, nobody runs that tick.
+    fn skipped<'a>(
+        &'a self,
+        service: &'a str,
+        job: &'a str,
+        due: i64,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
 /// Fires and runs jobs; cheap to clone.
@@ -111,6 +134,10 @@ impl JobRunner {
                     tokio::spawn(self.clone().run_tick(key, id, due));
                 }
                 Fired::Skipped { key, due } => {
+                    if let Some(slots) = self.slots.get().cloned() {
+                        let key = key.clone();
+                        tokio::spawn(async move { slots.skipped(&key.0, &key.1, due).await });
+                    }
                     let message = format!(
                         "job {:?}: skipped its tick at {}, the last run is still going",
                         key.1,
@@ -146,26 +173,48 @@ impl JobRunner {
         Ok(RunView::from(&run))
     }
 
-    /// The run of a tick, unless another host of the cluster runs it.
+    /// The run of a tick; in a cluster, the runs of the ticks this host claims.
     async fn run_tick(self, key: JobKey, id: i64, due: i64) {
-        if let Some(slots) = self.slots.get()
-            && !slots.claim(&key.0, &key.1, due).await
-        {
+        let Some(slots) = self.slots.get() else {
+            self.run(key, id, due, Retry::Yes).await;
+            return;
+        };
+        let scheduler = self.scheduler.clone();
+        let ticks_key = key.clone();
+        let ticks = move |after: i64, until: i64, limit: usize| {
+            scheduler.ticks_between(&ticks_key, after, until, limit)
+        };
+        let ticks = slots.claim(&key.0, &key.1, due, &ticks).await;
+        let Some((&last, earlier)) = ticks.split_last() else {
             self.scheduler.release(&key, id);
             return;
+        };
+        for &tick in earlier {
+            let run = self.attempts(&key, id, tick, Retry::Yes).await;
+            self.scheduler.record(&key, id, &run);
+            slots.ran(&key.0, &key.1, tick).await;
         }
-        self.run(key, id, due, Retry::Yes).await;
+        let run = self.attempts(&key, id, last, Retry::Yes).await;
+        slots.ran(&key.0, &key.1, last).await;
+        self.scheduler.finish(&key, id, &run);
     }
 
-    /// One run of a job: attempts until one succeeds or there is no time
-    /// left to retry (or, with `Retry::No`, one attempt); then records the run.
+    /// One run of a job, recorded: see [`JobRunner::attempts`].
     async fn run(self, key: JobKey, id: i64, scheduled: i64, retry: Retry) -> RunRecord {
+        let run = self.attempts(&key, id, scheduled, retry).await;
+        self.scheduler.finish(&key, id, &run);
+        run
+    }
+
+    /// The attempts of one run: until one succeeds or there is no time
+    /// left to retry (or, with `Retry::No`, one attempt).
+    async fn attempts(&self, key: &JobKey, id: i64, scheduled: i64, retry: Retry) -> RunRecord {
         let started = Utc::now().timestamp_millis();
         let policy = &self.scheduler.policy;
         let mut attempts = 0;
         let error = loop {
             attempts += 1;
-            let Err(error) = self.attempt(&key, scheduled, attempts).await else {
+            let Err(error) = self.attempt(key, scheduled, attempts).await else {
                 break None;
             };
             let backoff = policy
@@ -174,7 +223,7 @@ impl JobRunner {
                 .min(Duration::from_secs(3600));
             let retry_at = Utc::now().timestamp_millis() + backoff.as_millis() as i64;
             let may_retry =
-                retry == Retry::Yes && self.scheduler.may_retry(&key, id, attempts, retry_at);
+                retry == Retry::Yes && self.scheduler.may_retry(key, id, attempts, retry_at);
             let what = if may_retry {
                 format!("retrying in {}", humantime::format_duration(backoff))
             } else {
@@ -198,7 +247,6 @@ impl JobRunner {
             attempts,
             error,
         };
-        self.scheduler.finish(&key, id, &run);
         let late = Duration::from_millis(started.saturating_sub(scheduled).max(0) as u64);
         self.metrics
             .job_run(&key.0, &key.1, run.error.is_none(), late);
