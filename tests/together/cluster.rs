@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::support::{
-    Locker, browser_script, cli_async, client_builder, eventually, free_port, guest, workspace,
+    Locker, browser_script, cli_async, cli_with_input, client_builder, eventually, free_port,
+    guest, locker_bin, workspace,
 };
 
 /// Short, so a dead host's services move within the test's patience.
@@ -105,10 +106,24 @@ impl Drop for Nats {
     }
 }
 
-/// A host's root, its services folder the one all hosts share.
+/// A host's root, its services folder the one all hosts share, and its
+/// `secrets.key` the one of the first host (as the owner copies it).
 fn host_root(dir: &Path, i: usize) -> PathBuf {
     let root = dir.join(format!("host-{i}"));
     std::fs::create_dir_all(&root).unwrap();
+    let key = dir.join("cluster-secrets.key");
+    if !key.exists() {
+        let mut bytes = [0u8; 32];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").unwrap(),
+            &mut bytes,
+        )
+        .unwrap();
+        std::fs::write(&key, bytes).unwrap();
+    }
+    if !root.join("secrets.key").exists() {
+        std::fs::copy(&key, root.join("secrets.key")).unwrap();
+    }
     let shared = dir.join("shared-services");
     std::fs::create_dir_all(&shared).unwrap();
     let link = root.join("services");
@@ -203,6 +218,145 @@ async fn notes(host: &Locker, method: reqwest::Method, path: &str, token: &str) 
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// A setting and a secret set through two hosts reach the service on its
+/// owner, whichever host a request comes through; every host lists them;
+/// the NATS servers' files never hold the secret; an unset reaches all;
+/// and a host whose `secrets.key` differs is refused at the join.
+async fn settings_set_through_one_host_reach_the_owner_and_stay_sealed(
+    dir: &Path,
+    nats: &Nats,
+    hosts: &[Option<Locker>],
+) {
+    const SECRET: &str = "s3cret-of-the-cluster-4711";
+    let hosts: Vec<&Locker> = hosts.iter().flatten().collect();
+    install_through(&hosts[0].root, &guest("config-reader")).await;
+    for host in &hosts {
+        eventually(
+            "config-reader on every host",
+            Duration::from_secs(20),
+            async || listed(host).await.contains(&"config-reader".to_string()),
+        )
+        .await;
+    }
+    let out = cli_async(
+        &hosts[1].root,
+        &["config", "set", "config-reader", "server", "example.org"],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    let out = cli_with_input(
+        &hosts[2].root,
+        &["config", "set", "config-reader", "token"],
+        SECRET,
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    let read = async |host: &Locker, key: &str| -> (u16, String) {
+        let response = host
+            .http
+            .get(format!(
+                "{}/config/{key}",
+                host.service_origin("config-reader")
+            ))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    for host in &hosts {
+        eventually(
+            "the settings on the owner",
+            Duration::from_secs(20),
+            async || {
+                read(host, "token").await == (200, SECRET.to_string())
+                    && read(host, "server").await == (200, "example.org".to_string())
+            },
+        )
+        .await;
+        let out = cli_async(&host.root, &["config", "config-reader", "--json"]).await;
+        assert!(out.success, "{}", out.stderr);
+        assert!(out.stdout.contains("example.org"), "{}", out.stdout);
+        assert!(
+            !out.stdout.contains(SECRET),
+            "a secret listed: {}",
+            out.stdout
+        );
+    }
+
+    // What the NATS servers keep on disk: the setting, never the secret.
+    let mut files = Vec::new();
+    let mut folders: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("js-{i}"))).collect();
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let holds = |text: &str| {
+        files
+            .iter()
+            .any(|bytes| bytes.windows(text.len()).any(|w| w == text.as_bytes()))
+    };
+    assert!(
+        holds("example.org"),
+        "the settings bucket is not where the test looks"
+    );
+    assert!(
+        !holds(SECRET),
+        "a NATS server keeps the secret in the clear"
+    );
+
+    // Unset through host 0: gone on the owner.
+    let out = cli_async(
+        &hosts[0].root,
+        &["config", "unset", "config-reader", "server"],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    eventually(
+        "the unset on the owner",
+        Duration::from_secs(20),
+        async || read(hosts[2], "server").await.1 != "example.org",
+    )
+    .await;
+
+    // A host with a secrets key of its own cannot join.
+    let stranger = dir.join("stranger");
+    std::fs::create_dir_all(&stranger).unwrap();
+    std::fs::write(stranger.join("secrets.key"), [7u8; 32]).unwrap();
+    let urls = nats.urls.join(",");
+    let mut child = Command::new(locker_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+        .arg(&stranger)
+        .args(["--cluster", &urls, "--lease", LEASE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "a host with another secrets key joined"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("secrets.key is not the one the other hosts"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
     let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
@@ -259,6 +413,8 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
     assert_eq!(status, 201, "{body}");
     let (status, body) = notes(h1, reqwest::Method::GET, "/file?path=a.txt", &token).await;
     assert_eq!((status, body.as_str()), (200, "written through one host"));
+
+    settings_set_through_one_host_reach_the_owner_and_stay_sealed(dir.path(), &nats, &hosts).await;
 
     // Every host sees the three hosts and the service's one owner.
     let view = cluster_view(h1).await;

@@ -9,6 +9,8 @@ use futures::TryStreamExt;
 
 /// The catalog: one entry per service, what every host installs.
 pub const CATALOG: &str = "locker-catalog";
+/// The owner's settings of each service, secrets sealed.
+pub const CONFIG: &str = "locker-config";
 /// The owner's API tokens (hashes and scopes), by id.
 pub const TOKENS: &str = "locker-tokens";
 /// One entry per living host, renewed by its heartbeat.
@@ -23,6 +25,7 @@ pub const PACKAGES: &str = "locker-packages";
 pub struct Buckets {
     pub catalog: kv::Store,
     pub tokens: kv::Store,
+    pub config: kv::Store,
     pub hosts: kv::Store,
     pub leases: kv::Store,
     pub jobs: kv::Store,
@@ -52,6 +55,7 @@ impl Buckets {
         let buckets = Buckets {
             catalog: key_value(jetstream, durable(CATALOG, 5)).await?,
             tokens: key_value(jetstream, durable(TOKENS, 1)).await?,
+            config: key_value(jetstream, durable(CONFIG, 1)).await?,
             hosts: key_value(jetstream, expiring(HOSTS)).await?,
             leases: key_value(jetstream, expiring(LEASES)).await?,
             jobs: key_value(jetstream, durable(JOBS, 1)).await?,
@@ -59,7 +63,7 @@ impl Buckets {
         };
         // A stream just made has no leader for a moment, and writes to it
         // fail until it has; its info comes from the leader.
-        for stream in [CATALOG, TOKENS, HOSTS, LEASES, JOBS].map(|kv| format!("KV_{kv}")) {
+        for stream in [CATALOG, TOKENS, CONFIG, HOSTS, LEASES, JOBS].map(|kv| format!("KV_{kv}")) {
             jetstream
                 .get_stream(&stream)
                 .await

@@ -18,6 +18,7 @@ mod forward;
 mod jobs;
 mod leases;
 mod members;
+mod settings;
 mod tokens;
 mod watch;
 
@@ -176,6 +177,22 @@ impl Cluster {
             .listen()
             .context("this host has joined a cluster already")?;
         cluster.spawn("catalog sync", catalog.run(from, announced));
+
+        // After the catalog: a setting follows its service.
+        let settings = settings::SettingSync {
+            supervisor: supervisor.clone(),
+            kv: cluster.buckets.config.clone(),
+        };
+        patiently("check the secrets key", async || settings.check_key().await).await??;
+        let from = patiently("follow the cluster's settings", async || {
+            settings.join().await
+        })
+        .await?;
+        let announced = supervisor
+            .announced_config
+            .listen()
+            .context("this host has joined a cluster already")?;
+        cluster.spawn("settings sync", settings.run(from, announced));
 
         let leases = cluster.leases.clone();
         cluster.spawn("lease watch", async move {

@@ -96,6 +96,18 @@ impl ConfigStore {
 
     /// Sets a value; a secret is sealed before it is written.
     pub fn set(&self, service: &str, key: &str, value: &str, secret: bool) -> Result<()> {
+        self.put(service, key, value, secret, &now_rfc3339())
+    }
+
+    /// Sets a value as it was set at `set_at` (on another host of the cluster).
+    pub fn put(
+        &self,
+        service: &str,
+        key: &str,
+        value: &str,
+        secret: bool,
+        set_at: &str,
+    ) -> Result<()> {
         let bytes = if secret {
             self.sealer.seal(service, key, value)?
         } else {
@@ -106,9 +118,20 @@ impl ConfigStore {
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (service, key) DO UPDATE
              SET value = excluded.value, sealed = excluded.sealed, set_at = excluded.set_at",
-            params![service, key, bytes, secret, now_rfc3339()],
+            params![service, key, bytes, secret, set_at],
         )?;
         Ok(())
+    }
+
+    /// `value` sealed for `service`'s `key` with this root's key, to travel
+    /// (to the other hosts of a cluster, which share the key).
+    pub fn seal(&self, service: &str, key: &str, value: &str) -> Result<Vec<u8>> {
+        self.sealer.seal(service, key, value)
+    }
+
+    /// A value sealed by [`ConfigStore::seal`], here or on a host with the same key.
+    pub fn open_sealed(&self, service: &str, key: &str, sealed: Vec<u8>) -> Result<String> {
+        self.sealer.unseal(service, key, sealed)
     }
 
     /// Removes a value; `false` if none was set.

@@ -10,9 +10,15 @@ use crate::api::ConfigEntry;
 use crate::capabilities::config;
 use crate::package::Manifest;
 use crate::package::host_template::HostTemplate;
+use crate::store::config::StoredValue;
 use crate::store::{CatalogError, ConfigStore};
 
 impl Supervisor {
+    /// Where the owner's settings of every service are kept.
+    pub fn config_store(&self) -> &ConfigStore {
+        self.capabilities.config.store()
+    }
+
     /// Every setting of an installed service; never a secret's value.
     pub fn config(&self, name: &str) -> Result<Vec<ConfigEntry>> {
         let installed = self.catalog.require(name)?;
@@ -34,18 +40,49 @@ impl Supervisor {
         let manifest = service.installed().manifest.clone();
         let store = self.capabilities.config.store();
         let entry = tokio::task::block_in_place(|| change(store, &manifest, key, value))?;
+        let what = if value.is_some() { "set" } else { "unset" };
+        self.config_changed(name, &format!("config {key:?} {what} by the owner"));
+        self.announced_config
+            .announce((name.to_string(), key.to_string()));
+        Ok(entry)
+    }
+
+    /// Follows a setting changed through another host of the cluster:
+    /// `Some` sets it as it was set there, `None` unsets it.
+    pub fn follow_config(&self, name: &str, key: &str, value: Option<&StoredValue>) -> Result<()> {
+        let store = self.capabilities.config.store();
+        let changed = match value {
+            Some(value) => {
+                if store.values(name)?.get(key) == Some(value) {
+                    return Ok(());
+                }
+                store.put(name, key, &value.value, value.secret, &value.set_at)?;
+                "set"
+            }
+            None if store.unset(name, key)? => "unset",
+            None => return Ok(()),
+        };
+        if self.service(name).is_some() {
+            self.config_changed(
+                name,
+                &format!("config {key:?} {changed} through another host"),
+            );
+        }
+        Ok(())
+    }
+
+    /// What a change of `name`'s settings sets off: its next instances read
+    /// them again, and what waited for a required one may go.
+    fn config_changed(&self, name: &str, note: &str) {
         self.capabilities.config.reload(name);
-        service.unload("its config changed");
-        // Events and jobs that waited for a required setting may go now.
+        if let Some(service) = self.service(name) {
+            service.unload("its config changed");
+            // The note names the key, never the value.
+            service.log().note(note);
+        }
         self.bus.ring(name);
         self.scheduler.resume(name);
-        // The note names the key, never the value.
-        let what = if value.is_some() { "set" } else { "unset" };
-        service
-            .log()
-            .note(&format!("config {key:?} {what} by the owner"));
-        tracing::info!(service = %name, key, "config {what}");
-        Ok(entry)
+        tracing::info!(service = %name, "{note}");
     }
 }
 

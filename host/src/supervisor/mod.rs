@@ -63,6 +63,8 @@ pub struct Supervisor {
     /// The services the owner changed through this host, by name (not
     /// those changed to follow the cluster).
     pub announced: Changes<String>,
+    /// The settings the owner changed through this host: (service, key).
+    pub announced_config: Changes<(String, String)>,
 }
 
 /// A change another host made, followed here without announcing it.
@@ -124,6 +126,7 @@ impl Supervisor {
             started: AtomicBool::new(false),
             changes: tokio::sync::Mutex::new(()),
             announced: Changes::default(),
+            announced_config: Changes::default(),
         });
         for service in supervisor.catalog.list()? {
             supervisor.add(service);
@@ -384,7 +387,14 @@ impl Supervisor {
 
     pub async fn uninstall(&self, name: &str, keep_data: bool) -> Result<ServiceStatus> {
         let _change = self.changes.lock().await;
+        let settings = self.capabilities.config.store().values(name)?;
         let uninstalled = self.uninstall_now(name, keep_data).await;
+        if uninstalled.is_ok() {
+            // Its settings went with it.
+            for key in settings.into_keys() {
+                self.announced_config.announce((name.to_string(), key));
+            }
+        }
         self.announcing(name, uninstalled)
     }
 
