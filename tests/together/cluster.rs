@@ -218,6 +218,192 @@ async fn notes(host: &Locker, method: reqwest::Method, path: &str, token: &str) 
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// The value a response sets for cookie `name`.
+fn set_cookie(response: &reqwest::Response, name: &str) -> String {
+    let set = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie set"));
+    set.split(';').next().unwrap()[name.len() + 1..].to_string()
+}
+
+/// The password chosen through host 0 logs in through host 2; a session
+/// made on one host opens the others; a ticket issued by host 1 is
+/// redeemed on host 2, once (a replay on host 0 is refused), and its grant
+/// opens the service through host 0; a session ended through host 2 is
+/// refused by hosts 0 and 1, its grant with it.
+async fn the_owner_logs_in_through_one_host_and_is_known_on_all(hosts: &[Option<Locker>]) {
+    const PASSWORD: &str = "correct horse battery staple 42";
+    let hosts: Vec<&Locker> = hosts.iter().flatten().collect();
+    let out = cli_async(&hosts[0].root, &["owner", "reset"]).await;
+    assert!(out.success, "{}", out.stderr);
+    let link = out.stdout.trim().to_string();
+    let code = link.split("code=").nth(1).unwrap();
+    let chosen = hosts[0]
+        .anonymous
+        .post(format!("{}/_locker/setup", hosts[0].origin()))
+        .header("origin", hosts[0].origin())
+        .form(&[
+            ("code", code),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chosen.status(), 303);
+    let session = set_cookie(&chosen, "locker-session");
+    let dashboard = async |host: &Locker, session: &str| -> u16 {
+        host.anonymous
+            .get(host.origin() + "/")
+            .header("cookie", format!("locker-session={session}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    eventually(
+        "the session known to host 1",
+        Duration::from_secs(10),
+        async || dashboard(hosts[1], &session).await == 200,
+    )
+    .await;
+    assert_eq!(
+        dashboard(hosts[2], "0f0f0f").await,
+        303,
+        "a made-up session"
+    );
+
+    let log_in = async |host: &Locker, password: &str| {
+        host.anonymous
+            .post(format!("{}/_locker/login", host.origin()))
+            .header("origin", host.origin())
+            .form(&[("password", password), ("next", "/")])
+            .send()
+            .await
+            .unwrap()
+    };
+    let mut second = None;
+    eventually(
+        "the password known to host 2",
+        Duration::from_secs(10),
+        async || {
+            let answer = log_in(hosts[2], PASSWORD).await;
+            let ok = answer.status() == 303;
+            if ok {
+                second = Some(set_cookie(&answer, "locker-session"));
+            }
+            ok
+        },
+    )
+    .await;
+    assert_eq!(log_in(hosts[1], "a guess").await.status(), 401);
+
+    // The ticket round, across hosts.
+    let first = hosts[1]
+        .anonymous
+        .get(format!("{}/page?x=1", hosts[1].service_origin("notes")))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 303);
+    let ticketed = hosts[1]
+        .anonymous
+        .get(location(&first))
+        .header("cookie", format!("locker-session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ticketed.status(), 303);
+    let enter_on = |host: &Locker| {
+        location(&ticketed).replace(
+            &hosts[1].service_origin("notes"),
+            &host.service_origin("notes"),
+        )
+    };
+    let mut grant = None;
+    eventually(
+        "the ticket known to host 2",
+        Duration::from_secs(10),
+        async || {
+            let entered = hosts[2]
+                .anonymous
+                .get(enter_on(hosts[2]))
+                .send()
+                .await
+                .unwrap();
+            let ok = entered.status() == 303;
+            if ok {
+                grant = Some(set_cookie(&entered, "locker-grant"));
+            }
+            ok
+        },
+    )
+    .await;
+    let grant = grant.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let replayed = hosts[0]
+        .anonymous
+        .get(enter_on(hosts[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        replayed.status(),
+        403,
+        "a ticket used on host 2 worked again on host 0"
+    );
+    let with_grant = async |host: &Locker| -> u16 {
+        host.anonymous
+            .get(format!("{}/list", host.service_origin("notes")))
+            .header("cookie", format!("locker-grant={grant}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    eventually(
+        "the grant known to host 0",
+        Duration::from_secs(10),
+        async || with_grant(hosts[0]).await == 200,
+    )
+    .await;
+
+    // Every session ended through host 2.
+    let out = cli_async(&hosts[2].root, &["owner", "sessions", "--json"]).await;
+    assert!(out.success, "{}", out.stderr);
+    let sessions: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    for listed in &sessions {
+        let out = cli_async(
+            &hosts[2].root,
+            &["owner", "logout", listed["id"].as_str().unwrap()],
+        )
+        .await;
+        assert!(out.success, "{}", out.stderr);
+    }
+    eventually(
+        "the sessions ended on every host",
+        Duration::from_secs(10),
+        async || {
+            dashboard(hosts[0], &session).await == 303
+                && dashboard(hosts[1], second.as_ref().unwrap()).await == 303
+                && with_grant(hosts[1]).await != 200
+        },
+    )
+    .await;
+}
+
 /// A setting and a secret set through two hosts reach the service on its
 /// owner, whichever host a request comes through; every host lists them;
 /// the NATS servers' files never hold the secret; an unset reaches all;
@@ -415,6 +601,7 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
     assert_eq!((status, body.as_str()), (200, "written through one host"));
 
     settings_set_through_one_host_reach_the_owner_and_stay_sealed(dir.path(), &nats, &hosts).await;
+    the_owner_logs_in_through_one_host_and_is_known_on_all(&hosts).await;
 
     // Every host sees the three hosts and the service's one owner.
     let view = cluster_view(h1).await;

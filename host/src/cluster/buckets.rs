@@ -11,8 +11,11 @@ use futures::TryStreamExt;
 pub const CATALOG: &str = "locker-catalog";
 /// The owner's settings of each service, secrets sealed.
 pub const CONFIG: &str = "locker-config";
-/// The owner's API tokens (hashes and scopes), by id.
-pub const TOKENS: &str = "locker-tokens";
+/// The owner's lasting credentials: password (hash), passkeys, API tokens
+/// and sessions (hashes).
+pub const OWNER: &str = "locker-owner";
+/// The owner's tickets and grants (hashes), gone a day after their last write.
+pub const PASSES: &str = "locker-passes";
 /// One entry per living host, renewed by its heartbeat.
 pub const HOSTS: &str = "locker-hosts";
 /// One entry per owned service: the host that holds its lease.
@@ -24,7 +27,8 @@ pub const PACKAGES: &str = "locker-packages";
 
 pub struct Buckets {
     pub catalog: kv::Store,
-    pub tokens: kv::Store,
+    pub owner: kv::Store,
+    pub passes: kv::Store,
     pub config: kv::Store,
     pub hosts: kv::Store,
     pub leases: kv::Store,
@@ -54,7 +58,15 @@ impl Buckets {
         };
         let buckets = Buckets {
             catalog: key_value(jetstream, durable(CATALOG, 5)).await?,
-            tokens: key_value(jetstream, durable(TOKENS, 1)).await?,
+            owner: key_value(jetstream, durable(OWNER, 1)).await?,
+            passes: key_value(
+                jetstream,
+                kv::Config {
+                    max_age: Duration::from_secs(24 * 3600),
+                    ..durable(PASSES, 1)
+                },
+            )
+            .await?,
             config: key_value(jetstream, durable(CONFIG, 1)).await?,
             hosts: key_value(jetstream, expiring(HOSTS)).await?,
             leases: key_value(jetstream, expiring(LEASES)).await?,
@@ -63,7 +75,9 @@ impl Buckets {
         };
         // A stream just made has no leader for a moment, and writes to it
         // fail until it has; its info comes from the leader.
-        for stream in [CATALOG, TOKENS, CONFIG, HOSTS, LEASES, JOBS].map(|kv| format!("KV_{kv}")) {
+        for stream in
+            [CATALOG, OWNER, PASSES, CONFIG, HOSTS, LEASES, JOBS].map(|kv| format!("KV_{kv}"))
+        {
             jetstream
                 .get_stream(&stream)
                 .await

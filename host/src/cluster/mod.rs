@@ -13,13 +13,13 @@
 
 mod buckets;
 mod catalog;
+mod credentials;
 mod events;
 mod forward;
 mod jobs;
 mod leases;
 mod members;
 mod settings;
-mod tokens;
 mod watch;
 
 use std::path::Path;
@@ -152,16 +152,20 @@ impl Cluster {
             tasks: Mutex::default(),
         });
 
-        let tokens = tokens::TokenSync {
+        let credentials = credentials::CredentialSync {
             owner: owner.clone(),
-            kv: cluster.buckets.tokens.clone(),
+            lasting: cluster.buckets.owner.clone(),
+            passes: cluster.buckets.passes.clone(),
         };
-        let from = patiently("follow the cluster's tokens", async || tokens.join().await).await?;
+        let from = patiently("follow the owner's credentials", async || {
+            credentials.join().await
+        })
+        .await?;
         let announced = owner
-            .announced_tokens
+            .announced
             .listen()
             .context("this host has joined a cluster already")?;
-        cluster.spawn("token sync", tokens.run(from, announced));
+        cluster.spawn("credential sync", credentials.run(from, announced));
 
         let mut catalog = catalog::CatalogSync::new(
             supervisor.clone(),

@@ -13,6 +13,7 @@ pub mod password;
 pub mod scope;
 pub mod secret;
 pub mod sessions;
+mod shared;
 pub mod throttle;
 pub mod tokens;
 
@@ -47,22 +48,39 @@ pub struct Owner {
     pub login_links: LoginLinks,
     pub passkeys: Passkeys,
     has_password: AtomicBool,
-    /// The tokens made or revoked through this host, by id (not those
+    /// The credentials made, used or ended through this host (not those
     /// followed from the cluster).
-    pub announced_tokens: Changes<String>,
+    pub announced: Arc<Changes<Credential>>,
+}
+
+/// One of the owner's credentials, as a change to it is announced.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Credential {
+    Password,
+    /// The user handle passkeys are registered under.
+    PasskeyUser,
+    Token(String),
+    Session(String),
+    Passkey(String),
+    /// A ticket, by its hash.
+    Ticket(String),
+    /// A grant, by its hash.
+    Grant(String),
 }
 
 impl Owner {
     pub fn open(root: &LockerRoot, policy: SessionPolicy) -> Result<Owner> {
         let store = OwnerStore::open(root)?;
+        let sessions = Sessions::load(&store, policy)?;
+        let announced = sessions.announced.clone();
         Ok(Owner {
-            sessions: Sessions::load(&store, policy)?,
+            sessions,
             tokens: Tokens::load(&store)?,
             throttle: LoginThrottle::default(),
             login_links: LoginLinks::default(),
-            passkeys: Passkeys::default(),
+            passkeys: Passkeys::announcing_to(announced.clone()),
             has_password: AtomicBool::new(store.password()?.is_some()),
-            announced_tokens: Changes::default(),
+            announced,
             store,
         })
     }
@@ -83,6 +101,7 @@ impl Owner {
         if chosen.is_ok() {
             self.has_password.store(true, Ordering::Relaxed);
             self.sessions.end_all();
+            self.announced.announce(Credential::Password);
         }
         Ok(chosen)
     }
@@ -101,6 +120,7 @@ impl Owner {
         let changed = password::change(&self.store, new, &from.id)?;
         if changed.is_ok() {
             self.sessions.end_others(from);
+            self.announced.announce(Credential::Password);
         }
         Ok(changed)
     }
@@ -123,7 +143,8 @@ impl Owner {
     ) -> Result<(String, TokenView)> {
         let (token, stored) = tokens::create(&self.store, scope, label, expires_at)?;
         self.tokens.add(&stored)?;
-        self.announced_tokens.announce(stored.id.clone());
+        self.announced
+            .announce(Credential::Token(stored.id.clone()));
         Ok((token, tokens::view(&stored)))
     }
 
@@ -149,6 +170,13 @@ impl Owner {
         self.store.remove_token(id)
     }
 
+    /// Removes a passkey; `false` if there is none of that id.
+    pub fn remove_passkey(&self, id: &str) -> Result<bool> {
+        let removed = self.store.remove_passkey(id)?;
+        self.announced.announce(Credential::Passkey(id.to_string()));
+        Ok(removed)
+    }
+
     pub fn token_views(&self) -> Result<Vec<TokenView>> {
         Ok(self.store.tokens()?.iter().map(tokens::view).collect())
     }
@@ -156,7 +184,7 @@ impl Owner {
     /// Revokes a token at once; `false` if there is none of that id.
     pub fn revoke_token(&self, id: &str) -> Result<bool> {
         let removed = self.follow_revocation(id)?;
-        self.announced_tokens.announce(id.to_string());
+        self.announced.announce(Credential::Token(id.to_string()));
         Ok(removed)
     }
 

@@ -9,7 +9,7 @@
 //! root keeps only public keys and counters.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -19,8 +19,9 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
-use super::secret;
+use super::{Credential, secret};
 use crate::api::PasskeyView;
+use crate::changes::Changes;
 use crate::clock::{from_millis, now_millis, rfc3339};
 use crate::store::owner::{OwnerStore, StoredPasskey};
 
@@ -54,9 +55,19 @@ pub fn relying_party(domain: &str, origin: &str) -> Result<Webauthn> {
 #[derive(Default)]
 pub struct Passkeys {
     ceremonies: Mutex<HashMap<String, (Instant, Ceremony)>>,
+    /// Where passkeys added or used here are told.
+    pub(super) announced: Arc<Changes<Credential>>,
 }
 
 impl Passkeys {
+    /// No ceremony under way; passkeys added or used are told to `announced`.
+    pub fn announcing_to(announced: Arc<Changes<Credential>>) -> Passkeys {
+        Passkeys {
+            ceremonies: Mutex::default(),
+            announced,
+        }
+    }
+
     fn keep(&self, ceremony: Ceremony) -> Result<String> {
         let mut ceremonies = self.ceremonies.lock().unwrap();
         ceremonies.retain(|_, (at, _)| at.elapsed() < CEREMONY_LIFETIME);
@@ -86,6 +97,7 @@ impl Passkeys {
             bail!("a passkey needs a name of 1 to {MAX_NAME_CHARS} characters");
         }
         let user = store.passkey_user(|| Uuid::new_v4().to_string())?;
+        self.announced.announce(Credential::PasskeyUser);
         let user = Uuid::parse_str(&user).context("the stored passkey user handle is damaged")?;
         let existing = stored(store)?
             .into_iter()
@@ -123,6 +135,8 @@ impl Passkeys {
             last_used: None,
         };
         store.add_passkey(&stored)?;
+        self.announced
+            .announce(Credential::Passkey(stored.id.clone()));
         Ok(view(&stored))
     }
 
@@ -163,6 +177,7 @@ impl Passkeys {
             if passkey.cred_id() == result.cred_id() {
                 passkey.update_credential(&result);
                 store.use_passkey(&stored.id, &serde_json::to_string(&passkey)?, now_millis())?;
+                self.announced.announce(Credential::Passkey(stored.id));
                 return Ok(true);
             }
         }

@@ -10,7 +10,8 @@
 //!
 //! Sessions are stored in the root (a restart keeps the owner logged in);
 //! tickets and grants live in memory (after a restart the browser takes
-//! the ticket round once more, unseen).
+//! the ticket round once more, unseen). Every change is announced, so the
+//! other hosts of a cluster follow it (`follow_*`), quietly.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +21,9 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::last_use::LastUse;
-use super::secret;
+use super::{Credential, secret};
 use crate::api::SessionView;
+use crate::changes::Changes;
 use crate::clock::{from_millis, now_millis, rfc3339};
 use crate::store::owner::{OwnerStore, StoredSession};
 
@@ -90,8 +92,26 @@ struct Grant {
     session: Arc<Session>,
 }
 
+/// A ticket as the hosts of a cluster share it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SharedTicket {
+    pub service: String,
+    pub path: String,
+    pub session: String,
+    pub expires_at: i64,
+}
+
+/// A grant as the hosts of a cluster share it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SharedGrant {
+    pub service: String,
+    pub session: String,
+}
+
 pub struct Sessions {
     policy: SessionPolicy,
+    /// Where sessions, tickets and grants made or ended here are told.
+    pub(super) announced: Arc<Changes<Credential>>,
     by_hash: RwLock<HashMap<String, Arc<Session>>>,
     tickets: Mutex<HashMap<String, Ticket>>,
     grants: RwLock<HashMap<String, Grant>>,
@@ -106,6 +126,7 @@ impl Sessions {
             .collect();
         Ok(Sessions {
             policy,
+            announced: Arc::default(),
             by_hash: RwLock::new(by_hash),
             tickets: Mutex::default(),
             grants: RwLock::default(),
@@ -129,6 +150,7 @@ impl Sessions {
             .write()
             .unwrap()
             .insert(stored.hash.clone(), Arc::new(Session::of(&stored)));
+        self.announced.announce(Credential::Session(stored.id));
         Ok(secret)
     }
 
@@ -157,16 +179,27 @@ impl Sessions {
             self.end(session, store);
             return false;
         }
-        if session.last_seen.mark(now)
-            && let Err(error) = store.touch_session(&session.id, now)
-        {
-            tracing::warn!("cannot record the use of session {}: {error:#}", session.id);
+        if session.last_seen.mark(now) {
+            match store.touch_session(&session.id, now) {
+                Ok(()) => self
+                    .announced
+                    .announce(Credential::Session(session.id.clone())),
+                Err(error) => {
+                    tracing::warn!("cannot record the use of session {}: {error:#}", session.id)
+                }
+            }
         }
         true
     }
 
     /// Ends a session, with every grant it made.
     pub fn end(&self, session: &Session, store: &OwnerStore) {
+        self.end_quietly(session, store);
+        self.announced
+            .announce(Credential::Session(session.id.clone()));
+    }
+
+    fn end_quietly(&self, session: &Session, store: &OwnerStore) {
         session.ended.store(true, Ordering::Relaxed);
         self.by_hash.write().unwrap().remove(&session.hash);
         self.grants
@@ -178,16 +211,18 @@ impl Sessions {
         }
     }
 
-    /// Ends the session of this id; `false` if there is none.
-    pub fn revoke(&self, id: &str, store: &OwnerStore) -> bool {
-        let found = self
-            .by_hash
+    fn by_id(&self, id: &str) -> Option<Arc<Session>> {
+        self.by_hash
             .read()
             .unwrap()
             .values()
             .find(|session| session.id == id)
-            .cloned();
-        match found {
+            .cloned()
+    }
+
+    /// Ends the session of this id; `false` if there is none.
+    pub fn revoke(&self, id: &str, store: &OwnerStore) -> bool {
+        match self.by_id(id) {
             Some(session) => {
                 self.end(&session, store);
                 true
@@ -203,6 +238,8 @@ impl Sessions {
             let others = session.id != keep.id;
             if others {
                 session.ended.store(true, Ordering::Relaxed);
+                self.announced
+                    .announce(Credential::Session(session.id.clone()));
             }
             !others
         });
@@ -216,6 +253,8 @@ impl Sessions {
     pub fn end_all(&self) {
         for (_, session) in self.by_hash.write().unwrap().drain() {
             session.ended.store(true, Ordering::Relaxed);
+            self.announced
+                .announce(Credential::Session(session.id.clone()));
         }
         self.grants.write().unwrap().clear();
     }
@@ -237,8 +276,9 @@ impl Sessions {
         let now = now_millis();
         let mut tickets = self.tickets.lock().unwrap();
         tickets.retain(|_, ticket| ticket.expires_at > now);
+        let hash = secret::hash(&ticket);
         tickets.insert(
-            secret::hash(&ticket),
+            hash.clone(),
             Ticket {
                 service: service.to_string(),
                 path: path.to_string(),
@@ -246,6 +286,7 @@ impl Sessions {
                 expires_at: now + TICKET_LIFETIME_MS,
             },
         );
+        self.announced.announce(Credential::Ticket(hash));
         ticket
     }
 
@@ -257,7 +298,9 @@ impl Sessions {
         service: &str,
         store: &OwnerStore,
     ) -> Option<(String, String)> {
-        let ticket = self.tickets.lock().unwrap().remove(&secret::hash(ticket))?;
+        let hash = secret::hash(ticket);
+        let ticket = self.tickets.lock().unwrap().remove(&hash)?;
+        self.announced.announce(Credential::Ticket(hash));
         if ticket.service != service
             || ticket.expires_at <= now_millis()
             || !self.alive(&ticket.session, store)
@@ -265,13 +308,15 @@ impl Sessions {
             return None;
         }
         let grant = secret::new_secret();
+        let hash = secret::hash(&grant);
         self.grants.write().unwrap().insert(
-            secret::hash(&grant),
+            hash.clone(),
             Grant {
                 service: ticket.service,
                 session: ticket.session,
             },
         );
+        self.announced.announce(Credential::Grant(hash));
         Some((grant, ticket.path))
     }
 
@@ -282,6 +327,99 @@ impl Sessions {
             _ => return false,
         };
         self.alive(&session, store)
+    }
+}
+
+/// What another host of the cluster did, followed here quietly.
+impl Sessions {
+    /// A session started (or used) through another host.
+    pub fn follow_session(&self, stored: &StoredSession, store: &OwnerStore) -> Result<()> {
+        store.add_session(stored)?;
+        match self.by_id(&stored.id) {
+            Some(session) => {
+                if stored.last_seen > session.last_seen.get() {
+                    session.last_seen.mark(stored.last_seen);
+                }
+            }
+            None => {
+                self.by_hash
+                    .write()
+                    .unwrap()
+                    .insert(stored.hash.clone(), Arc::new(Session::of(stored)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A session ended through another host.
+    pub fn follow_end(&self, id: &str, store: &OwnerStore) -> Result<()> {
+        match self.by_id(id) {
+            Some(session) => self.end_quietly(&session, store),
+            None => {
+                store.remove_session(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A ticket issued through another host (one of an unknown session is
+    /// of no use here).
+    pub fn follow_ticket(&self, hash: &str, shared: &SharedTicket) {
+        if let Some(session) = self.by_id(&shared.session) {
+            self.tickets.lock().unwrap().insert(
+                hash.to_string(),
+                Ticket {
+                    service: shared.service.clone(),
+                    path: shared.path.clone(),
+                    session,
+                    expires_at: shared.expires_at,
+                },
+            );
+        }
+    }
+
+    /// A grant made through another host.
+    pub fn follow_grant(&self, hash: &str, shared: &SharedGrant) {
+        if let Some(session) = self.by_id(&shared.session) {
+            self.grants.write().unwrap().insert(
+                hash.to_string(),
+                Grant {
+                    service: shared.service.clone(),
+                    session,
+                },
+            );
+        }
+    }
+
+    /// A ticket used (or a grant ended) through another host.
+    pub fn forget_pass(&self, hash: &str) {
+        self.tickets.lock().unwrap().remove(hash);
+        self.grants.write().unwrap().remove(hash);
+    }
+
+    pub fn shared_ticket(&self, hash: &str) -> Option<SharedTicket> {
+        let tickets = self.tickets.lock().unwrap();
+        let ticket = tickets.get(hash)?;
+        Some(SharedTicket {
+            service: ticket.service.clone(),
+            path: ticket.path.clone(),
+            session: ticket.session.id.clone(),
+            expires_at: ticket.expires_at,
+        })
+    }
+
+    pub fn shared_grant(&self, hash: &str) -> Option<SharedGrant> {
+        let grants = self.grants.read().unwrap();
+        let grant = grants.get(hash)?;
+        Some(SharedGrant {
+            service: grant.service.clone(),
+            session: grant.session.id.clone(),
+        })
+    }
+
+    /// The live grants' hashes (tickets are too short-lived to share late).
+    pub fn grant_hashes(&self) -> Vec<String> {
+        self.grants.read().unwrap().keys().cloned().collect()
     }
 }
 

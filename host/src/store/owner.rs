@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::root::LockerRoot;
 
 /// A login session as stored: `hash` is the SHA-256 of its cookie's secret.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredSession {
     pub id: String,
     pub hash: String,
@@ -37,7 +37,7 @@ pub struct StoredToken {
 
 /// A passkey as stored: `credential` is webauthn-rs's `Passkey` as JSON
 /// (its public key and signature counter).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredPasskey {
     pub id: String,
     pub name: String,
@@ -71,6 +71,30 @@ impl OwnerStore {
             })
             .optional()
             .context("cannot read the owner's password")
+    }
+
+    /// The password hash and when it was set (ms), once one is chosen.
+    pub fn password_record(&self) -> Result<Option<(String, i64)>> {
+        self.db()
+            .query_row(
+                "SELECT password, changed_at FROM owner WHERE id = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .context("cannot read the owner's password")
+    }
+
+    /// Takes the password hash another host of the cluster set, unless
+    /// this one is as new.
+    pub fn follow_password(&self, password: &str, changed_at: i64) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO owner (id, password, changed_at) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET password = ?1, changed_at = ?2
+             WHERE changed_at < ?2",
+            params![password, changed_at],
+        )?;
+        Ok(())
     }
 
     /// Sets the password, uses up `code`, and ends every session, in one
@@ -145,7 +169,8 @@ impl OwnerStore {
         self.db()
             .execute(
                 "INSERT INTO sessions (id, hash, client, created_at, last_seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
                 params![
                     session.id,
                     session.hash,
@@ -267,7 +292,9 @@ impl OwnerStore {
         self.db()
             .execute(
                 "INSERT INTO passkeys (id, name, credential, created_at, last_used)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE
+                 SET credential = excluded.credential, last_used = excluded.last_used",
                 params![
                     passkey.id,
                     passkey.name,
@@ -296,6 +323,26 @@ impl OwnerStore {
             .db()
             .execute("DELETE FROM passkeys WHERE id = ?1", params![id])?
             > 0)
+    }
+
+    /// The user handle the owner's passkeys are registered under, if made.
+    pub fn passkey_user_if_made(&self) -> Result<Option<String>> {
+        Ok(self
+            .db()
+            .query_row("SELECT handle FROM passkey_user WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Takes the user handle another host of the cluster made.
+    pub fn follow_passkey_user(&self, handle: &str) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO passkey_user (id, handle) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET handle = ?1",
+            params![handle],
+        )?;
+        Ok(())
     }
 
     /// The user handle the owner's passkeys are registered under, made once.

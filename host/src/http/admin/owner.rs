@@ -90,7 +90,7 @@ pub async fn dispatch(front: &Front, request: Request<Incoming>, authority: &str
             Ok(json_response(StatusCode::CREATED, &view))
         }
         (&Method::DELETE, ["passkeys", id]) => {
-            if !owner.store.remove_passkey(id).map_err(internal)? {
+            if !owner.remove_passkey(id).map_err(internal)? {
                 return Err(not_found("passkey", id));
             }
             tracing::info!(%id, "removed a passkey");
