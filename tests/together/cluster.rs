@@ -404,6 +404,59 @@ async fn the_owner_logs_in_through_one_host_and_is_known_on_all(hosts: &[Option<
     .await;
 }
 
+/// A publisher key pinned through host 0 is listed by host 1 and refuses
+/// a package folder's upgrade through host 2; forgotten through host 1, it
+/// is gone from host 0.
+async fn a_publisher_pinned_through_one_host_guards_every_host(hosts: &[Option<Locker>]) {
+    let hosts: Vec<&Locker> = hosts.iter().flatten().collect();
+    let pinned = hosts[0]
+        .http
+        .put(format!("{}/_locker/api/trust/notes", hosts[0].address))
+        .header("x-locker-request", "1")
+        .json(&serde_json::json!({
+            "public_key": "bm90IGEgcmVhbCBrZXkgYnV0IGEgcGlubmVkIG9uZQ==",
+            "fingerprint": "SHA256:pinned-through-host-0",
+            "source": "registry.example/notes",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pinned.status(), 200, "{}", pinned.text().await.unwrap());
+    let trusted = async |host: &Locker| -> String {
+        let out = cli_async(&host.root, &["trust", "--json"]).await;
+        assert!(out.success, "{}", out.stderr);
+        out.stdout
+    };
+    eventually("the pin on host 1", Duration::from_secs(10), async || {
+        trusted(hosts[1])
+            .await
+            .contains("SHA256:pinned-through-host-0")
+    })
+    .await;
+    eventually("the pin on host 2", Duration::from_secs(10), async || {
+        trusted(hosts[2])
+            .await
+            .contains("SHA256:pinned-through-host-0")
+    })
+    .await;
+    let out = cli_async(
+        &hosts[2].root,
+        &["upgrade", guest("notes").to_str().unwrap()],
+    )
+    .await;
+    assert!(!out.success, "a folder replaced a pinned package");
+    assert!(out.stderr.contains("is trusted from"), "{}", out.stderr);
+
+    let out = cli_async(&hosts[1].root, &["trust", "remove", "notes"]).await;
+    assert!(out.success, "{}", out.stderr);
+    eventually(
+        "the pin gone from host 0",
+        Duration::from_secs(10),
+        async || !trusted(hosts[0]).await.contains("pinned-through-host-0"),
+    )
+    .await;
+}
+
 /// A setting and a secret set through two hosts reach the service on its
 /// owner, whichever host a request comes through; every host lists them;
 /// the NATS servers' files never hold the secret; an unset reaches all;
@@ -602,6 +655,7 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
 
     settings_set_through_one_host_reach_the_owner_and_stay_sealed(dir.path(), &nats, &hosts).await;
     the_owner_logs_in_through_one_host_and_is_known_on_all(&hosts).await;
+    a_publisher_pinned_through_one_host_guards_every_host(&hosts).await;
 
     // Every host sees the three hosts and the service's one owner.
     let view = cluster_view(h1).await;

@@ -19,7 +19,9 @@ mod forward;
 mod jobs;
 mod leases;
 mod members;
+mod mirror;
 mod settings;
+mod trust;
 mod watch;
 
 use std::path::Path;
@@ -39,12 +41,14 @@ pub use forward::ForwardError;
 pub use leases::Placement;
 
 use crate::api::{ClusterHost, ClusterView, LeaseView, NatsView};
+use crate::changes::Changes;
 use crate::clock::now_rfc3339;
 use crate::owner::Owner;
 use crate::supervisor::Supervisor;
 use buckets::Buckets;
 use forward::{Answer, Forwarded};
 use leases::Leases;
+use mirror::{Mirror, Mirrored};
 
 /// Room left in a message for the request's or response's head.
 const HEAD_ROOM: usize = 64 * 1024;
@@ -152,20 +156,33 @@ impl Cluster {
             tasks: Mutex::default(),
         });
 
-        let credentials = credentials::CredentialSync {
-            owner: owner.clone(),
-            lasting: cluster.buckets.owner.clone(),
-            passes: cluster.buckets.passes.clone(),
-        };
-        let from = patiently("follow the owner's credentials", async || {
-            credentials.join().await
+        // Before anything is written: a host that would seal secrets with
+        // another key is turned away.
+        let settings = settings::Settings(supervisor.clone());
+        let config = cluster.buckets.config.clone();
+        patiently("check the secrets key", async || {
+            settings.check_key(&config).await
         })
-        .await?;
-        let announced = owner
-            .announced
-            .listen()
-            .context("this host has joined a cluster already")?;
-        cluster.spawn("credential sync", credentials.run(from, announced));
+        .await??;
+
+        let buckets = vec![
+            cluster.buckets.owner.clone(),
+            cluster.buckets.passes.clone(),
+        ];
+        let credentials = credentials::Credentials(owner.clone());
+        cluster
+            .mirror("credentials", credentials, buckets, &owner.announced)
+            .await?;
+        let trusted = trust::Trusted(supervisor.clone());
+        let buckets = vec![cluster.buckets.trust.clone()];
+        cluster
+            .mirror(
+                "trusted publishers",
+                trusted,
+                buckets,
+                &supervisor.trust.announced,
+            )
+            .await?;
 
         let mut catalog = catalog::CatalogSync::new(
             supervisor.clone(),
@@ -183,20 +200,10 @@ impl Cluster {
         cluster.spawn("catalog sync", catalog.run(from, announced));
 
         // After the catalog: a setting follows its service.
-        let settings = settings::SettingSync {
-            supervisor: supervisor.clone(),
-            kv: cluster.buckets.config.clone(),
-        };
-        patiently("check the secrets key", async || settings.check_key().await).await??;
-        let from = patiently("follow the cluster's settings", async || {
-            settings.join().await
-        })
-        .await?;
-        let announced = supervisor
-            .announced_config
-            .listen()
-            .context("this host has joined a cluster already")?;
-        cluster.spawn("settings sync", settings.run(from, announced));
+        let buckets = vec![cluster.buckets.config.clone()];
+        cluster
+            .mirror("settings", settings, buckets, &supervisor.announced_config)
+            .await?;
 
         let leases = cluster.leases.clone();
         cluster.spawn("lease watch", async move {
@@ -256,6 +263,26 @@ impl Cluster {
             Ok(())
         });
         Ok(cluster)
+    }
+
+    /// Keeps `part`'s records in step with `buckets` from now on.
+    async fn mirror<M: Mirrored>(
+        &self,
+        what: &'static str,
+        part: M,
+        buckets: Vec<async_nats::jetstream::kv::Store>,
+        announced: &Changes<M::Item>,
+    ) -> Result<()> {
+        let mirror = Mirror::new(part, buckets);
+        let from = patiently(&format!("follow the cluster's {what}"), async || {
+            mirror.join().await
+        })
+        .await?;
+        let announced = announced
+            .listen()
+            .context("this host has joined a cluster already")?;
+        self.spawn(what, mirror.run(from, announced));
+        Ok(())
     }
 
     fn spawn(&self, what: &'static str, work: impl Future<Output = Result<()>> + Send + 'static) {

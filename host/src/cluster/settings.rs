@@ -9,19 +9,15 @@
 //! host writes a check sealed with its key; a host whose key does not open
 //! it is refused at the join, before it could write anything.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
+use async_nats::jetstream::kv::{self, CreateErrorKind};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::buckets;
-use super::watch::Follow;
+use super::mirror::Mirrored;
 use crate::store::ConfigStore;
 use crate::store::config::StoredValue;
 use crate::supervisor::Supervisor;
@@ -40,67 +36,23 @@ struct Setting {
     set_at: String,
 }
 
-pub struct SettingSync {
-    pub supervisor: Arc<Supervisor>,
-    pub kv: kv::Store,
-}
+pub struct Settings(pub Arc<Supervisor>);
 
-fn key_of(service: &str, key: &str) -> String {
-    format!("{service}.{key}")
-}
-
-fn parts(entry_key: &str) -> Option<(&str, &str)> {
-    entry_key.split_once('.')
-}
-
-impl SettingSync {
+impl Settings {
     fn store(&self) -> &ConfigStore {
-        self.supervisor.config_store()
-    }
-
-    /// Checks that this host seals secrets with the cluster's key (the
-    /// first host's), follows the bucket as it is, then adds what only
-    /// this host has (and drops what the bucket says was unset). Returns
-    /// the revision to watch from.
-    pub async fn join(&self) -> Result<u64> {
-        let (keys, from) = buckets::snapshot(&self.kv).await?;
-        for key in keys.iter().filter(|key| *key != KEY_CHECK) {
-            if let Some(entry) = self.kv.entry(key).await.context("cannot read a setting")? {
-                self.follow(&entry);
-            }
-        }
-        for service in self.supervisor.catalog.list()? {
-            let name = &service.manifest.name;
-            for key in self.store().values(name)?.into_keys() {
-                let entry_key = key_of(name, &key);
-                if keys.contains(&entry_key) {
-                    continue;
-                }
-                match self
-                    .kv
-                    .entry(&entry_key)
-                    .await
-                    .context("cannot read a setting")?
-                {
-                    Some(unset) => self.follow(&unset),
-                    None => self.try_publish(name, &key).await?,
-                }
-            }
-        }
-        Ok(from)
+        self.0.config_store()
     }
 
     /// Whether this host's `secrets.key` is the cluster's (the outer
     /// error: the bucket cannot be read yet; the inner: it is not).
-    pub async fn check_key(&self) -> Result<Result<()>> {
+    pub async fn check_key(&self, kv: &kv::Store) -> Result<Result<()>> {
         let sealed = self.store().seal("", KEY_CHECK, CHECK_TEXT)?;
-        match self.kv.create(KEY_CHECK, sealed.into()).await {
+        match kv.create(KEY_CHECK, sealed.into()).await {
             Ok(_) => return Ok(Ok(())),
             Err(error) if error.kind() == CreateErrorKind::AlreadyExists => {}
             Err(error) => return Err(error).context("cannot write the secrets key's check"),
         }
-        let check = self
-            .kv
+        let check = kv
             .get(KEY_CHECK)
             .await
             .context("cannot read the secrets key's check")?
@@ -117,57 +69,6 @@ impl SettingSync {
             )));
         }
         Ok(Ok(()))
-    }
-
-    pub async fn run(
-        self,
-        from: u64,
-        mut announced: UnboundedReceiver<(String, String)>,
-    ) -> Result<()> {
-        let mut changes = Follow::from(self.kv.clone(), from);
-        // Changes not yet written: tried again each second.
-        let mut to_publish = BTreeSet::new();
-        let mut retry = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                change = changes.next() => self.follow(&change),
-                Some(changed) = announced.recv() => {
-                    to_publish.insert(changed);
-                }
-                _ = retry.tick() => {}
-            }
-            for (service, key) in std::mem::take(&mut to_publish) {
-                if let Err(error) = self.try_publish(&service, &key).await {
-                    tracing::warn!(
-                        service,
-                        key,
-                        "the other hosts do not know of this setting's change yet: {error:#}"
-                    );
-                    to_publish.insert((service, key));
-                }
-            }
-        }
-    }
-
-    fn follow(&self, entry: &kv::Entry) {
-        let Some((service, key)) = parts(&entry.key) else {
-            return;
-        };
-        let followed = match entry.operation {
-            Operation::Put => self
-                .opened(service, key, &entry.value)
-                .and_then(|value| self.supervisor.follow_config(service, key, Some(&value))),
-            Operation::Delete | Operation::Purge => {
-                self.supervisor.follow_config(service, key, None)
-            }
-        };
-        if let Err(error) = followed {
-            tracing::error!(
-                service,
-                key,
-                "cannot follow the cluster's setting: {error:#}"
-            );
-        }
     }
 
     /// A setting from the bucket, its secret opened.
@@ -187,34 +88,56 @@ impl SettingSync {
             set_at: setting.set_at,
         })
     }
+}
 
-    /// Writes this host's state of `service`'s `key`: its value, or none.
-    async fn try_publish(&self, service: &str, key: &str) -> Result<()> {
-        let entry_key = key_of(service, key);
-        match self.store().values(service)?.remove(key) {
-            Some(stored) => {
-                let value = if stored.secret {
-                    BASE64.encode(self.store().seal(service, key, &stored.value)?)
-                } else {
-                    stored.value
-                };
-                let setting = Setting {
-                    value,
-                    secret: stored.secret,
-                    set_at: stored.set_at,
-                };
-                self.kv
-                    .put(&entry_key, serde_json::to_vec(&setting)?.into())
-                    .await
-                    .context("cannot write the setting to the cluster")?;
+impl Mirrored for Settings {
+    /// (service, key)
+    type Item = (String, String);
+
+    fn key((service, key): &(String, String)) -> String {
+        format!("{service}.{key}")
+    }
+
+    fn item(key: &str) -> Option<(String, String)> {
+        let (service, key) = key.split_once('.')?;
+        Some((service.to_string(), key.to_string()))
+    }
+
+    fn local(&self, (service, key): &(String, String)) -> Result<Option<Vec<u8>>> {
+        let Some(stored) = self.store().values(service)?.remove(key) else {
+            return Ok(None);
+        };
+        let value = if stored.secret {
+            BASE64.encode(self.store().seal(service, key, &stored.value)?)
+        } else {
+            stored.value
+        };
+        let setting = Setting {
+            value,
+            secret: stored.secret,
+            set_at: stored.set_at,
+        };
+        Ok(Some(serde_json::to_vec(&setting)?))
+    }
+
+    fn follow(&self, (service, key): &(String, String), record: Option<&[u8]>) -> Result<()> {
+        match record {
+            Some(record) => {
+                let value = self.opened(service, key, record)?;
+                self.0.follow_config(service, key, Some(&value))
             }
-            None => {
-                self.kv
-                    .delete(&entry_key)
-                    .await
-                    .context("cannot write the unset to the cluster")?;
+            None => self.0.follow_config(service, key, None),
+        }
+    }
+
+    fn items(&self) -> Result<Vec<(String, String)>> {
+        let mut items = Vec::new();
+        for service in self.0.catalog.list()? {
+            let name = service.manifest.name;
+            for key in self.store().values(&name)?.into_keys() {
+                items.push((name.clone(), key));
             }
         }
-        Ok(())
+        Ok(items)
     }
 }

@@ -11,16 +11,20 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::root::LockerRoot;
 pub use crate::api::TrustedPublisher;
+use crate::changes::Changes;
 use crate::clock::now_rfc3339;
 
 pub struct TrustStore {
     db: Mutex<Connection>,
+    /// The packages whose pin the owner changed through this host.
+    pub announced: Changes<String>,
 }
 
 impl TrustStore {
     pub fn open(root: &LockerRoot) -> Result<TrustStore> {
         Ok(TrustStore {
             db: Mutex::new(root.open_database()?),
+            announced: Changes::default(),
         })
     }
 
@@ -63,6 +67,7 @@ impl TrustStore {
             "INSERT INTO trusted_publishers (package, public_key, fingerprint, source, trusted_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![package, public_key, fingerprint, source, now_rfc3339()],
         )?;
+        self.announced.announce(package.to_string());
         Ok(())
     }
 
@@ -77,10 +82,42 @@ impl TrustStore {
 
     /// Forgets the key pinned for `package`; false when none was.
     pub fn remove(&self, package: &str) -> Result<bool> {
+        let removed = self.forget(package)?;
+        self.announced.announce(package.to_string());
+        Ok(removed)
+    }
+
+    fn forget(&self, package: &str) -> Result<bool> {
         Ok(self.db().execute(
             "DELETE FROM trusted_publishers WHERE package = ?1",
             params![package],
         )? > 0)
+    }
+
+    /// Takes a pin made (`Some`) or forgotten (`None`) through another
+    /// host of the cluster.
+    pub fn follow(&self, package: &str, pinned: Option<&TrustedPublisher>) -> Result<()> {
+        match pinned {
+            Some(pinned) => {
+                self.db().execute(
+                    "INSERT INTO trusted_publishers (package, public_key, fingerprint, source, trusted_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (package) DO UPDATE SET public_key = ?2, fingerprint = ?3,
+                     source = ?4, trusted_at = ?5",
+                    params![
+                        package,
+                        pinned.public_key,
+                        pinned.fingerprint,
+                        pinned.source,
+                        pinned.trusted_at
+                    ],
+                )?;
+            }
+            None => {
+                self.forget(package)?;
+            }
+        }
+        Ok(())
     }
 }
 
