@@ -907,20 +907,43 @@ async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
     let roots: Vec<PathBuf> = (0..3).map(|i| host_root(dir.path(), i)).collect();
     let mut hosts: Vec<Option<Locker>> = roots.iter().map(|r| Some(start_host(r, &nats))).collect();
 
-    // The ticker's job runs every second and appends each run to its folder.
+    // The ticker's job runs every second and appends each run to its
+    // folder; so does a job it creates at run time, through host 1, which
+    // every host must know to run it when the service comes to it.
     install_through(&roots[0], &guest("ticker")).await;
     let runs_file = dir.path().join("shared-services/ticker/runs.jsonl");
-    let runs = || -> Vec<Value> {
+    let runs = |name: &str| -> Vec<Value> {
         std::fs::read_to_string(&runs_file)
             .unwrap_or_default()
             .lines()
             .map(|line| serde_json::from_str(line).unwrap())
-            .filter(|run: &Value| run["name"] == "tick")
+            .filter(|run: &Value| run["name"] == name)
             .collect()
     };
     eventually("the first run", Duration::from_secs(20), async || {
-        !runs().is_empty()
+        !runs("tick").is_empty()
     })
+    .await;
+    let token = admin_token(&roots[1]).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let host_1 = hosts[1].as_ref().unwrap();
+    let made = client_builder()
+        .build()
+        .unwrap()
+        .post(format!("{}/jobs", host_1.service_origin("ticker")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "made", "cron": "* * * * * *", "payload": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201, "{}", made.text().await.unwrap());
+    eventually(
+        "the made job's first run",
+        Duration::from_secs(20),
+        async || !runs("made").is_empty(),
+    )
     .await;
 
     // For 60 s, every 2–4 s: a host (never the last one) is killed with
@@ -949,17 +972,34 @@ async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
         "a run after all hosts returned",
         Duration::from_secs(20),
         async || {
-            runs()
-                .iter()
-                .any(|run| millis(run["actual"].as_str().unwrap()) > all_up)
+            ["tick", "made"].iter().all(|name| {
+                runs(name)
+                    .iter()
+                    .any(|run| millis(run["actual"].as_str().unwrap()) > all_up)
+            })
         },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     drop(hosts);
 
-    let runs = runs();
     let context = format!("kills at {kills:?}, seed {seed}");
+    for name in ["tick", "made"] {
+        ran_once_per_tick(name, &runs(name), &kills, (all_down, all_up), &context);
+    }
+}
+
+/// The checks on a job's runs while hosts died and came back: never two
+/// runs at once; a tick twice only when its host was killed as the first
+/// run ended; one run for the ticks while every host was down; and every
+/// other tick ran.
+fn ran_once_per_tick(
+    name: &str,
+    runs: &[Value],
+    kills: &[i64],
+    (all_down, all_up): (i64, i64),
+    context: &str,
+) {
     // Never two runs at once.
     let mut spans: Vec<(i64, i64)> = runs
         .iter()
@@ -972,12 +1012,12 @@ async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
         .collect();
     spans.sort();
     for pair in spans.windows(2) {
-        assert!(pair[0].1 <= pair[1].0, "two runs at once: {pair:?}");
+        assert!(pair[0].1 <= pair[1].0, "{name}: two runs at once: {pair:?}");
     }
     // A tick runs twice only when its host was killed just as its first
     // run ended, before the host could note that it had.
     let mut by_tick: std::collections::BTreeMap<i64, Vec<(i64, i64)>> = Default::default();
-    for run in &runs {
+    for run in runs {
         by_tick
             .entry(millis(run["scheduled"].as_str().unwrap()))
             .or_default()
@@ -997,10 +1037,17 @@ async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
             kills
                 .iter()
                 .any(|&kill| kill >= started - 50 && kill <= finished + 1000),
-            "the tick {tick} ran twice, and no kill cut its first run short ({context})"
+            "{name}: the tick {tick} ran twice ({:?}), and no kill cut its first run short ({context})",
+            runs.iter()
+                .filter(|run| millis(run["scheduled"].as_str().unwrap()) == *tick)
+                .collect::<Vec<_>>()
         );
     }
-    println!("{} runs, {} ticks ran twice", runs.len(), twice.len());
+    println!(
+        "{name}: {} runs, {} ticks ran twice",
+        runs.len(),
+        twice.len()
+    );
     let ticks: Vec<i64> = by_tick.keys().copied().collect();
     // The ticks missed while every host was down ran once, late.
     let caught_up: Vec<&i64> = ticks
@@ -1010,7 +1057,7 @@ async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
     assert_eq!(
         caught_up.len(),
         1,
-        "catch-up runs: {caught_up:?} (ticks {ticks:?})"
+        "{name}: catch-up runs: {caught_up:?} (ticks {ticks:?})"
     );
     // Every tick that fell while a host was up ran, those that fell while
     // a dead owner's lease ran out late.
@@ -1022,7 +1069,7 @@ async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
         .collect();
     assert!(
         missing.is_empty(),
-        "ticks that never ran: {missing:?} ({context}, ticks {ticks:?})"
+        "{name}: ticks that never ran: {missing:?} ({context}, ticks {ticks:?})"
     );
 }
 

@@ -9,6 +9,8 @@ use futures::TryStreamExt;
 
 /// The catalog: one entry per service, what every host installs.
 pub const CATALOG: &str = "locker-catalog";
+/// The jobs services created at run time.
+pub const SCHEDULES: &str = "locker-schedules";
 /// The publisher key pinned for each package.
 pub const TRUST: &str = "locker-trust";
 /// The owner's settings of each service, secrets sealed.
@@ -33,6 +35,7 @@ pub struct Buckets {
     pub passes: kv::Store,
     pub config: kv::Store,
     pub trust: kv::Store,
+    pub schedules: kv::Store,
     pub hosts: kv::Store,
     pub leases: kv::Store,
     pub jobs: kv::Store,
@@ -72,6 +75,7 @@ impl Buckets {
             .await?,
             config: key_value(jetstream, durable(CONFIG, 1)).await?,
             trust: key_value(jetstream, durable(TRUST, 1)).await?,
+            schedules: key_value(jetstream, durable(SCHEDULES, 1)).await?,
             hosts: key_value(jetstream, expiring(HOSTS)).await?,
             leases: key_value(jetstream, expiring(LEASES)).await?,
             jobs: key_value(jetstream, durable(JOBS, 1)).await?,
@@ -79,8 +83,10 @@ impl Buckets {
         };
         // A stream just made has no leader for a moment, and writes to it
         // fail until it has; its info comes from the leader.
-        for stream in [CATALOG, OWNER, PASSES, CONFIG, TRUST, HOSTS, LEASES, JOBS]
-            .map(|kv| format!("KV_{kv}"))
+        for stream in [
+            CATALOG, OWNER, PASSES, CONFIG, TRUST, SCHEDULES, HOSTS, LEASES, JOBS,
+        ]
+        .map(|kv| format!("KV_{kv}"))
         {
             jetstream
                 .get_stream(&stream)

@@ -38,7 +38,7 @@ impl Mirrored for Credentials {
         self.0.shared(credential)
     }
 
-    fn follow(&self, credential: &Credential, record: Option<&[u8]>) -> Result<()> {
+    async fn follow(&self, credential: &Credential, record: Option<&[u8]>) -> Result<()> {
         self.0.follow(credential, record)
     }
 

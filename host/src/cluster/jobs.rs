@@ -19,6 +19,7 @@
 //! A claim at or before the last one never comes back, whoever asks: so a
 //! host whose table is behind (it was down) cannot run an old tick again.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,10 @@ pub struct JobSlots {
     window: Duration,
     /// When every host was down (ms, from–to), as read at the join.
     downtimes: Mutex<Vec<(i64, i64)>>,
+    /// The revision of this host's last write of each job's entry: a read
+    /// may come from a replica that has not caught up yet, and one older
+    /// than this is read again.
+    written: Mutex<HashMap<String, u64>>,
 }
 
 /// The key of a job in the bucket (hex when its name has other characters).
@@ -95,6 +100,7 @@ impl JobSlots {
             me,
             window: lease * 2 + Duration::from_secs(2),
             downtimes: Mutex::default(),
+            written: Mutex::default(),
         };
         let now = now_ms();
         let alive = slots
@@ -154,44 +160,59 @@ impl JobSlots {
             let keep_from = downtimes.len().saturating_sub(KEPT_DOWNTIMES);
             downtimes.drain(..keep_from);
             let value = Bytes::from(serde_json::to_vec(&downtimes)?);
-            if self.write(DOWNTIMES, value, revision).await? {
+            if self.write(DOWNTIMES, value, revision).await?.is_some() {
                 return Ok(downtimes);
             }
         }
     }
 
-    /// A job's entry and its revision (0: none yet).
+    /// A job's entry and its revision (0: none yet), at least as new as
+    /// this host's last write of it.
     async fn read(&self, key: &str) -> Result<(Claimed, u64)> {
-        let entry = self
-            .kv
-            .entry(key)
-            .await
-            .context("cannot read a job's claimed ticks")?;
-        Ok(match entry {
-            Some(entry) if entry.operation == kv::Operation::Put => (
-                serde_json::from_slice(&entry.value).unwrap_or_default(),
-                entry.revision,
-            ),
-            _ => (Claimed::default(), 0),
-        })
+        let known = self.written.lock().unwrap().get(key).copied().unwrap_or(0);
+        for _ in 0..100 {
+            let entry = self
+                .kv
+                .entry(key)
+                .await
+                .context("cannot read a job's claimed ticks")?;
+            let read = match entry {
+                Some(entry) if entry.operation == kv::Operation::Put => (
+                    serde_json::from_slice(&entry.value).unwrap_or_default(),
+                    entry.revision,
+                ),
+                _ => (Claimed::default(), 0),
+            };
+            if read.1 >= known {
+                return Ok(read);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        anyhow::bail!("the replica read has not caught up with this host's last write")
     }
 
-    /// Writes `value` over the revision read; `false` when someone else
-    /// wrote first.
-    async fn write(&self, key: &str, value: Bytes, revision: u64) -> Result<bool> {
+    /// Writes `value` over the revision read; its new revision, or none
+    /// when someone else wrote first.
+    async fn write(&self, key: &str, value: Bytes, revision: u64) -> Result<Option<u64>> {
         let written = if revision == 0 {
             match self.kv.create(key, value).await {
-                Ok(_) => true,
-                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                Ok(revision) => Some(revision),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => None,
                 Err(e) => return Err(e.into()),
             }
         } else {
             match self.kv.update(key, value, revision).await {
-                Ok(_) => true,
-                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                Ok(revision) => Some(revision),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => None,
                 Err(e) => return Err(e.into()),
             }
         };
+        if let Some(revision) = written {
+            self.written
+                .lock()
+                .unwrap()
+                .insert(key.to_string(), revision);
+        }
         Ok(written)
     }
 
@@ -208,7 +229,7 @@ impl JobSlots {
                 return Ok(None);
             };
             let value = Bytes::from(serde_json::to_vec(&claimed)?);
-            if self.write(key, value, revision).await? {
+            if self.write(key, value, revision).await?.is_some() {
                 return Ok(Some(outcome));
             }
         }

@@ -32,7 +32,11 @@ pub trait Mirrored: Send + Sync + 'static {
     fn local(&self, item: &Self::Item) -> Result<Option<Vec<u8>>>;
     /// Takes another host's record of `item` (`None`: it was removed),
     /// without announcing it.
-    fn follow(&self, item: &Self::Item, record: Option<&[u8]>) -> Result<()>;
+    fn follow(
+        &self,
+        item: &Self::Item,
+        record: Option<&[u8]>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Every item this host has a record of.
     fn items(&self) -> Result<Vec<Self::Item>>;
 }
@@ -61,7 +65,7 @@ impl<M: Mirrored> Mirror<M> {
             from.push(revision);
             for key in keys {
                 if let Some(entry) = bucket.entry(&key).await.context("cannot read an entry")? {
-                    self.follow(&entry);
+                    self.follow(&entry).await;
                     if entry.operation == Operation::Put {
                         held.insert(key, entry.value.to_vec());
                     }
@@ -81,7 +85,7 @@ impl<M: Mirrored> Mirror<M> {
                     .await
                     .context("cannot read an entry")?
                 {
-                    Some(removed) => self.follow(&removed),
+                    Some(removed) => self.follow(&removed).await,
                     None => self.try_publish(&item).await?,
                 },
             }
@@ -109,7 +113,7 @@ impl<M: Mirrored> Mirror<M> {
                 follows.iter_mut().map(|follow| Box::pin(follow.next())),
             );
             tokio::select! {
-                (change, _, _) = changes => self.follow(&change),
+                (change, _, _) = changes => self.follow(&change).await,
                 Some(item) = announced.recv() => {
                     to_publish.insert(item);
                 }
@@ -127,12 +131,12 @@ impl<M: Mirrored> Mirror<M> {
         }
     }
 
-    fn follow(&self, entry: &kv::Entry) {
+    async fn follow(&self, entry: &kv::Entry) {
         let Some(item) = M::item(&entry.key) else {
             return;
         };
         let record = (entry.operation == Operation::Put).then_some(entry.value.as_ref());
-        if let Err(error) = self.part.follow(&item, record) {
+        if let Err(error) = self.part.follow(&item, record).await {
             tracing::error!(key = entry.key, "cannot follow the cluster: {error:#}");
         }
     }

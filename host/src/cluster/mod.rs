@@ -20,6 +20,7 @@ mod jobs;
 mod leases;
 mod members;
 mod mirror;
+mod schedules;
 mod settings;
 mod trust;
 mod watch;
@@ -203,6 +204,16 @@ impl Cluster {
         let buckets = vec![cluster.buckets.config.clone()];
         cluster
             .mirror("settings", settings, buckets, &supervisor.announced_config)
+            .await?;
+        let schedules = schedules::Schedules(supervisor.scheduler.clone());
+        let buckets = vec![cluster.buckets.schedules.clone()];
+        cluster
+            .mirror(
+                "schedules",
+                schedules,
+                buckets,
+                &supervisor.scheduler.announced,
+            )
             .await?;
 
         let leases = cluster.leases.clone();

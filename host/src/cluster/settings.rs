@@ -120,7 +120,7 @@ impl Mirrored for Settings {
         Ok(Some(serde_json::to_vec(&setting)?))
     }
 
-    fn follow(&self, (service, key): &(String, String), record: Option<&[u8]>) -> Result<()> {
+    async fn follow(&self, (service, key): &(String, String), record: Option<&[u8]>) -> Result<()> {
         match record {
             Some(record) => {
                 let value = self.opened(service, key, record)?;

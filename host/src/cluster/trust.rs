@@ -40,7 +40,7 @@ impl Mirrored for Trusted {
             .transpose()?)
     }
 
-    fn follow(&self, package: &String, record: Option<&[u8]>) -> Result<()> {
+    async fn follow(&self, package: &String, record: Option<&[u8]>) -> Result<()> {
         let pinned: Option<TrustedPublisher> = record
             .map(serde_json::from_slice)
             .transpose()

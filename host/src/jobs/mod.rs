@@ -6,5 +6,7 @@
 mod scheduler;
 mod table;
 
-pub use scheduler::{Fired, JobPolicy, RunNowError, ScheduleError, Scheduler, ServiceNow};
+pub use scheduler::{
+    Fired, JobPolicy, RunNowError, ScheduleError, Scheduler, ServiceNow, SharedJob,
+};
 pub use table::JobKey;

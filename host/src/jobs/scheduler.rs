@@ -15,8 +15,11 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use serde::{Deserialize, Serialize};
+
 use super::table::{Job, JobKey, Table};
 use crate::api::JobView;
+use crate::changes::Changes;
 use crate::package::Manifest;
 use crate::package::job_spec::{self, Timing, When};
 use crate::store::JobStore;
@@ -103,6 +106,16 @@ pub struct Scheduler {
     table: Mutex<Table>,
     wake: Notify,
     pub policy: JobPolicy,
+    /// The jobs services created or cancelled at run time through this
+    /// host (not those followed from the cluster).
+    pub announced: Changes<JobKey>,
+}
+
+/// A job a service created at run time, as the hosts of a cluster share it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedJob {
+    pub when: When,
+    pub payload: String,
 }
 
 impl Scheduler {
@@ -128,6 +141,7 @@ impl Scheduler {
             table: Mutex::new(table),
             wake: Notify::new(),
             policy,
+            announced: Changes::default(),
         })
     }
 
@@ -188,7 +202,15 @@ impl Scheduler {
         self.store.delete_service(service).await?;
         let mut table = self.table.lock().unwrap();
         for key in table.keys_of(service) {
+            let created = table
+                .jobs
+                .get(&key)
+                .is_some_and(|job| !job.record.from_manifest);
             table.remove(&key);
+            if created {
+                // Gone with its service, on every host.
+                self.announced.announce(key);
+            }
         }
         Ok(())
     }
@@ -245,11 +267,19 @@ impl Scheduler {
             .ok_or_else(|| ScheduleError::NameTaken(name.into()))?;
         self.table.lock().unwrap().insert(Job::new(record, timing));
         self.wake.notify_one();
+        self.announced.announce(key);
         Ok(())
     }
 
     /// Cancels a job `service` created at run time.
     pub async fn cancel(&self, service: &str, name: &str) -> Result<(), ScheduleError> {
+        self.cancel_quietly(service, name).await?;
+        self.announced
+            .announce((service.to_string(), name.to_string()));
+        Ok(())
+    }
+
+    async fn cancel_quietly(&self, service: &str, name: &str) -> Result<(), ScheduleError> {
         let key = (service.to_string(), name.to_string());
         let id = {
             let table = self.table.lock().unwrap();
@@ -269,6 +299,63 @@ impl Scheduler {
         let mut table = self.table.lock().unwrap();
         if table.jobs.get(&key).is_some_and(|job| job.record.id == id) {
             table.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// A job `service` created at run time, as it travels; none if there
+    /// is none (or it is the manifest's).
+    pub fn shared(&self, (service, name): &JobKey) -> Option<SharedJob> {
+        let table = self.table.lock().unwrap();
+        let job = table.jobs.get(&(service.clone(), name.clone()))?;
+        (!job.record.from_manifest).then(|| SharedJob {
+            when: job.record.when.clone(),
+            payload: job.record.payload.clone(),
+        })
+    }
+
+    /// Every job services created at run time.
+    pub fn created(&self) -> Vec<JobKey> {
+        let table = self.table.lock().unwrap();
+        table
+            .jobs
+            .iter()
+            .filter(|(_, job)| !job.record.from_manifest)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Takes a job created (`Some`) or cancelled (`None`) at run time
+    /// through another host of the cluster, without announcing it.
+    pub async fn follow(&self, (service, name): &JobKey, shared: Option<SharedJob>) -> Result<()> {
+        let current = self.shared(&(service.clone(), name.clone()));
+        if current == shared {
+            return Ok(());
+        }
+        if current.is_some() {
+            self.cancel_quietly(service, name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let Some(job) = shared else {
+            return Ok(());
+        };
+        let timing = job.when.timing()?;
+        let next_run = timing.first(Utc::now()).map(|t| t.timestamp_millis());
+        let record = self
+            .store
+            .insert(NewJob {
+                service: service.clone(),
+                name: name.clone(),
+                when: job.when,
+                payload: job.payload,
+                from_manifest: false,
+                next_run,
+            })
+            .await?;
+        if let Some(record) = record {
+            self.table.lock().unwrap().insert(Job::new(record, timing));
+            self.wake.notify_one();
         }
         Ok(())
     }

@@ -1,0 +1,48 @@
+//! The jobs services create at run time, kept in step across hosts in
+//! `locker-schedules`: a job a service made on its owner is known to every
+//! host, so whichever host owns the service next runs it (each tick once,
+//! as `jobs` claims it); one cancelled is gone from all.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use super::mirror::Mirrored;
+use crate::jobs::{JobKey, Scheduler, SharedJob};
+
+pub struct Schedules(pub Arc<Scheduler>);
+
+impl Mirrored for Schedules {
+    type Item = JobKey;
+
+    /// `service.HEX` (a job's name may hold what a key may not).
+    fn key((service, job): &JobKey) -> String {
+        format!("{service}.{}", hex::encode(job))
+    }
+
+    fn item(key: &str) -> Option<JobKey> {
+        let (service, job) = key.split_once('.')?;
+        let job = String::from_utf8(hex::decode(job).ok()?).ok()?;
+        Some((service.to_string(), job))
+    }
+
+    fn local(&self, job: &JobKey) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .0
+            .shared(job)
+            .map(|shared| serde_json::to_vec(&shared))
+            .transpose()?)
+    }
+
+    async fn follow(&self, job: &JobKey, record: Option<&[u8]>) -> Result<()> {
+        let shared: Option<SharedJob> = record
+            .map(serde_json::from_slice)
+            .transpose()
+            .context("an unreadable job from the cluster")?;
+        self.0.follow(job, shared).await
+    }
+
+    fn items(&self) -> Result<Vec<JobKey>> {
+        Ok(self.0.created())
+    }
+}
