@@ -41,6 +41,21 @@ pub trait Mirrored: Send + Sync + 'static {
     fn items(&self) -> Result<Vec<Self::Item>>;
 }
 
+/// A record as it travels: JSON.
+pub fn encoded<T: serde::Serialize>(record: Option<T>) -> Result<Option<Vec<u8>>> {
+    Ok(record
+        .map(|record| serde_json::to_vec(&record))
+        .transpose()?)
+}
+
+/// A record from another host, read back.
+pub fn decoded<T: serde::de::DeserializeOwned>(record: Option<&[u8]>) -> Result<Option<T>> {
+    record
+        .map(serde_json::from_slice)
+        .transpose()
+        .context("an unreadable record from the cluster")
+}
+
 pub struct Mirror<M> {
     pub part: M,
     buckets: Vec<kv::Store>,

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::mirror::Mirrored;
+use super::mirror::{Mirrored, decoded, encoded};
 use crate::jobs::{JobKey, Scheduler, SharedJob};
 
 pub struct Schedules(pub Arc<Scheduler>);
@@ -27,19 +27,11 @@ impl Mirrored for Schedules {
     }
 
     fn local(&self, job: &JobKey) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .0
-            .shared(job)
-            .map(|shared| serde_json::to_vec(&shared))
-            .transpose()?)
+        encoded(self.0.shared(job))
     }
 
     async fn follow(&self, job: &JobKey, record: Option<&[u8]>) -> Result<()> {
-        let shared: Option<SharedJob> = record
-            .map(serde_json::from_slice)
-            .transpose()
-            .context("an unreadable job from the cluster")?;
-        self.0.follow(job, shared).await
+        self.0.follow(job, decoded::<SharedJob>(record)?).await
     }
 
     fn items(&self) -> Result<Vec<JobKey>> {

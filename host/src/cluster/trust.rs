@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::mirror::Mirrored;
+use super::mirror::{Mirrored, decoded, encoded};
 use crate::store::TrustStore;
 use crate::store::TrustedPublisher;
 use crate::supervisor::Supervisor;
@@ -33,18 +33,11 @@ impl Mirrored for Trusted {
     }
 
     fn local(&self, package: &String) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .store()
-            .pinned(package)?
-            .map(|pinned| serde_json::to_vec(&pinned))
-            .transpose()?)
+        encoded(self.store().pinned(package)?)
     }
 
     async fn follow(&self, package: &String, record: Option<&[u8]>) -> Result<()> {
-        let pinned: Option<TrustedPublisher> = record
-            .map(serde_json::from_slice)
-            .transpose()
-            .context("an unreadable pin from the cluster")?;
+        let pinned = decoded::<TrustedPublisher>(record)?;
         self.store().follow(package, pinned.as_ref())
     }
 

@@ -251,24 +251,43 @@ impl Scheduler {
                 ));
             }
         }
+        let made = self
+            .add_created(service, name, SharedJob { when, payload }, timing)
+            .await
+            .map_err(|e| ScheduleError::Storage(format!("{e:#}")))?;
+        if !made {
+            return Err(ScheduleError::NameTaken(name.into()));
+        }
+        self.announced.announce(key);
+        Ok(())
+    }
+
+    /// Stores and queues a job made at run time; `false` if its name is taken.
+    async fn add_created(
+        &self,
+        service: &str,
+        name: &str,
+        job: SharedJob,
+        timing: Timing,
+    ) -> Result<bool> {
         let next_run = timing.first(Utc::now()).map(|t| t.timestamp_millis());
         let record = self
             .store
             .insert(NewJob {
                 service: service.into(),
                 name: name.into(),
-                when,
-                payload,
+                when: job.when,
+                payload: job.payload,
                 from_manifest: false,
                 next_run,
             })
-            .await
-            .map_err(|e| ScheduleError::Storage(format!("{e:#}")))?
-            .ok_or_else(|| ScheduleError::NameTaken(name.into()))?;
+            .await?;
+        let Some(record) = record else {
+            return Ok(false);
+        };
         self.table.lock().unwrap().insert(Job::new(record, timing));
         self.wake.notify_one();
-        self.announced.announce(key);
-        Ok(())
+        Ok(true)
     }
 
     /// Cancels a job `service` created at run time.
@@ -341,22 +360,7 @@ impl Scheduler {
             return Ok(());
         };
         let timing = job.when.timing()?;
-        let next_run = timing.first(Utc::now()).map(|t| t.timestamp_millis());
-        let record = self
-            .store
-            .insert(NewJob {
-                service: service.clone(),
-                name: name.clone(),
-                when: job.when,
-                payload: job.payload,
-                from_manifest: false,
-                next_run,
-            })
-            .await?;
-        if let Some(record) = record {
-            self.table.lock().unwrap().insert(Job::new(record, timing));
-            self.wake.notify_one();
-        }
+        self.add_created(service, name, job, timing).await?;
         Ok(())
     }
 
