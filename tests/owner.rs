@@ -9,7 +9,9 @@ mod support;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use support::{Locker, cli_async, free_port, guest, guest_variant, install, snapshot};
+use support::{
+    Locker, certificate_for, cli_async, free_port, guest, guest_variant, install, snapshot,
+};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -832,33 +834,6 @@ async fn in_chromium_no_app_can_read_or_change_another_or_act_as_the_owner() {
             "{after}: {url}"
         );
     }
-}
-
-/// A certificate authority (`ca.pem`) and a certificate it signed for
-/// `names`: `(chain.pem, key.pem)`, all in `dir`, the chain holding both.
-fn certificate_for(
-    dir: &std::path::Path,
-    names: &[&str],
-) -> (std::path::PathBuf, std::path::PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "Locker test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let leaf = rcgen::CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let chain = dir.join("chain.pem");
-    let key_file = dir.join("key.pem");
-    std::fs::write(&chain, leaf.pem() + &ca_cert.pem()).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-    (chain, key_file)
 }
 
 /// A certificate for the locker and every service (a wildcard).

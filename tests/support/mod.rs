@@ -730,3 +730,30 @@ pub async fn publish_to(registry: &str, key: &Path, package: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A certificate authority (`ca.pem`) and a certificate it signed for
+/// `names`: `(chain.pem, key.pem)`, all in `dir`, the chain holding both.
+pub fn certificate_for(
+    dir: &std::path::Path,
+    names: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Locker test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let leaf = rcgen::CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let chain = dir.join("chain.pem");
+    let key_file = dir.join("key.pem");
+    std::fs::write(&chain, leaf.pem() + &ca_cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    (chain, key_file)
+}

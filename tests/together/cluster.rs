@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::support::{
-    Locker, browser_script, cli_async, cli_with_input, client_builder, eventually, free_port,
-    guest, locker_bin, workspace,
+    Locker, browser_script, certificate_for, cli_async, cli_with_input, client_builder, eventually,
+    free_port, guest, locker_bin, workspace,
 };
 
 /// Short, so a dead host's services move within the test's patience.
@@ -568,32 +568,123 @@ async fn settings_set_through_one_host_reach_the_owner_and_stay_sealed(
     std::fs::create_dir_all(&stranger).unwrap();
     std::fs::write(stranger.join("secrets.key"), [7u8; 32]).unwrap();
     let urls = nats.urls.join(",");
+    let stderr = serve_fails(&stranger, &["--cluster", &urls, "--lease", LEASE]).await;
+    assert!(
+        stderr.contains("secrets.key is not the one the other hosts"),
+        "{stderr}"
+    );
+}
+
+/// Runs `locker serve` on `root` with `args`, which must fail within 20 s;
+/// returns what it said.
+async fn serve_fails(root: &Path, args: &[&str]) -> String {
     let mut child = Command::new(locker_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--root"])
-        .arg(&stranger)
-        .args(["--cluster", &urls, "--lease", LEASE])
+        .arg(root)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "a host with another secrets key joined"
-        );
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut said = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+            panic!("locker serve {args:?} went on serving: {said}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success());
-    assert!(
-        stderr.contains("secrets.key is not the one the other hosts"),
-        "{stderr}"
+    stderr
+}
+
+/// The NATS door: a server that asks for a login and speaks TLS lets in
+/// the host with both, and turns away, at once and saying why, one with a
+/// wrong password or without the authority of its certificate; the
+/// password never shows in what the host logs or tells.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nats_servers_let_in_only_a_host_with_the_login_and_their_authority() {
+    const PASSWORD: &str = "nats-door-password-271828";
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, key) = certificate_for(dir.path(), &["127.0.0.1", "localhost"]);
+    let ca = dir.path().join("ca.pem");
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("nats-0.conf"),
+        format!(
+            "listen: 127.0.0.1:{port}\n\
+             jetstream {{ store_dir: \"{}\" }}\n\
+             tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n\
+             authorization {{ user: locker, password: \"{PASSWORD}\" }}\n",
+            dir.path().join("js-0").display(),
+            chain.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let _nats = Nats {
+        servers: vec![Some(Nats::spawn(dir.path(), 0))],
+        urls: Vec::new(),
+        dir: dir.path().to_path_buf(),
+    };
+    let url = |password: &str| format!("tls://locker:{password}@127.0.0.1:{port}");
+    let ca_arg = ca.to_str().unwrap();
+
+    let root = dir.path().join("host");
+    let good = url(PASSWORD);
+    let host = Locker::start(
+        &root,
+        &[
+            "--cluster",
+            &good,
+            "--cluster-ca",
+            ca_arg,
+            "--cluster-replicas",
+            "1",
+            "--lease",
+            LEASE,
+        ],
     );
+    let view = cluster_view(&host).await;
+    assert_eq!(view["nats"]["state"], "connected", "{view:#}");
+    let out = cli_async(&root, &["cluster", "status", "--json"]).await;
+    assert!(out.success, "{}", out.stderr);
+    drop(host);
+    let log = std::fs::read_to_string(root.with_extension("host.log")).unwrap();
+    for told in [&log, &out.stdout, &view.to_string()] {
+        assert!(!told.contains(PASSWORD), "the NATS password shown: {told}");
+    }
+
+    let wrong = url("a-guess");
+    let said = serve_fails(
+        &dir.path().join("guesser"),
+        &[
+            "--cluster",
+            &wrong,
+            "--cluster-ca",
+            ca_arg,
+            "--cluster-replicas",
+            "1",
+        ],
+    )
+    .await;
+    assert!(said.contains("refused this host's login"), "{said}");
+    assert!(!said.contains("a-guess"), "{said}");
+    let said = serve_fails(
+        &dir.path().join("stranger"),
+        &["--cluster", &good, "--cluster-replicas", "1"],
+    )
+    .await;
+    assert!(said.contains("TLS failed"), "{said}");
+    assert!(!said.contains(PASSWORD), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::Target;
 use crate::bus::DeliveryPolicy;
-use crate::cluster::{Cluster, ClusterOptions};
+use crate::cluster::{Cluster, ClusterOptions, NatsAccess};
 use crate::http::certificates::{AcmeSettings, Certificates, keep_certified};
 use crate::http::proxy::forwarded;
 use crate::http::{ConnectionLimits, Front, Origins};
@@ -100,10 +100,23 @@ pub(super) struct ServeArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     metrics: bool,
     /// Share one locker with other hosts through these NATS servers (with
-    /// JetStream): `nats://host:4222`, repeated or comma-separated. Every
+    /// JetStream): `nats://host:4222`, repeated or comma-separated; a login
+    /// in them as `nats://user:password@host:4222` (or `tls://`). Every
     /// host must mount the same volume at `<root>/services`.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "LOCKER_CLUSTER",
+        hide_env_values = true
+    )]
     cluster: Vec<String>,
+    /// A NATS credentials file (a user's JWT and nkey seed) to log in with.
+    #[arg(long, requires = "cluster")]
+    cluster_credentials: Option<PathBuf>,
+    /// The certificate authority (PEM) whose certificates the NATS servers
+    /// present; TLS is then required.
+    #[arg(long, requires = "cluster")]
+    cluster_ca: Option<PathBuf>,
     /// How many copies JetStream keeps of the cluster's buckets.
     #[arg(long, default_value_t = 3, requires = "cluster")]
     cluster_replicas: usize,
@@ -205,7 +218,11 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         None
     } else {
         let options = ClusterOptions {
-            urls: args.cluster,
+            nats: NatsAccess {
+                urls: args.cluster,
+                credentials: args.cluster_credentials,
+                ca: args.cluster_ca,
+            },
             replicas: args.cluster_replicas,
             lease: args.lease,
             host: crate::cluster::host_id(root.dir())?,

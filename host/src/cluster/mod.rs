@@ -20,6 +20,7 @@ mod jobs;
 mod leases;
 mod members;
 mod mirror;
+mod nats;
 mod schedules;
 mod settings;
 mod trust;
@@ -31,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use async_nats::{RequestErrorKind, ServerAddr};
+use async_nats::RequestErrorKind;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{Request, Response, StatusCode};
@@ -40,6 +41,7 @@ use wasmtime_wasi_http::WasiBody;
 
 pub use forward::ForwardError;
 pub use leases::Placement;
+pub use nats::NatsAccess;
 
 use crate::api::{ClusterHost, ClusterView, LeaseView, NatsView};
 use crate::changes::Changes;
@@ -59,8 +61,9 @@ const JETSTREAM_PATIENCE: Duration = Duration::from_secs(30);
 const RETRY: Duration = Duration::from_millis(100);
 
 pub struct ClusterOptions {
-    /// The NATS servers (any one of them is enough to join).
-    pub urls: Vec<String>,
+    /// The NATS servers (any one of them is enough to join), and how to
+    /// log in to them.
+    pub nats: NatsAccess,
     /// How many copies JetStream keeps of each bucket.
     pub replicas: usize,
     /// How long a host's lease on a service lasts without renewal: the
@@ -120,22 +123,12 @@ impl Cluster {
         supervisor: Arc<Supervisor>,
         owner: Arc<Owner>,
     ) -> Result<Arc<Cluster>> {
-        let servers = options
-            .urls
-            .iter()
-            .map(|url| url.parse::<ServerAddr>())
-            .collect::<Result<Vec<_>, _>>()
-            .context("--cluster takes NATS URLs such as nats://127.0.0.1:4222")?;
-        let urls = options.urls.join(", ");
-        let client = patiently(&format!("connect to NATS at {urls}"), async || {
-            let connected = async_nats::ConnectOptions::new()
-                .name(format!("locker {}", options.host))
-                .connection_timeout(Duration::from_secs(5))
-                .connect(servers.clone())
-                .await?;
-            Ok(connected)
-        })
-        .await?;
+        let name = format!("locker {}", options.host);
+        let client = patiently(
+            &format!("connect to NATS at {}", options.nats.shown()),
+            async || options.nats.connect(&name).await,
+        )
+        .await??;
         // Short enough that a join retries soon while JetStream elects leaders.
         let jetstream = async_nats::jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
