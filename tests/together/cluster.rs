@@ -522,7 +522,36 @@ async fn settings_set_through_one_host_reach_the_owner_and_stay_sealed(
         );
     }
 
-    // What the NATS servers keep on disk: the setting, never the secret.
+    // A registry login saved through host 0 is kept by host 2, its
+    // password sealed the same way.
+    const REGISTRY_PASSWORD: &str = "registry-password-of-the-owner-1618";
+    let saved = hosts[0]
+        .http
+        .put(format!(
+            "{}/_locker/api/registry/logins/registry.example:5000",
+            hosts[0].address
+        ))
+        .header("x-locker-request", "1")
+        .json(&serde_json::json!({"username": "owner", "password": REGISTRY_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap());
+    eventually("the login on host 2", Duration::from_secs(10), async || {
+        let logins = hosts[2]
+            .http
+            .get(format!("{}/_locker/api/registry/logins", hosts[2].address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        logins.contains("registry.example:5000") && logins.contains("owner")
+    })
+    .await;
+
+    // What the NATS servers keep on disk: the setting, never the secrets.
     let mut files = Vec::new();
     let mut folders: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("js-{i}"))).collect();
     while let Some(folder) = folders.pop() {
@@ -547,6 +576,10 @@ async fn settings_set_through_one_host_reach_the_owner_and_stay_sealed(
     assert!(
         !holds(SECRET),
         "a NATS server keeps the secret in the clear"
+    );
+    assert!(
+        !holds(REGISTRY_PASSWORD),
+        "a NATS server keeps a registry password in the clear"
     );
 
     // Unset through host 0: gone on the owner.

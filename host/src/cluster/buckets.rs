@@ -11,6 +11,8 @@ use futures::TryStreamExt;
 pub const CATALOG: &str = "locker-catalog";
 /// The jobs services created at run time.
 pub const SCHEDULES: &str = "locker-schedules";
+/// The owner's registry logins, passwords sealed.
+pub const LOGINS: &str = "locker-logins";
 /// The publisher key pinned for each package.
 pub const TRUST: &str = "locker-trust";
 /// The owner's settings of each service, secrets sealed.
@@ -35,6 +37,7 @@ pub struct Buckets {
     pub passes: kv::Store,
     pub config: kv::Store,
     pub trust: kv::Store,
+    pub logins: kv::Store,
     pub schedules: kv::Store,
     pub hosts: kv::Store,
     pub leases: kv::Store,
@@ -75,6 +78,7 @@ impl Buckets {
             .await?,
             config: key_value(jetstream, durable(CONFIG, 1)).await?,
             trust: key_value(jetstream, durable(TRUST, 1)).await?,
+            logins: key_value(jetstream, durable(LOGINS, 1)).await?,
             schedules: key_value(jetstream, durable(SCHEDULES, 1)).await?,
             hosts: key_value(jetstream, expiring(HOSTS)).await?,
             leases: key_value(jetstream, expiring(LEASES)).await?,
@@ -84,7 +88,7 @@ impl Buckets {
         // A stream just made has no leader for a moment, and writes to it
         // fail until it has; its info comes from the leader.
         for stream in [
-            CATALOG, OWNER, PASSES, CONFIG, TRUST, SCHEDULES, HOSTS, LEASES, JOBS,
+            CATALOG, OWNER, PASSES, CONFIG, TRUST, LOGINS, SCHEDULES, HOSTS, LEASES, JOBS,
         ]
         .map(|kv| format!("KV_{kv}"))
         {

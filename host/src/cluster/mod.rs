@@ -18,6 +18,7 @@ mod events;
 mod forward;
 mod jobs;
 mod leases;
+mod logins;
 mod members;
 mod mirror;
 mod nats;
@@ -197,6 +198,16 @@ impl Cluster {
         let buckets = vec![cluster.buckets.config.clone()];
         cluster
             .mirror("settings", settings, buckets, &supervisor.announced_config)
+            .await?;
+        let logins = logins::Logins(supervisor.clone());
+        let buckets = vec![cluster.buckets.logins.clone()];
+        cluster
+            .mirror(
+                "registry logins",
+                logins,
+                buckets,
+                &supervisor.logins.announced,
+            )
             .await?;
         let schedules = schedules::Schedules(supervisor.scheduler.clone());
         let buckets = vec![cluster.buckets.schedules.clone()];

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::config::Sealer;
 use super::root::LockerRoot;
 use crate::api::RegistryLogin;
+use crate::changes::Changes;
 use crate::clock::now_rfc3339;
 
 /// What the sealer binds a registry password to; no service has this name.
@@ -22,6 +23,17 @@ pub struct RegistryLogins {
     /// Loaded when a password is first sealed or opened: a root whose
     /// owner never logs in to a registry gets no key for it.
     sealer: OnceLock<Sealer>,
+    /// The registries whose login the owner changed through this host.
+    pub announced: Changes<String>,
+}
+
+/// A login as the hosts of a cluster share it: the password as it rests,
+/// sealed with the `secrets.key` they share.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SealedLogin {
+    pub username: String,
+    pub sealed_password: Vec<u8>,
+    pub saved_at: String,
 }
 
 impl RegistryLogins {
@@ -30,6 +42,7 @@ impl RegistryLogins {
             db: Mutex::new(root.open_database()?),
             root: root.clone(),
             sealer: OnceLock::new(),
+            announced: Changes::default(),
         })
     }
 
@@ -48,13 +61,57 @@ impl RegistryLogins {
     }
 
     pub fn save(&self, registry: &str, username: &str, password: &str) -> Result<()> {
-        let sealed = self.sealer()?.seal(SEALED_AS, registry, password)?;
+        let sealed_password = self.sealer()?.seal(SEALED_AS, registry, password)?;
+        self.put(
+            registry,
+            &SealedLogin {
+                username: username.to_string(),
+                sealed_password,
+                saved_at: now_rfc3339(),
+            },
+        )?;
+        self.announced.announce(registry.to_string());
+        Ok(())
+    }
+
+    fn put(&self, registry: &str, login: &SealedLogin) -> Result<()> {
         self.db().execute(
             "INSERT INTO registry_logins (registry, username, password, saved_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (registry) DO UPDATE SET username = ?2, password = ?3, saved_at = ?4",
-            params![registry, username, sealed, now_rfc3339()],
+            params![registry, login.username, login.sealed_password, login.saved_at],
         )?;
         Ok(())
+    }
+
+    /// The login kept for `registry`, its password sealed.
+    pub fn sealed(&self, registry: &str) -> Result<Option<SealedLogin>> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT username, password, saved_at FROM registry_logins WHERE registry = ?1",
+                params![registry],
+                |row| {
+                    Ok(SealedLogin {
+                        username: row.get(0)?,
+                        sealed_password: row.get(1)?,
+                        saved_at: row.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Takes a login saved (`Some`) or forgotten (`None`) through another
+    /// host of the cluster; its password must open with this root's key.
+    pub fn follow(&self, registry: &str, login: Option<&SealedLogin>) -> Result<()> {
+        match login {
+            Some(login) => {
+                self.sealer()?
+                    .unseal(SEALED_AS, registry, login.sealed_password.clone())?;
+                self.put(registry, login)
+            }
+            None => self.forget(registry).map(|_| ()),
+        }
     }
 
     /// The user and password kept for `registry`, if any.
@@ -88,6 +145,12 @@ impl RegistryLogins {
 
     /// Forgets the login for `registry`; false when there was none.
     pub fn remove(&self, registry: &str) -> Result<bool> {
+        let removed = self.forget(registry)?;
+        self.announced.announce(registry.to_string());
+        Ok(removed)
+    }
+
+    fn forget(&self, registry: &str) -> Result<bool> {
         Ok(self.db().execute(
             "DELETE FROM registry_logins WHERE registry = ?1",
             params![registry],
