@@ -404,6 +404,46 @@ async fn the_owner_logs_in_through_one_host_and_is_known_on_all(hosts: &[Option<
     .await;
 }
 
+/// The live event stream of host 0 shows an event published through host 2.
+async fn one_hosts_live_stream_shows_what_another_published(hosts: &[Option<Locker>]) {
+    let hosts: Vec<&Locker> = hosts.iter().flatten().collect();
+    let mut stream = hosts[0]
+        .http
+        .get(format!(
+            "{}/_locker/api/events/stream?topic=note/*",
+            hosts[0].address
+        ))
+        .send()
+        .await
+        .unwrap();
+    let first = stream.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with(": connected"));
+    let published: Value = hosts[2]
+        .http
+        .post(format!(
+            "{}/_locker/api/publish/note/archived",
+            hosts[2].address
+        ))
+        .body(r#"{"through": "host 2"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = published["id"].as_str().unwrap();
+    let mut text = String::new();
+    while !text.contains(&format!("id: {id}")) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("the event on host 0's live stream")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("note/archived"), "{text}");
+}
+
 /// A publisher key pinned through host 0 is listed by host 1 and refuses
 /// a package folder's upgrade through host 2; forgotten through host 1, it
 /// is gone from host 0.
@@ -780,6 +820,7 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
     settings_set_through_one_host_reach_the_owner_and_stay_sealed(dir.path(), &nats, &hosts).await;
     the_owner_logs_in_through_one_host_and_is_known_on_all(&hosts).await;
     a_publisher_pinned_through_one_host_guards_every_host(&hosts).await;
+    one_hosts_live_stream_shows_what_another_published(&hosts).await;
 
     // Every host sees the three hosts and the service's one owner.
     let view = cluster_view(h1).await;

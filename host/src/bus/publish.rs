@@ -118,6 +118,12 @@ impl Bus {
         self.live.subscribe()
     }
 
+    /// Shows an event on the live stream: in a cluster, the shared log
+    /// tells every event published through any host here.
+    pub fn tell_live(&self, event: EventRecord) {
+        let _ = self.live.send(event);
+    }
+
     /// Publishes for a service, enforcing its manifest's `publishes`.
     pub async fn publish_as(
         &self,
@@ -208,7 +214,9 @@ impl Bus {
         for subscriber in &subscribers {
             self.ring(subscriber);
         }
-        let _ = self.live.send(record.clone());
+        if self.shared.get().is_none() {
+            self.tell_live(record.clone());
+        }
         // Nobody took it: the host says so, on its own topic. A host event
         // never makes another, so this cannot loop.
         if subscribers.is_empty() && source != HOST_SOURCE {

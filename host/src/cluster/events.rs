@@ -429,6 +429,38 @@ impl JetStreamEvents {
     }
 }
 
+impl JetStreamEvents {
+    /// Tells `bus`'s live stream every event published through any host,
+    /// from now on (an ordered consumer of the stream's new messages);
+    /// runs until aborted.
+    pub async fn tell_live(&self, bus: Arc<crate::bus::Bus>) -> Result<()> {
+        loop {
+            let consumer = self
+                .stream
+                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                    filter_subject: "locker.events.>".into(),
+                    deliver_policy: DeliverPolicy::New,
+                    ..Default::default()
+                })
+                .await
+                .context("cannot follow the events for the live stream")?;
+            let mut messages = consumer
+                .messages()
+                .await
+                .context("cannot follow the events for the live stream")?;
+            while let Some(Ok(message)) = messages.next().await {
+                let Ok(info) = message.info() else { continue };
+                let seq = info.stream_sequence as i64;
+                if let Ok(carried) = serde_json::from_slice::<Carried>(&message.payload) {
+                    bus.tell_live(JetStreamEvents::record_of(seq, &carried));
+                }
+            }
+            // The server went away: follow again from what comes next.
+            tokio::time::sleep(NOT_HERE_WAIT).await;
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl EventLog for JetStreamEvents {
     async fn publish(&self, event: NewEvent, subscribers: Vec<String>) -> Result<EventRecord> {

@@ -248,7 +248,10 @@ impl Cluster {
             .await
         })
         .await?;
-        supervisor.bus.share(Arc::new(events));
+        let events = Arc::new(events);
+        supervisor.bus.share(events.clone());
+        let bus = supervisor.bus.clone();
+        cluster.spawn("live events", async move { events.tell_live(bus).await });
         supervisor.services.call_elsewhere(cluster.clone());
         let slots = patiently("read the locker's downtimes", async || {
             jobs::JobSlots::join(
