@@ -686,6 +686,7 @@ async fn serve_fails(root: &Path, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_nats_servers_let_in_only_a_host_with_the_login_and_their_authority() {
     const PASSWORD: &str = "nats-door-password-271828";
+    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (chain, key) = certificate_for(dir.path(), &["127.0.0.1", "localhost"]);
     let ca = dir.path().join("ca.pem");

@@ -205,13 +205,6 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
     } else {
         format!("http://{address}")
     };
-    root.write_host_record(&HostRecord {
-        pid: std::process::id(),
-        url: url.clone(),
-        origin: origin.clone(),
-        listen: Some(address),
-        tls_cert: served_cert,
-    })?;
     // In a cluster, the jobs and deliveries start once the host follows it.
     let mut front = Front::new(supervisor.clone(), owner.clone(), origins.clone());
     let cluster = if args.cluster.is_empty() {
@@ -230,8 +223,13 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
             request_timeout: args.request_timeout,
             event_retention: args.event_retention,
         };
+        let joining = std::time::Instant::now();
         let cluster = Cluster::join(options, supervisor.clone(), owner.clone()).await?;
-        tracing::info!(host = cluster.host(), "joined the cluster");
+        tracing::info!(
+            host = cluster.host(),
+            "joined the cluster in {:.1?}",
+            joining.elapsed()
+        );
         front = front.in_cluster(cluster.clone());
         Some(cluster)
     };
@@ -280,6 +278,15 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(cluster) = &cluster {
         cluster.answer(forwarded(front.clone())).await?;
     }
+    // Only now does the CLI find the host: in a cluster, after the join,
+    // until which nothing would answer.
+    root.write_host_record(&HostRecord {
+        pid: std::process::id(),
+        url: url.clone(),
+        origin: origin.clone(),
+        listen: Some(address),
+        tls_cert: served_cert,
+    })?;
     let served = crate::http::serve(front, listener, tls, limits, shutdown_signal()).await;
     if let Some(cluster) = cluster {
         cluster.leave().await;
