@@ -237,7 +237,8 @@ function clusterSection(cluster) {
     h("h2", {}, `Hosts (${cluster.hosts.length})`),
     h("p", { class: "muted" },
       `This page comes from ${cluster.host}; its link to NATS server ${cluster.nats.server} is ${cluster.nats.state}. `,
-      `A service runs on one host at a time; if that host stops, another takes it over within ${cluster.lease_seconds} s.`),
+      `A service runs on one host at a time; if that host stops, another takes it over within ${cluster.lease_seconds} s. `,
+      "Loads, requests and memory above are this host's: open a host's address for its own."),
     h("table", { id: "hosts", class: "stack" },
       h("thead", {}, h("tr", {}, ...["Host", "Address", "Joined", "NATS server", "Serves"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, cluster.hosts.map((host) =>
