@@ -81,10 +81,22 @@ fn start_nats(binary: &Path, dir: &Path) -> anyhow::Result<Nats> {
     Ok(Nats { servers, urls })
 }
 
-/// A host's root whose services folder is the one the hosts share.
+/// A host's root whose services folder is the one the hosts share, and
+/// whose `secrets.key` is too (as the owner copies it).
 fn root(dir: &Path, i: usize) -> PathBuf {
     let root = dir.join(format!("host-{i}"));
     std::fs::create_dir_all(&root).unwrap();
+    let key = dir.join("secrets.key");
+    if !key.exists() {
+        let mut bytes = [0u8; 32];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").unwrap(),
+            &mut bytes,
+        )
+        .unwrap();
+        std::fs::write(&key, bytes).unwrap();
+    }
+    std::fs::copy(&key, root.join("secrets.key")).unwrap();
     let shared = dir.join("services");
     std::fs::create_dir_all(&shared).unwrap();
     let _ = std::os::unix::fs::symlink(&shared, root.join("services"));
