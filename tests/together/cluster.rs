@@ -916,9 +916,20 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
     }
     let mut loaded_on = Vec::new();
     for (i, locker) in hosts.iter().flatten().enumerate() {
-        let out = cli_async(&locker.root, &["status", "hello-rs", "--json"]).await;
-        assert!(out.success, "{}", out.stderr);
-        let status: Value = serde_json::from_str(&out.stdout).unwrap();
+        // A host that does not serve it may follow the install a moment late.
+        let status = eventually(
+            "hello-rs installed on every host",
+            Duration::from_secs(20),
+            async || {
+                let out = cli_async(&locker.root, &["status", "hello-rs", "--json"]).await;
+                if out.success {
+                    Ok(serde_json::from_str::<Value>(&out.stdout).unwrap())
+                } else {
+                    Err(out.stderr)
+                }
+            },
+        )
+        .await;
         if status["loads"].as_u64().unwrap() > 0 {
             loaded_on.push(i);
         }
