@@ -180,10 +180,6 @@ pub struct JetStreamEvents {
     /// Messages handed to the dispatcher and not yet acknowledged, by
     /// subscriber and stream sequence.
     held: Mutex<HashMap<String, Vec<(i64, jetstream::Message)>>>,
-    /// Each subscriber's standing pull from its consumer, while this host
-    /// delivers its events: the next message comes as soon as the last is
-    /// acked, with no request of its own.
-    pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<pull::Stream>>>>>,
 }
 
 impl JetStreamEvents {
@@ -222,7 +218,6 @@ impl JetStreamEvents {
             ack_wait,
             consumers: Mutex::default(),
             held: Mutex::default(),
-            pulls: Mutex::default(),
         })
     }
 
@@ -296,8 +291,6 @@ impl JetStreamEvents {
     /// Gives back what this host holds of `service` (it no longer delivers
     /// its events), so the next holder need not wait for the ack time.
     fn give_back(&self, service: &str) {
-        // No standing pull left to take its next message.
-        self.pulls.lock().unwrap().remove(service);
         let held = self
             .held
             .lock()
@@ -394,47 +387,17 @@ impl JetStreamEvents {
     /// is acked and left out.
     async fn fetch(&self, service: &str) -> Result<Vec<PendingDelivery>> {
         let consumer = self.consumer(service).await?;
-        let pull = self
-            .pulls
-            .lock()
-            .unwrap()
-            .entry(service.to_string())
-            .or_default()
-            .clone();
-        let mut pull = pull.lock().await;
-        if pull.is_none() {
-            // Pull requests that expire soon: one left behind when this
-            // host stops delivering holds no message for long.
-            *pull = Some(
-                consumer
-                    .stream()
-                    .max_messages_per_batch(100)
-                    .expires(FETCH_WAIT)
-                    .messages()
-                    .await
-                    .context("cannot fetch events")?,
-            );
-        }
-        let stream = pull.as_mut().expect("made above");
-        let next = match tokio::time::timeout(FETCH_WAIT, stream.next()).await {
-            Ok(Some(next)) => Some(next),
-            // Nothing yet: the caller looks at the lease again.
-            Err(_) => None,
-            Ok(None) => {
-                *pull = None;
-                None
-            }
-        };
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(FETCH_WAIT)
+            .messages()
+            .await
+            .context("cannot fetch events")?;
         let patterns = self.patterns(service);
         let mut pending = Vec::new();
-        if let Some(message) = next {
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
-                    *pull = None;
-                    anyhow::bail!("cannot fetch events: {error}");
-                }
-            };
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| anyhow::anyhow!("cannot fetch events: {e}"))?;
             let (seq, delivered) = {
                 let info = message
                     .info()
@@ -446,13 +409,13 @@ impl JetStreamEvents {
                 Err(error) => {
                     tracing::error!(service, seq, "an unreadable event is dropped: {error}");
                     let _ = message.ack_with(AckKind::Term).await;
-                    return Ok(pending);
+                    continue;
                 }
             };
             let replayed = message.subject.starts_with("locker.replay.");
             if !replayed && !patterns.iter().any(|p| topics::matches(p, &carried.topic)) {
                 let _ = message.ack().await;
-                return Ok(pending);
+                continue;
             }
             pending.push(JetStreamEvents::delivery(seq, &carried, delivered));
             self.held
