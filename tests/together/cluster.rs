@@ -188,6 +188,44 @@ fn seeded() -> Seeded {
     Seeded(seed)
 }
 
+/// Publishes an event as the owner through `host`'s admin API; its id.
+async fn publish_through(host: &Locker, topic: &str, payload: &str) -> String {
+    let published: Value = host
+        .http
+        .post(format!("{}/_locker/api/publish/{topic}", host.address))
+        .body(payload.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    published["id"].as_str().unwrap().to_string()
+}
+
+/// The host that owns `service` in a cluster's `view`: its id, and which
+/// of `roots` it serves.
+fn owner_of(view: &Value, service: &str, roots: &[PathBuf]) -> (String, usize) {
+    let id = view["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|lease| lease["service"] == service)
+        .unwrap_or_else(|| panic!("{service} has no owner: {view}"))["host"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let i = (0..roots.len())
+        .find(|&i| {
+            std::fs::read_to_string(roots[i].join("cluster-host"))
+                .unwrap()
+                .trim()
+                == id
+        })
+        .expect("the owner is one of the hosts");
+    (id, i)
+}
+
 async fn cluster_view(host: &Locker) -> Value {
     let out = cli_async(&host.root, &["cluster", "status", "--json"]).await;
     assert!(out.success, "{}", out.stderr);
@@ -418,20 +456,8 @@ async fn one_hosts_live_stream_shows_what_another_published(hosts: &[Option<Lock
         .unwrap();
     let first = stream.chunk().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).starts_with(": connected"));
-    let published: Value = hosts[2]
-        .http
-        .post(format!(
-            "{}/_locker/api/publish/note/archived",
-            hosts[2].address
-        ))
-        .body(r#"{"through": "host 2"}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = published["id"].as_str().unwrap();
+    let id = publish_through(hosts[2], "note/archived", r#"{"through": "host 2"}"#).await;
+    let id = id.as_str();
     let mut text = String::new();
     while !text.contains(&format!("id: {id}")) {
         let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
@@ -827,23 +853,8 @@ async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
     let view = cluster_view(h1).await;
     assert_eq!(view["hosts"].as_array().unwrap().len(), 3, "{view:#}");
     assert_eq!(view["nats"]["state"], "connected");
-    let owner_id = view["leases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|lease| lease["service"] == "notes")
-        .expect("notes has an owner")["host"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let owner = (0..3)
-        .find(|&i| {
-            std::fs::read_to_string(hosts[i].as_ref().unwrap().root.join("cluster-host"))
-                .unwrap()
-                .trim()
-                == owner_id
-        })
-        .expect("the owner is one of the three");
+    let roots: Vec<PathBuf> = (0..3).map(|i| host_root(dir.path(), i)).collect();
+    let (owner_id, owner) = owner_of(&view, "notes", &roots);
 
     // The owner sees the same on the dashboard of any host.
     let link: Value = reqwest::Client::new()
@@ -1387,20 +1398,8 @@ async fn events_published_through_every_host_reach_their_subscriber_in_order_whi
     // keeps: listed through another host, and delivered once the service
     // is fixed and the owner replays it.
     let live: Vec<&Locker> = hosts.iter().flatten().collect();
-    let failing: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/_locker/api/publish/note/saved",
-            live[2].address
-        ))
-        .bearer_auth(&token)
-        .body(r#"{"always_fail": true}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = failing["id"].as_str().unwrap();
+    let id = publish_through(live[2], "note/saved", r#"{"always_fail": true}"#).await;
+    let id = id.as_str();
     let dead_letters = async |host: &Locker| -> Vec<Value> {
         let out = cli_async(&host.root, &["dead-letters", "--json"]).await;
         assert!(out.success, "{}", out.stderr);
@@ -1450,6 +1449,79 @@ async fn events_published_through_every_host_reach_their_subscriber_in_order_whi
         dead_letters(live[1]).await.is_empty(),
         "a replayed dead letter is no longer listed"
     );
+}
+
+/// An event whose delivering host dies each time, as often as
+/// `--event-max-deliveries` allows, is given up by JetStream: its
+/// MAX_DELIVERIES advisory makes it a dead letter the host left lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_whose_hosts_keep_dying_becomes_a_dead_letter() {
+    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path(), 3);
+    let roots: Vec<PathBuf> = (0..3).map(|i| host_root(dir.path(), i)).collect();
+    // Ack wait: the request timeout and 2 s; the handler's own deadline
+    // is its manifest's, longer than the test.
+    let extra = ["--event-max-deliveries", "2", "--request-timeout", "2s"];
+    let mut hosts: Vec<Option<Locker>> = roots
+        .iter()
+        .map(|root| Some(start_host_with(root, &nats, &extra)))
+        .collect();
+    let slow = super::support::guest_variant(dir.path(), "subscriber", |m| {
+        m.add("limits.timeout", "120s");
+    });
+    install_through(&roots[0], &slow).await;
+    for host in hosts.iter().flatten() {
+        eventually(
+            "the subscriber on every host",
+            Duration::from_secs(20),
+            async || listed(host).await.contains(&"subscriber".to_string()),
+        )
+        .await;
+    }
+    let attempts_file = dir.path().join("shared-services/subscriber/attempts.jsonl");
+    let attempts = || {
+        std::fs::read_to_string(&attempts_file)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let id = publish_through(
+        hosts[0].as_ref().unwrap(),
+        "note/saved",
+        r#"{"sleep_ms": 100000}"#,
+    )
+    .await;
+    for delivery in 1..=2 {
+        eventually(
+            "a delivery under way",
+            Duration::from_secs(30),
+            async || attempts() >= delivery,
+        )
+        .await;
+        // Its host dies mid-delivery.
+        let alive = hosts.iter().flatten().next().unwrap();
+        let (_, owner) = owner_of(&cluster_view(alive).await, "subscriber", &roots);
+        drop(hosts[owner].take().expect("the owner is alive"));
+    }
+    let left = hosts.iter().flatten().next().unwrap();
+    let dead = eventually("a dead letter", Duration::from_secs(30), async || {
+        let out = cli_async(&left.root, &["dead-letters", "--json"]).await;
+        let letters: Vec<Value> = serde_json::from_str(&out.stdout).unwrap_or_default();
+        letters
+            .into_iter()
+            .find(|letter| letter["event"]["id"] == id.as_str())
+            .ok_or(out.stdout)
+    })
+    .await;
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("handed out 2 times"),
+        "{dead}"
+    );
+    assert_eq!(attempts(), 2, "a third delivery after the last allowed");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,11 +3,13 @@
 //! Every delivered event is appended to `events.jsonl` in its working
 //! directory (`GET /events` returns it). Payloads can ask it to misbehave:
 //! `{"fail_times": N}` fails the first N attempts at that event, and
-//! `{"always_fail": true}` fails until `POST /fix` is called. Every attempt at
-//! such an event is appended to `attempts.jsonl` (`GET /attempts`).
+//! `{"always_fail": true}` fails until `POST /fix` is called, and
+//! `{"sleep_ms": N}` takes that long. Every attempt at such an event is
+//! appended to `attempts.jsonl` (`GET /attempts`) as it starts.
 
 use locker_sdk::event_handler;
 use locker_sdk::events::Event;
+use locker_sdk::wasip2::clocks::monotonic_clock;
 use locker_sdk::wasip2::exports::http::incoming_handler::Guest as HttpGuest;
 use locker_sdk::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 use locker_sdk::{Request, append_line, respond};
@@ -24,8 +26,12 @@ impl event_handler::Guest for Subscriber {
         let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap_or_default();
         let fail_times = payload["fail_times"].as_u64();
         let always_fail = payload["always_fail"].as_bool() == Some(true);
-        if fail_times.is_some() || always_fail {
+        let sleep_ms = payload["sleep_ms"].as_u64();
+        if fail_times.is_some() || always_fail || sleep_ms.is_some() {
             append_line("attempts.jsonl", &line)?;
+            if let Some(sleep_ms) = sleep_ms {
+                monotonic_clock::subscribe_duration(sleep_ms * 1_000_000).block();
+            }
             let attempts = std::fs::read_to_string("attempts.jsonl")
                 .unwrap_or_default()
                 .lines()

@@ -120,6 +120,10 @@ pub(super) struct ServeArgs {
     /// How many copies JetStream keeps of the cluster's buckets.
     #[arg(long, default_value_t = 3, requires = "cluster")]
     cluster_replicas: usize,
+    /// How many times an event is handed to a subscriber's host without an
+    /// answer (the host died each time) before it is a dead letter.
+    #[arg(long, default_value_t = 20, requires = "cluster")]
+    event_max_deliveries: i64,
     /// How long a host's hold on a service lasts without renewal: at most
     /// this long, a service whose host died waits for another.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, requires = "cluster")]
@@ -222,6 +226,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
             url: url.clone(),
             request_timeout: args.request_timeout,
             event_retention: args.event_retention,
+            event_max_deliveries: args.event_max_deliveries,
         };
         let joining = std::time::Instant::now();
         let cluster = Cluster::join(options, supervisor.clone(), owner.clone()).await?;

@@ -16,8 +16,8 @@
 //! Dead letters are JetStream's own advisories, kept in the `LOCKER_DEAD`
 //! stream: the dispatcher's last failure terminates the message (the
 //! attempts and the error as the reason), and a message handed out
-//! [`MAX_DELIVERIES`] times without an answer (its hosts died each time)
-//! is given up by JetStream. The event itself stays in `LOCKER_EVENTS`. A
+//! `--event-max-deliveries` times without an answer (its hosts died each
+//! time) is given up by JetStream. The event itself stays in `LOCKER_EVENTS`. A
 //! replay publishes it again on `locker.replay.<service>`, which only that
 //! service's consumer reads (once, however many hosts replay at once: the
 //! publish is deduplicated), and deletes the advisory.
@@ -43,9 +43,6 @@ use crate::store::events::{EventLog, NewEvent, PendingDelivery, event_id};
 pub const STREAM: &str = "LOCKER_EVENTS";
 /// The stream of dead letters: the advisories of messages given up.
 pub const DEAD_STREAM: &str = "LOCKER_DEAD";
-/// How many times a message is handed out before JetStream gives it up:
-/// the hosts that took it died (or gave it back) each time.
-const MAX_DELIVERIES: i64 = 20;
 /// The most dead letters listed or replayed at once.
 const MOST_DEAD: u64 = 10_000;
 /// How long a fetch waits for a message before it looks at the lease again.
@@ -175,6 +172,9 @@ pub struct JetStreamEvents {
     /// How long a delivery may go without a word before JetStream gives it
     /// to the next holder.
     ack_wait: Duration,
+    /// How many times a message is handed out before JetStream gives it
+    /// up: the hosts that took it died (or gave it back) each time.
+    max_deliveries: i64,
     /// Each subscriber's consumer, with the filters it was made with.
     consumers: Mutex<HashMap<String, (Vec<String>, PullConsumer)>>,
     /// Messages handed to the dispatcher and not yet acknowledged, by
@@ -190,6 +190,7 @@ impl JetStreamEvents {
         replicas: usize,
         retention: Duration,
         ack_wait: Duration,
+        max_deliveries: i64,
     ) -> Result<JetStreamEvents> {
         let kept = |name: &str, subjects: Vec<String>| stream::Config {
             name: name.to_string(),
@@ -216,6 +217,7 @@ impl JetStreamEvents {
             leases,
             services,
             ack_wait,
+            max_deliveries,
             consumers: Mutex::default(),
             held: Mutex::default(),
         })
@@ -265,7 +267,7 @@ impl JetStreamEvents {
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: self.ack_wait,
                     max_ack_pending: 1,
-                    max_deliver: MAX_DELIVERIES,
+                    max_deliver: self.max_deliveries,
                     deliver_policy: DeliverPolicy::ByStartTime { start_time },
                     ..Default::default()
                 }

@@ -78,6 +78,9 @@ pub struct ClusterOptions {
     pub request_timeout: Duration,
     /// How long the events stream keeps an event.
     pub event_retention: Duration,
+    /// How many times an event is handed out without an answer before
+    /// JetStream gives it up (a dead letter).
+    pub event_max_deliveries: i64,
 }
 
 /// What answers a request forwarded to this host: the service's name and
@@ -244,6 +247,7 @@ impl Cluster {
                 cluster.options.replicas,
                 cluster.options.event_retention,
                 cluster.options.request_timeout + Duration::from_secs(2),
+                cluster.options.event_max_deliveries,
             )
             .await
         })
