@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use support::{
-    Locker, certificate_for, cli_async, free_port, guest, guest_variant, install, snapshot,
+    Locker, certificate_for, cli_async, cookie, free_port, guest, guest_variant, install, location,
+    snapshot,
 };
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -115,30 +116,6 @@ impl<'a> Browser<'a> {
         assert_eq!(replayed.status(), StatusCode::FORBIDDEN);
         cookie(&granted, "locker-grant")
     }
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response.headers()["location"].to_str().unwrap().to_string()
-}
-
-/// The value a response sets for cookie `name`, checking its attributes.
-fn cookie(response: &reqwest::Response, name: &str) -> String {
-    let set = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} cookie set"));
-    assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
-        "{set}"
-    );
-    assert!(!set.to_ascii_lowercase().contains("domain="), "{set}");
-    if name.starts_with("__Host-") {
-        assert!(set.contains("; Secure") && set.contains("Path=/"), "{set}");
-    }
-    set.split(';').next().unwrap()[name.len() + 1..].to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

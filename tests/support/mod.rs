@@ -757,3 +757,28 @@ pub fn certificate_for(
     std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
     (chain, key_file)
 }
+
+/// Where a redirect points.
+pub fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// The value a response sets for cookie `name`, checking its attributes.
+pub fn cookie(response: &reqwest::Response, name: &str) -> String {
+    let set = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie set"));
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    assert!(!set.to_ascii_lowercase().contains("domain="), "{set}");
+    if name.starts_with("__Host-") {
+        assert!(set.contains("; Secure") && set.contains("Path=/"), "{set}");
+    }
+    set.split(';').next().unwrap()[name.len() + 1..].to_string()
+}

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::support::{
-    Locker, browser_script, certificate_for, cli_async, cli_with_input, client_builder, eventually,
-    free_port, guest, locker_bin, workspace,
+    Locker, browser_script, certificate_for, cli_async, cli_with_input, client_builder, cookie,
+    eventually, free_port, guest, location, locker_bin, workspace,
 };
 
 /// Short, so a dead host's services move within the test's patience.
@@ -256,22 +256,6 @@ async fn notes(host: &Locker, method: reqwest::Method, path: &str, token: &str) 
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-fn location(response: &reqwest::Response) -> String {
-    response.headers()["location"].to_str().unwrap().to_string()
-}
-
-/// The value a response sets for cookie `name`.
-fn set_cookie(response: &reqwest::Response, name: &str) -> String {
-    let set = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} cookie set"));
-    set.split(';').next().unwrap()[name.len() + 1..].to_string()
-}
-
 /// The password chosen through host 0 logs in through host 2; a session
 /// made on one host opens the others; a ticket issued by host 1 is
 /// redeemed on host 2, once (a replay on host 0 is refused), and its grant
@@ -297,7 +281,7 @@ async fn the_owner_logs_in_through_one_host_and_is_known_on_all(hosts: &[Option<
         .await
         .unwrap();
     assert_eq!(chosen.status(), 303);
-    let session = set_cookie(&chosen, "locker-session");
+    let session = cookie(&chosen, "locker-session");
     let dashboard = async |host: &Locker, session: &str| -> u16 {
         host.anonymous
             .get(host.origin() + "/")
@@ -337,7 +321,7 @@ async fn the_owner_logs_in_through_one_host_and_is_known_on_all(hosts: &[Option<
             let answer = log_in(hosts[2], PASSWORD).await;
             let ok = answer.status() == 303;
             if ok {
-                second = Some(set_cookie(&answer, "locker-session"));
+                second = Some(cookie(&answer, "locker-session"));
             }
             ok
         },
@@ -381,7 +365,7 @@ async fn the_owner_logs_in_through_one_host_and_is_known_on_all(hosts: &[Option<
                 .unwrap();
             let ok = entered.status() == 303;
             if ok {
-                grant = Some(set_cookie(&entered, "locker-grant"));
+                grant = Some(cookie(&entered, "locker-grant"));
             }
             ok
         },
@@ -1547,11 +1531,10 @@ async fn without_a_majority_of_nats_servers_publishes_fail_clearly_and_nothing_a
             .await
             .unwrap()
     };
-    let mut acknowledged = Vec::new();
-    for n in 0..20 {
-        let host = &hosts[n % 2];
+    // Tried until JetStream acknowledges it: the event's id.
+    let acknowledged_through = async |host: &Locker, n: usize| -> String {
         let response = eventually(
-            "a publish through every host",
+            "a publish JetStream acknowledges",
             Duration::from_secs(60),
             async || {
                 let response = publish(host, n).await;
@@ -1568,7 +1551,12 @@ async fn without_a_majority_of_nats_servers_publishes_fail_clearly_and_nothing_a
         )
         .await;
         let record: Value = response.json().await.unwrap();
-        acknowledged.push(record["id"].as_str().unwrap().to_string());
+        record["id"].as_str().unwrap().to_string()
+    };
+    let mut acknowledged = Vec::new();
+    for n in 0..20 {
+        let host = &hosts[n % 2];
+        acknowledged.push(acknowledged_through(host, n).await);
     }
 
     // Two servers of three die: JetStream has no majority, and a publish
@@ -1587,21 +1575,7 @@ async fn without_a_majority_of_nats_servers_publishes_fail_clearly_and_nothing_a
     // after, reaches the subscriber.
     nats.restart(1);
     nats.restart(2);
-    let response = eventually("publishing again", Duration::from_secs(60), async || {
-        let response = publish(&hosts[1], 101).await;
-        if response.status() == 201 {
-            Ok(response)
-        } else {
-            Err(format!(
-                "{} {}",
-                response.status(),
-                response.text().await.unwrap()
-            ))
-        }
-    })
-    .await;
-    let record: Value = response.json().await.unwrap();
-    acknowledged.push(record["id"].as_str().unwrap().to_string());
+    acknowledged.push(acknowledged_through(&hosts[1], 101).await);
     let received_file = dir.path().join("shared-services/subscriber/events.jsonl");
     eventually(
         "every acknowledged event delivered",
