@@ -179,10 +179,8 @@ impl JobRunner {
             self.run(key, id, due, Retry::Yes).await;
             return;
         };
-        let scheduler = self.scheduler.clone();
-        let ticks_key = key.clone();
-        let ticks = move |after: i64, until: i64, limit: usize| {
-            scheduler.ticks_between(&ticks_key, after, until, limit)
+        let ticks = |after: i64, until: i64, limit: usize| {
+            self.scheduler.ticks_between(&key, after, until, limit)
         };
         let ticks = slots.claim(&key.0, &key.1, due, &ticks).await;
         let Some((&last, earlier)) = ticks.split_last() else {
