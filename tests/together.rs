@@ -17,8 +17,15 @@ use support::{
 
 const SECRET: &str = "tok-SECRET-7f3a9c";
 
+/// A cluster test runs three NATS servers and up to six hosts, which on 2
+/// cores slows everything beside it: it runs alone (`write`), the other
+/// tests of this binary, which wait for a service within fixed times, beside
+/// each other (`read`).
+static CLUSTERS_ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wasi_config_component_reads_its_own_settings_and_its_secret_shows_nowhere() {
+    let _beside = CLUSTERS_ALONE.read().await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let (port, served) = loopback_server("carddav here").await;
@@ -267,6 +274,7 @@ async fn a_wasi_config_component_reads_its_own_settings_and_its_secret_shows_now
 
 #[tokio::test(flavor = "multi_thread")]
 async fn services_call_each_other_where_declared_and_a_loop_is_cut_off() {
+    let _beside = CLUSTERS_ALONE.read().await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     for name in ["hello-rs", "hello-spin", "unruly", "notes"] {

@@ -16,11 +16,6 @@ use super::support::{
 /// Short, so a dead host's services move within the test's patience.
 const LEASE: &str = "2s";
 
-/// Each test runs three NATS servers and up to three hosts: on two cores,
-/// one such cluster at a time (the other tests of this binary still run
-/// beside it).
-static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// A NATS JetStream cluster of `nats-server` processes on loopback.
 struct Nats {
     servers: Vec<Option<Child>>,
@@ -696,7 +691,7 @@ async fn serve_fails(root: &Path, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_nats_servers_let_in_only_a_host_with_the_login_and_their_authority() {
     const PASSWORD: &str = "nats-door-password-271828";
-    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let _alone = super::CLUSTERS_ALONE.write().await;
     let dir = tempfile::tempdir().unwrap();
     let (chain, key) = certificate_for(dir.path(), &["127.0.0.1", "localhost"]);
     let ca = dir.path().join("ca.pem");
@@ -773,7 +768,7 @@ async fn the_nats_servers_let_in_only_a_host_with_the_login_and_their_authority(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hosts_serve_one_locker_and_a_dead_hosts_services_move() {
-    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let _alone = super::CLUSTERS_ALONE.write().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::start(dir.path(), 3);
     let mut hosts: Vec<Option<Locker>> = (0..3)
@@ -1071,7 +1066,7 @@ fn now_ms() -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_runs_each_tick_once_while_hosts_die_and_return() {
-    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let _alone = super::CLUSTERS_ALONE.write().await;
     let mut random = seeded();
     let seed = random.0;
     let dir = tempfile::tempdir().unwrap();
@@ -1247,7 +1242,7 @@ fn ran_once_per_tick(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_published_through_every_host_reach_their_subscriber_in_order_while_hosts_die() {
-    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let _alone = super::CLUSTERS_ALONE.write().await;
     let mut random = seeded();
     let seed = random.0;
     let dir = tempfile::tempdir().unwrap();
@@ -1440,7 +1435,7 @@ async fn events_published_through_every_host_reach_their_subscriber_in_order_whi
 /// MAX_DELIVERIES advisory makes it a dead letter the host left lists.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_whose_hosts_keep_dying_becomes_a_dead_letter() {
-    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let _alone = super::CLUSTERS_ALONE.write().await;
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path(), 3);
     let roots: Vec<PathBuf> = (0..3).map(|i| host_root(dir.path(), i)).collect();
@@ -1511,7 +1506,7 @@ async fn an_event_whose_hosts_keep_dying_becomes_a_dead_letter() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_majority_of_nats_servers_publishes_fail_clearly_and_nothing_acknowledged_is_lost()
  {
-    let _cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let _alone = super::CLUSTERS_ALONE.write().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::start(dir.path(), 3);
     let roots: Vec<PathBuf> = (0..2).map(|i| host_root(dir.path(), i)).collect();

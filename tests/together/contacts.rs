@@ -104,6 +104,7 @@ async fn browser(locker: &Locker, root: &Path, mode: &str, extra: Value) -> Valu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn contacts_from_carddav_and_a_vcard_file_merge_and_show_in_the_app() {
+    let _beside = super::CLUSTERS_ALONE.read().await;
     let dir = tempfile::tempdir().unwrap();
     let radicale = Radicale::start(&dir.path().join("radicale")).await;
     radicale
@@ -355,6 +356,7 @@ async fn contacts_from_carddav_and_a_vcard_file_merge_and_show_in_the_app() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sync_cut_off_by_a_killed_host_completes_after_restart_with_no_contact_lost_or_twice() {
+    let _beside = super::CLUSTERS_ALONE.read().await;
     let dir = tempfile::tempdir().unwrap();
     let radicale = Radicale::start(&dir.path().join("radicale")).await;
     let people = [
