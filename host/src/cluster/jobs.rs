@@ -7,8 +7,9 @@
 //!
 //! What the owner claims besides the tick that fired:
 //! - the ticks since the last claim that nobody claimed because the owner
-//!   before died: each runs, late. They are the ones in the last
-//!   [`JobSlots::window`], which is longer than a lease takes to move;
+//!   before died: each runs, late. They are those of the last
+//!   [`LOOK_BACK`] outside a downtime, the latest [`MOST_ALONE`] of them
+//!   (a failover takes a lease time; all hosts may die during one);
 //! - the ticks still open from an owner that died while running them
 //!   (so a run cut short runs again: at least once);
 //! - at most one tick for all the older ones, and one for those that fell
@@ -38,8 +39,12 @@ const ALIVE: &str = "_alive";
 const DOWNTIMES: &str = "_downtimes";
 /// How many downtimes are kept (the oldest go first).
 const KEPT_DOWNTIMES: usize = 64;
-/// The most ticks one claim runs.
+/// The most ticks one claim looks at.
 const MOST_TICKS: usize = 1000;
+/// How far back a missed tick may still run on its own.
+const LOOK_BACK: Duration = Duration::from_secs(600);
+/// The most missed ticks that run one by one; older ones run as one.
+const MOST_ALONE: usize = 100;
 
 /// A job's entry in `locker-jobs`.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -56,9 +61,6 @@ pub struct JobSlots {
     kv: kv::Store,
     leases: Arc<Leases>,
     me: String,
-    /// How far back a missed tick runs on its own: longer than a lease
-    /// takes to move to another host after its holder died.
-    window: Duration,
     /// When every host was down (ms, from–to), as read at the join.
     downtimes: Mutex<Vec<(i64, i64)>>,
     /// The revision of this host's last write of each job's entry: a read
@@ -98,7 +100,6 @@ impl JobSlots {
             kv,
             leases,
             me,
-            window: lease * 2 + Duration::from_secs(2),
             downtimes: Mutex::default(),
             written: Mutex::default(),
         };
@@ -241,12 +242,16 @@ impl JobSlots {
         let Some(last) = claimed.last else {
             return vec![due];
         };
-        let recent_from = last.max(now - self.window.as_millis() as i64);
+        let recent_from = last.max(now - LOOK_BACK.as_millis() as i64);
         let downtimes = self.downtimes.lock().unwrap();
         let in_downtime = |tick: &i64| downtimes.iter().any(|(from, to)| from < tick && tick < to);
-        let (collapsed, mut plan): (Vec<i64>, Vec<i64>) = ticks(recent_from, now, MOST_TICKS)
+        let (mut collapsed, mut plan): (Vec<i64>, Vec<i64>) = ticks(recent_from, now, MOST_TICKS)
             .into_iter()
             .partition(in_downtime);
+        if plan.len() > MOST_ALONE {
+            collapsed.extend(plan.drain(..plan.len() - MOST_ALONE));
+            collapsed.sort_unstable();
+        }
         let older = (recent_from > last)
             .then(|| ticks(last, recent_from, 1).first().copied())
             .flatten();
