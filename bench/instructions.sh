@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request, counted by callgrind in the serving process:
 # native hyper, Locker with no guest in the path (the admin API's health
-# check), and Locker serving the hellos (WASI 0.2 with instance reuse and
-# with a fresh instance, WASI 0.3). Unlike req/s, which moves by tens of
+# check), Locker serving the hellos (WASI 0.2 with instance reuse and with
+# a fresh instance, WASI 0.3), and `wasmtime serve` on the same 0.3
+# component (when scripts/bench has installed it). Unlike req/s, which moves by tens of
 # percent from day to day on this shared machine (and not by the same
 # amount for every program), these counts repeat to within a percent: they
 # say where a request's work is, and whether a change made it less.
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 LOCKER=${LOCKER:-target/release/locker}
 NATIVE=${NATIVE:-target/release/native-hello}
+WASMTIME=${WASMTIME:-.tools/wasmtime-48.0.8-fastest-runtime/bin/wasmtime}
 PORT=8331
 WORK=$(mktemp -d)
 PID=""
@@ -108,5 +110,10 @@ for service in hello-rs-reuse hello-fixed-reuse hello-rs hello-spin; do
     $(count "$service" -H "Host: $service.locker.localhost:$PORT" -H "$AUTH" http://127.0.0.1:$PORT/x -- "${SERVE[@]}") \
     "$NATIVE_PER"
 done
+if [ -x "$WASMTIME" ]; then
+  row "hello-spin in wasmtime serve -Sp3" \
+    $(count wasmtime-p3 http://127.0.0.1:$PORT/ -- "$WASMTIME" serve -Scli -Sp3 -Wcomponent-model-async \
+      --addr 127.0.0.1:$PORT guests/out/hello-spin/hello_spin.wasm) "$NATIVE_PER"
+fi
 echo
 echo "(\"In the guest's run\": inclusive count of wasmtime's fiber, on which a guest runs; \"host calls\": of the canonical ABI's entry for every call from the guest into the host. For WASI 0.3 the instance's event loop runs on that fiber too.)"
