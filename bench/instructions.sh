@@ -116,4 +116,4 @@ if [ -x "$WASMTIME" ]; then
       --addr 127.0.0.1:$PORT guests/out/hello-spin/hello_spin.wasm) "$NATIVE_PER"
 fi
 echo
-echo "(\"In the guest's run\": inclusive count of wasmtime's fiber, on which a guest runs; \"host calls\": of the canonical ABI's entry for every call from the guest into the host. For WASI 0.3 the instance's event loop runs on that fiber too.)"
+echo "(\"In the guest's run\": inclusive count of wasmtime's fiber, on which a guest runs; \"host calls\": of the canonical ABI's entry for every call from the guest into the host. For WASI 0.3 the instance's event loop runs on that fiber too, and in wasmtime serve the whole request does, so the split says little for those rows: compare their totals.)"
